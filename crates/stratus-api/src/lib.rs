@@ -1,0 +1,324 @@
+//! The edge: one HTTP port for every API. Routes requests to services and
+//! encodes their answers and errors in each protocol's wire format.
+//!
+//! Lambda speaks rest-json (botocore `lambda/2015-03-31`): the operation is
+//! chosen by method and URI, errors carry the `x-amzn-ErrorType` header and a
+//! JSON body `{"Type": "User", "message": "..."}`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::Value;
+use stratus_core::error::ErrorKind;
+use stratus_core::{AwsError, DEFAULT_REGION};
+use stratus_lambda::{InvokeRequest, Lambda};
+
+/// Largest request body the edge accepts (69,905,067 bytes: a 50 MB zip in
+/// base64 inside JSON, the limit AWS names for CreateFunction).
+pub const MAX_REQUEST_BYTES: usize = 69_905_067;
+
+/// Everything the handlers need.
+#[derive(Clone)]
+pub struct Edge {
+    /// The Lambda service.
+    pub lambda: Arc<Lambda>,
+    /// Extra facts reported by the health endpoint (isolation mode, ...).
+    pub health: Arc<Value>,
+}
+
+/// Builds the edge router.
+pub fn router(edge: Edge) -> Router {
+    Router::new()
+        .route("/2015-03-31/functions", post(create_function).get(list_functions))
+        .route("/2015-03-31/functions/", post(create_function).get(list_functions))
+        .route("/2015-03-31/functions/{name}", get(get_function).delete(delete_function))
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(get_function_configuration).put(update_function_configuration),
+        )
+        .route("/2015-03-31/functions/{name}/code", put(update_function_code))
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route("/2016-08-19/account-settings", get(account_settings))
+        .route("/2016-08-19/account-settings/", get(account_settings))
+        .route("/2017-03-31/tags/{arn}", get(list_tags).post(tag_resource).delete(untag_resource))
+        .route("/_stratus/health", get(health))
+        .route("/_stratus/code/{region}/{name}/{file}", get(code_download))
+        .fallback(unknown)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(edge)
+}
+
+/// The region of a request: the SigV4 credential scope of its
+/// `Authorization` header, else `us-east-1`.
+pub fn region_of(h: &HeaderMap) -> String {
+    h.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(stratus_core::arn::region_from_authorization)
+        .unwrap_or_else(|| DEFAULT_REGION.to_string())
+}
+
+/// Encodes an [`AwsError`] as Lambda's rest-json error response.
+pub fn error_response(e: &AwsError) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("Type".into(), Value::from(if e.kind == ErrorKind::User { "User" } else { "Service" }));
+    body.insert("message".into(), Value::from(e.message.clone()));
+    for (k, v) in &e.extra {
+        body.insert(k.clone(), Value::from(v.clone()));
+    }
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, Value::Object(body).to_string()).into_response();
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&e.code) {
+        h.insert("x-amzn-errortype", v);
+    }
+    with_request_id(r)
+}
+
+fn with_request_id(mut r: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&stratus_core::request_id()) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn json(status: StatusCode, v: Value) -> Response {
+    with_request_id((status, [("content-type", "application/json")], v.to_string()).into_response())
+}
+
+fn reply(status: StatusCode, r: Result<Value, AwsError>) -> Response {
+    match r {
+        Ok(v) => json(status, v),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn no_content(r: Result<(), AwsError>) -> Response {
+    match r {
+        Ok(()) => with_request_id(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn body_or_error(b: Result<Bytes, BytesRejection>, op: &str) -> Result<Bytes, Response> {
+    b.map_err(|rej| {
+        let e = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AwsError::new(
+                413,
+                "RequestEntityTooLargeException",
+                format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op} operation"),
+            )
+        } else {
+            AwsError::invalid_request_content(format!("Could not read the request body: {rej}"))
+        };
+        error_response(&e)
+    })
+}
+
+/// Query parameters in order, percent-decoded (`tagKeys` repeats).
+fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = q else { return Vec::new() };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+}
+
+fn query_get(q: &[(String, String)], key: &str) -> Option<String> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+async fn create_function(State(s): State<Edge>, h: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body_or_error(body, "CreateFunction") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    reply(StatusCode::CREATED, s.lambda.create_function(&region_of(&h), &body).await)
+}
+
+async fn list_functions(State(s): State<Edge>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let q = query_pairs(q.as_deref());
+    reply(
+        StatusCode::OK,
+        s.lambda.list_functions(
+            &region_of(&h),
+            query_get(&q, "Marker").as_deref(),
+            query_get(&q, "MaxItems").as_deref(),
+        ),
+    )
+}
+
+async fn get_function(State(s): State<Edge>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let q = query_pairs(q.as_deref());
+    reply(StatusCode::OK, s.lambda.get_function(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()))
+}
+
+async fn get_function_configuration(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = query_pairs(q.as_deref());
+    reply(
+        StatusCode::OK,
+        s.lambda.get_function_configuration(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()),
+    )
+}
+
+async fn update_function_configuration(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_error(body, "UpdateFunctionConfiguration") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    reply(StatusCode::OK, s.lambda.update_function_configuration(&region_of(&h), &name, &body).await)
+}
+
+async fn update_function_code(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_error(body, "UpdateFunctionCode") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    reply(StatusCode::OK, s.lambda.update_function_code(&region_of(&h), &name, &body).await)
+}
+
+async fn delete_function(State(s): State<Edge>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let q = query_pairs(q.as_deref());
+    no_content(s.lambda.delete_function(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()).await)
+}
+
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+async fn invoke(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let payload = match body {
+        Ok(b) => b,
+        Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(&AwsError::new(
+                413,
+                "RequestTooLargeException",
+                format!(
+                    "Request must be smaller than {} bytes for the InvokeFunction operation",
+                    stratus_lambda::invoke::MAX_SYNC_PAYLOAD
+                ),
+            ));
+        }
+        Err(rej) => return error_response(&AwsError::invalid_request_content(format!("Could not read the request body: {rej}"))),
+    };
+    let q = query_pairs(q.as_deref());
+    let req = InvokeRequest {
+        function_name: name,
+        qualifier: query_get(&q, "Qualifier"),
+        invocation_type: header_str(&h, "x-amz-invocation-type"),
+        log_type: header_str(&h, "x-amz-log-type"),
+        client_context: header_str(&h, "x-amz-client-context"),
+        payload,
+    };
+    match s.lambda.invoke(&region_of(&h), req).await {
+        Err(e) => error_response(&e),
+        Ok(r) => {
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+            let mut resp = (status, r.payload).into_response();
+            let hm = resp.headers_mut();
+            if status != StatusCode::NO_CONTENT {
+                hm.insert("content-type", HeaderValue::from_static("application/json"));
+            }
+            if let Some(v) = r.executed_version.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                hm.insert("x-amz-executed-version", v);
+            }
+            if let Some(v) = r.function_error.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                hm.insert("x-amz-function-error", v);
+            }
+            if let Some(v) = r.log_result.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                hm.insert("x-amz-log-result", v);
+            }
+            with_request_id(resp)
+        }
+    }
+}
+
+async fn account_settings(State(s): State<Edge>, h: HeaderMap) -> Response {
+    reply(StatusCode::OK, s.lambda.get_account_settings(&region_of(&h)))
+}
+
+async fn list_tags(State(s): State<Edge>, h: HeaderMap, Path(arn): Path<String>) -> Response {
+    reply(StatusCode::OK, s.lambda.list_tags(&region_of(&h), &arn))
+}
+
+async fn tag_resource(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(arn): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body_or_error(body, "TagResource") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    no_content(s.lambda.tag_resource(&region_of(&h), &arn, &body).await)
+}
+
+async fn untag_resource(State(s): State<Edge>, h: HeaderMap, Path(arn): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let q = query_pairs(q.as_deref());
+    let keys: Vec<String> = q.into_iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v).collect();
+    if keys.is_empty() {
+        return error_response(&AwsError::invalid_parameter("TagKeys is a required parameter and was not provided."));
+    }
+    no_content(s.lambda.untag_resource(&region_of(&h), &arn, &keys).await)
+}
+
+async fn health(State(s): State<Edge>) -> Response {
+    let mut v = (*s.health).clone();
+    v["status"] = Value::from("ok");
+    v["idleEnvironments"] = Value::from(s.lambda.idle_environments());
+    json(StatusCode::OK, v)
+}
+
+async fn code_download(State(s): State<Edge>, Path((region, name, file)): Path<(String, String, String)>) -> Response {
+    let Some(hex) = file.strip_suffix(".zip") else {
+        return error_response(&AwsError::not_found("No such code package."));
+    };
+    match s.lambda.code_bytes(&region, &name, hex) {
+        Ok(b) => with_request_id(([("content-type", "application/zip")], b).into_response()),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn unknown(method: Method, uri: Uri) -> Response {
+    error_response(&AwsError::new(
+        404,
+        "UnknownOperationException",
+        format!("stratus has no operation at {method} {}", uri.path()),
+    ))
+}

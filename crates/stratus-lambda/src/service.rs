@@ -1,0 +1,728 @@
+//! The Lambda control plane: CreateFunction, GetFunction, ListFunctions,
+//! UpdateFunctionCode/Configuration, DeleteFunction, tags, account settings.
+//!
+//! Operation semantics follow the Lambda API reference
+//! (<https://docs.aws.amazon.com/lambda/latest/api/>); shapes follow botocore's
+//! `lambda/2015-03-31/service-2.json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use stratus_core::{AwsError, AwsResult, Config, FunctionRef, arn};
+use stratus_sandbox::package;
+use stratus_sandbox::runtime::{self, DEPRECATED_RUNTIMES, Family};
+use stratus_store::Store;
+use tokio::sync::Notify;
+
+use crate::invoke::Pool;
+use crate::model::*;
+
+/// Store kind under which functions are kept.
+pub const KIND_FUNCTION: &str = "function";
+
+/// The Lambda service: control plane plus the invoke path ([`crate::invoke`]).
+pub struct Lambda {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) pool: Pool,
+    /// Wakes invokes waiting for a Pending function to become Active.
+    pub(crate) state_change: Notify,
+    /// Serialises control-plane writes so read-modify-write is atomic.
+    write_lock: tokio::sync::Mutex<()>,
+    /// `LAMBDA_RUNTIME_DIR`: where the embedded bootstraps are written.
+    pub(crate) runtime_dir: PathBuf,
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// Maximum `MaxItems` for ListFunctions.
+const MAX_LIST_ITEMS: i64 = 10_000;
+
+impl Lambda {
+    /// Opens the service on a store: writes the embedded runtime bootstraps
+    /// under `<data>/runtime` and finishes any state transitions a previous
+    /// run left half-way (Pending functions are unpacked again).
+    ///
+    /// Errors: the data directory is not writable.
+    pub fn new(config: Config, store: Store) -> std::io::Result<Arc<Lambda>> {
+        let runtime_dir = runtime::install_bootstraps(&config.data_dir.join("runtime"))?;
+        std::fs::create_dir_all(config.data_dir.join("code"))?;
+        let lambda = Arc::new(Lambda {
+            pool: Pool::new(),
+            config,
+            store,
+            state_change: Notify::new(),
+            write_lock: tokio::sync::Mutex::new(()),
+            runtime_dir,
+        });
+        Ok(lambda)
+    }
+
+    /// The server configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Completes Pending / InProgress transitions left by a previous run.
+    pub async fn recover(self: &Arc<Self>) {
+        let Ok(all) = self.store.list_all(KIND_FUNCTION) else { return };
+        for (region, name, body) in all {
+            if let Ok(rec) = serde_json::from_str::<FunctionRecord>(&body)
+                && (rec.config.state == "Pending" || rec.config.last_update_status.as_deref() == Some("InProgress"))
+            {
+                self.clone().finish_update(region, name, rec.config.revision_id.clone());
+            }
+        }
+    }
+
+    pub(crate) fn code_zip_path(&self, hex: &str) -> PathBuf {
+        self.config.data_dir.join("code").join(format!("{hex}.zip"))
+    }
+
+    pub(crate) fn code_dir(&self, hex: &str) -> PathBuf {
+        self.config.data_dir.join("code").join(hex)
+    }
+
+    /// Loads a function record. Errors: `ResourceNotFoundException` naming the ARN.
+    pub fn load(&self, region: &str, name: &str) -> AwsResult<FunctionRecord> {
+        match self.store.get(KIND_FUNCTION, region, name)? {
+            Some(body) => serde_json::from_str(&body)
+                .map_err(|e| AwsError::service(format!("stored function {name} is unreadable: {e}"))),
+            None => Err(self.not_found(region, name, None)),
+        }
+    }
+
+    pub(crate) fn not_found(&self, region: &str, name: &str, qualifier: Option<&str>) -> AwsError {
+        let mut a = arn::function_arn(region, &self.config.account_id, name);
+        if let Some(q) = qualifier {
+            a = format!("{a}:{q}");
+        }
+        AwsError::not_found(format!("Function not found: {a}"))
+    }
+
+    /// Resolves a `FunctionName` parameter to a stored function and the
+    /// qualifier asked for (only `$LATEST` exists until versions land).
+    pub fn resolve(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<(FunctionRecord, String)> {
+        let r = FunctionRef::parse(function_name, "functionName")?;
+        self.check_ref(region, &r)?;
+        let q = match (r.qualifier.as_deref(), qualifier) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(AwsError::invalid_parameter(
+                    "The derived qualifier from the function name does not match the specified qualifier.",
+                ));
+            }
+            (Some(a), _) => a.to_string(),
+            (None, Some(b)) => b.to_string(),
+            (None, None) => "$LATEST".to_string(),
+        };
+        let rec = self.load(region, &r.name)?;
+        if q != "$LATEST" {
+            return Err(self.not_found(region, &r.name, Some(&q)));
+        }
+        Ok((rec, q))
+    }
+
+    fn check_ref(&self, region: &str, r: &FunctionRef) -> AwsResult<()> {
+        if let Some(acct) = &r.account
+            && acct != &self.config.account_id
+        {
+            return Err(AwsError::new(
+                403,
+                "AccessDeniedException",
+                format!("The function belongs to account {acct}, not to this stratus account ({}).", self.config.account_id),
+            ));
+        }
+        if let Some(reg) = &r.region
+            && reg != region
+        {
+            return Err(AwsError::invalid_parameter(format!(
+                "The function ARN names region {reg}, but the request was made to region {region}."
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_runtime(&self, runtime_id: &str) -> AwsResult<runtime::ResolvedRuntime> {
+        if DEPRECATED_RUNTIMES.contains(&runtime_id) {
+            return Err(AwsError::invalid_parameter(format!(
+                "The runtime parameter of {runtime_id} is no longer supported for creating or updating AWS Lambda functions. We recommend you use a supported runtime while creating or updating functions."
+            )));
+        }
+        let r = runtime::resolve(runtime_id, &self.config.runtime_overrides, self.config.strict_runtimes)
+            .map_err(AwsError::invalid_parameter)?;
+        if let Some(w) = &r.warning {
+            tracing::warn!("{w}");
+        }
+        Ok(r)
+    }
+
+    /// Decodes and checks a base64 zip, stores it under `<data>/code/<hex>.zip`.
+    /// Returns (hex sha, base64 sha, size, unzipped size).
+    fn accept_zip(&self, zip_b64: &str) -> AwsResult<(String, String, u64, u64)> {
+        let zip = b64().decode(zip_b64.as_bytes()).map_err(|_| {
+            AwsError::invalid_request_content("Could not decode ZipFile: it must be a base64-encoded .zip archive.")
+        })?;
+        if zip.len() > package::MAX_ZIPPED_UPLOAD_BYTES {
+            return Err(AwsError::new(
+                413,
+                "RequestEntityTooLargeException",
+                format!(
+                    "Zipped file size ({} bytes) exceeds the maximum of {} bytes for direct upload.",
+                    zip.len(),
+                    package::MAX_ZIPPED_UPLOAD_BYTES
+                ),
+            ));
+        }
+        let info = package::inspect_zip(&zip, package::MAX_UNZIPPED_BYTES)
+            .map_err(|e| AwsError::invalid_parameter(e.aws_message()))?;
+        let digest = Sha256::digest(&zip);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let sha_b64 = b64().encode(digest);
+        let path = self.code_zip_path(&hex);
+        if !path.exists() {
+            let tmp = path.with_extension(format!("tmp-{}", stratus_core::hex32()));
+            std::fs::write(&tmp, &zip).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                AwsError::service(format!("could not store the package: {e}"))
+            })?;
+        }
+        Ok((hex, sha_b64, zip.len() as u64, info.total_unzipped_bytes))
+    }
+
+    fn save(&self, region: &str, rec: &FunctionRecord) -> AwsResult<()> {
+        let body = serde_json::to_string(rec).map_err(|e| AwsError::service(e.to_string()))?;
+        self.store.put(KIND_FUNCTION, region, &rec.config.function_name, &body)?;
+        Ok(())
+    }
+
+    /// CreateFunction (`POST /2015-03-31/functions`, 201).
+    ///
+    /// Errors: `ValidationException` / `InvalidParameterValueException` (400)
+    /// for bad settings, runtimes or packages, `ResourceConflictException`
+    /// (409) when the name is taken, `RequestEntityTooLargeException` (413).
+    pub async fn create_function(self: &Arc<Self>, region: &str, body: &[u8]) -> AwsResult<Value> {
+        let input: CreateFunctionInput = parse_body(body)?;
+        let name_raw = input.function_name.clone().ok_or_else(|| missing("FunctionName"))?;
+        let fref = FunctionRef::parse(&name_raw, "functionName")?;
+        self.check_ref(region, &fref)?;
+        if fref.qualifier.is_some() {
+            return Err(AwsError::invalid_parameter("FunctionName must not carry a qualifier in CreateFunction."));
+        }
+        let role = input.config.role.clone().ok_or_else(|| missing("Role"))?;
+        let code = input.code.clone().ok_or_else(|| missing("Code"))?;
+        validate_config(&input.config)?;
+        let architectures = input.architectures.clone().unwrap_or_else(|| vec!["x86_64".into()]);
+        validate_architectures(&architectures)?;
+        if let Some(t) = &input.tags {
+            validate_tags(t)?;
+        }
+        if input.package_type.as_deref().is_some_and(|p| p != "Zip") || code.image_uri.is_some() {
+            return Err(AwsError::invalid_parameter(
+                "stratus runs .zip deployment packages; container images (PackageType Image) are not supported yet.",
+            ));
+        }
+        if input.publish == Some(true) {
+            return Err(AwsError::invalid_parameter(
+                "Publish=true needs function versions, which this version of stratus does not provide yet.",
+            ));
+        }
+        let runtime_id = input.config.runtime.clone().ok_or_else(|| {
+            AwsError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages.")
+        })?;
+        let resolved = self.check_runtime(&runtime_id)?;
+        if resolved.family != Family::Provided && input.config.handler.is_none() {
+            return Err(AwsError::invalid_parameter(
+                "Runtime and Handler are mandatory parameters for functions created with deployment packages.",
+            ));
+        }
+        let zip_b64 = match (&code.zip_file, &code.s3_bucket) {
+            (Some(z), _) => z.clone(),
+            (None, Some(_)) => {
+                return Err(AwsError::invalid_parameter(
+                    "stratus cannot read code from S3 yet; upload the package with ZipFile (--zip-file fileb://function.zip).",
+                ));
+            }
+            (None, None) => {
+                return Err(AwsError::invalid_parameter("Please provide a source for function code."));
+            }
+        };
+        let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64)?;
+        let name = fref.name.clone();
+        let now = stratus_core::time::now_ms();
+        let c = &input.config;
+        let config = FunctionConfiguration {
+            function_arn: arn::function_arn(region, &self.config.account_id, &name),
+            function_name: name.clone(),
+            runtime: Some(runtime_id),
+            role,
+            handler: c.handler.clone(),
+            code_size: size,
+            description: c.description.clone().unwrap_or_default(),
+            timeout: c.timeout.unwrap_or(3) as u32,
+            memory_size: c.memory_size.unwrap_or(128) as u32,
+            last_modified: stratus_core::time::lambda_timestamp(now),
+            code_sha256: sha_b64,
+            version: "$LATEST".into(),
+            environment: c.environment.as_ref().map(|e| EnvironmentResponse {
+                variables: e.variables.clone().unwrap_or_default(),
+            }),
+            tracing_config: TracingConfig {
+                mode: c.tracing_config.as_ref().and_then(|t| t.mode.clone()).unwrap_or_else(|| "PassThrough".into()),
+            },
+            revision_id: uuid::Uuid::new_v4().to_string(),
+            state: "Pending".into(),
+            state_reason: Some("The function is being created.".into()),
+            state_reason_code: Some("Creating".into()),
+            last_update_status: None,
+            last_update_status_reason: None,
+            last_update_status_reason_code: None,
+            package_type: "Zip".into(),
+            architectures,
+            ephemeral_storage: EphemeralStorage {
+                size: c.ephemeral_storage.as_ref().map(|e| e.size as u32).unwrap_or(512),
+            },
+            snap_start: SnapStartResponse { apply_on: "None".into(), optimization_status: "Off".into() },
+            logging_config: logging_config(c.logging_config.as_ref(), &name, None),
+        };
+        let rec = FunctionRecord {
+            config,
+            tags: input.tags.clone().unwrap_or_default(),
+            code_hex: hex,
+            unzipped_size: unzipped,
+        };
+        let body = serde_json::to_string(&rec).map_err(|e| AwsError::service(e.to_string()))?;
+        {
+            let _g = self.write_lock.lock().await;
+            if !self.store.insert_new(KIND_FUNCTION, region, &name, &body)? {
+                return Err(AwsError::conflict(format!("Function already exist: {name}")));
+            }
+        }
+        self.clone().finish_update(region.to_string(), name, rec.config.revision_id.clone());
+        to_value(&rec.config)
+    }
+
+    /// Unpacks the code of a function (once per code revision) in the
+    /// background, then moves State Pending -> Active and LastUpdateStatus
+    /// InProgress -> Successful (or Failed with AWS's reason code).
+    pub(crate) fn finish_update(self: Arc<Self>, region: String, name: String, revision: String) {
+        tokio::spawn(async move {
+            let rec = match self.load(&region, &name) {
+                Ok(r) if r.config.revision_id == revision => r,
+                _ => return,
+            };
+            let dir = self.code_dir(&rec.code_hex);
+            let zip_path = self.code_zip_path(&rec.code_hex);
+            let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                if dir.exists() {
+                    return Ok(());
+                }
+                let bytes = std::fs::read(&zip_path).map_err(|e| e.to_string())?;
+                package::unpack_zip(&bytes, &dir, package::MAX_UNZIPPED_BYTES).map(|_| ()).map_err(|e| e.aws_message())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let _g = self.write_lock.lock().await;
+            let Ok(mut rec) = self.load(&region, &name) else { return };
+            if rec.config.revision_id != revision {
+                return;
+            }
+            match result {
+                Ok(()) => {
+                    rec.config.state = "Active".into();
+                    rec.config.state_reason = None;
+                    rec.config.state_reason_code = None;
+                    rec.config.last_update_status = Some("Successful".into());
+                    rec.config.last_update_status_reason = None;
+                    rec.config.last_update_status_reason_code = None;
+                }
+                Err(msg) => {
+                    tracing::error!("unpacking {name}: {msg}");
+                    if rec.config.state == "Pending" {
+                        rec.config.state = "Failed".into();
+                        rec.config.state_reason = Some(msg.clone());
+                        rec.config.state_reason_code = Some("InvalidZipFileException".into());
+                    }
+                    rec.config.last_update_status = Some("Failed".into());
+                    rec.config.last_update_status_reason = Some(msg);
+                    rec.config.last_update_status_reason_code = Some("InvalidZipFileException".into());
+                }
+            }
+            let _ = self.save(&region, &rec);
+            drop(_g);
+            self.state_change.notify_waiters();
+        });
+    }
+
+    /// GetFunction (`GET /2015-03-31/functions/{FunctionName}`).
+    pub fn get_function(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<Value> {
+        let (rec, _q) = self.resolve(region, function_name, qualifier)?;
+        let location = format!(
+            "{}/_stratus/code/{}/{}/{}.zip",
+            self.config.edge_url(),
+            region,
+            rec.config.function_name,
+            rec.code_hex
+        );
+        let mut out = json!({
+            "Configuration": to_value(&rec.config)?,
+            "Code": {"RepositoryType": "S3", "Location": location},
+        });
+        if !rec.tags.is_empty() {
+            out["Tags"] = json!(rec.tags);
+        }
+        Ok(out)
+    }
+
+    /// The package bytes of a function, for `Code.Location` downloads.
+    pub fn code_bytes(&self, region: &str, name: &str, hex: &str) -> AwsResult<Vec<u8>> {
+        let rec = self.load(region, name)?;
+        if rec.code_hex != hex {
+            return Err(AwsError::not_found("The code package is no longer current for this function."));
+        }
+        std::fs::read(self.code_zip_path(hex)).map_err(|e| AwsError::service(format!("reading package: {e}")))
+    }
+
+    /// GetFunctionConfiguration.
+    pub fn get_function_configuration(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<Value> {
+        let (rec, _q) = self.resolve(region, function_name, qualifier)?;
+        to_value(&rec.config)
+    }
+
+    /// ListFunctions with `Marker` / `MaxItems` (1-10000, default 50) paging.
+    /// The marker is the last name returned, base64-encoded.
+    pub fn list_functions(&self, region: &str, marker: Option<&str>, max_items: Option<&str>) -> AwsResult<Value> {
+        let max = match max_items {
+            None => 50,
+            Some(s) => {
+                let n: i64 = s.parse().map_err(|_| {
+                    AwsError::invalid_parameter(format!("MaxItems must be a number; got '{s}'."))
+                })?;
+                if !(1..=MAX_LIST_ITEMS).contains(&n) {
+                    return Err(AwsError::validation_errors(&[format!(
+                        "Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value {}",
+                        if n < 1 { "greater than or equal to 1" } else { "less than or equal to 10000" }
+                    )]));
+                }
+                n as usize
+            }
+        };
+        let after = match marker {
+            None | Some("") => None,
+            Some(m) => Some(
+                b64()
+                    .decode(m)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| AwsError::invalid_parameter("The Marker is not valid: pass the NextMarker of a previous response."))?,
+            ),
+        };
+        let all = self.store.list(KIND_FUNCTION, region)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        for (name, body) in all {
+            if after.as_ref().is_some_and(|a| name.as_str() <= a.as_str()) {
+                continue;
+            }
+            if out.len() == max {
+                next = out.last().and_then(|v: &Value| v["FunctionName"].as_str()).map(|s| b64().encode(s));
+                break;
+            }
+            if let Ok(rec) = serde_json::from_str::<FunctionRecord>(&body) {
+                out.push(to_value(&rec.config)?);
+            }
+        }
+        let mut resp = json!({"Functions": out});
+        if let Some(n) = next {
+            resp["NextMarker"] = json!(n);
+        }
+        Ok(resp)
+    }
+
+    fn check_revision(rec: &FunctionRecord, revision: Option<&str>) -> AwsResult<()> {
+        if let Some(r) = revision
+            && r != rec.config.revision_id
+        {
+            return Err(AwsError::new(
+                412,
+                "PreconditionFailedException",
+                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_not_in_progress(rec: &FunctionRecord) -> AwsResult<()> {
+        if rec.config.last_update_status.as_deref() == Some("InProgress") || rec.config.state == "Pending" {
+            return Err(AwsError::conflict(format!(
+                "The operation cannot be performed at this time. An update is in progress for resource: {}",
+                rec.config.function_arn
+            )));
+        }
+        Ok(())
+    }
+
+    /// UpdateFunctionCode (`PUT .../code`): new package, LastUpdateStatus
+    /// InProgress then Successful; environments of the old code are retired.
+    pub async fn update_function_code(self: &Arc<Self>, region: &str, function_name: &str, body: &[u8]) -> AwsResult<Value> {
+        let input: UpdateCodeInput = parse_body(body)?;
+        let fref = FunctionRef::parse(function_name, "functionName")?;
+        self.check_ref(region, &fref)?;
+        if input.publish == Some(true) {
+            return Err(AwsError::invalid_parameter(
+                "Publish=true needs function versions, which this version of stratus does not provide yet.",
+            ));
+        }
+        if let Some(a) = &input.architectures {
+            validate_architectures(a)?;
+        }
+        let zip_b64 = match (&input.zip_file, &input.s3_bucket, &input.image_uri) {
+            (Some(z), _, _) => z.clone(),
+            (None, Some(_), _) => {
+                return Err(AwsError::invalid_parameter(
+                    "stratus cannot read code from S3 yet; upload the package with ZipFile (--zip-file fileb://function.zip).",
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Err(AwsError::invalid_parameter("Container images are not supported yet."));
+            }
+            _ => return Err(AwsError::invalid_parameter("Please provide a source for function code.")),
+        };
+        // Validate before taking the lock so a bad package writes nothing.
+        self.load(region, &fref.name)?;
+        let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64)?;
+        let g = self.write_lock.lock().await;
+        let mut rec = self.load(region, &fref.name)?;
+        Self::check_revision(&rec, input.revision_id.as_deref())?;
+        Self::check_not_in_progress(&rec)?;
+        if input.dry_run == Some(true) {
+            return to_value(&rec.config);
+        }
+        rec.code_hex = hex;
+        rec.unzipped_size = unzipped;
+        rec.config.code_sha256 = sha_b64;
+        rec.config.code_size = size;
+        if let Some(a) = input.architectures {
+            rec.config.architectures = a;
+        }
+        self.mark_in_progress(&mut rec);
+        self.save(region, &rec)?;
+        drop(g);
+        self.pool.retire_function(region, &rec.config.function_name);
+        self.clone().finish_update(region.to_string(), rec.config.function_name.clone(), rec.config.revision_id.clone());
+        to_value(&rec.config)
+    }
+
+    fn mark_in_progress(&self, rec: &mut FunctionRecord) {
+        rec.config.revision_id = uuid::Uuid::new_v4().to_string();
+        rec.config.last_modified = stratus_core::time::lambda_timestamp(stratus_core::time::now_ms());
+        rec.config.last_update_status = Some("InProgress".into());
+        rec.config.last_update_status_reason = Some("The function is being created.".into());
+        rec.config.last_update_status_reason_code = Some("Creating".into());
+    }
+
+    /// UpdateFunctionConfiguration (`PUT .../configuration`).
+    pub async fn update_function_configuration(self: &Arc<Self>, region: &str, function_name: &str, body: &[u8]) -> AwsResult<Value> {
+        let input: ConfigInput = parse_body(body)?;
+        let fref = FunctionRef::parse(function_name, "functionName")?;
+        self.check_ref(region, &fref)?;
+        validate_config(&input)?;
+        if let Some(r) = &input.runtime {
+            self.check_runtime(r)?;
+        }
+        let g = self.write_lock.lock().await;
+        let mut rec = self.load(region, &fref.name)?;
+        Self::check_revision(&rec, input.revision_id.as_deref())?;
+        Self::check_not_in_progress(&rec)?;
+        let c = &mut rec.config;
+        if let Some(v) = input.runtime {
+            c.runtime = Some(v);
+        }
+        if let Some(v) = input.role {
+            c.role = v;
+        }
+        if let Some(v) = input.handler {
+            c.handler = Some(v);
+        }
+        if let Some(v) = input.description {
+            c.description = v;
+        }
+        if let Some(v) = input.timeout {
+            c.timeout = v as u32;
+        }
+        if let Some(v) = input.memory_size {
+            c.memory_size = v as u32;
+        }
+        if let Some(e) = input.environment {
+            c.environment = Some(EnvironmentResponse { variables: e.variables.unwrap_or_default() });
+        }
+        if let Some(e) = input.ephemeral_storage {
+            c.ephemeral_storage.size = e.size as u32;
+        }
+        if let Some(t) = input.tracing_config.and_then(|t| t.mode) {
+            c.tracing_config.mode = t;
+        }
+        if let Some(l) = input.logging_config.as_ref() {
+            c.logging_config = logging_config(Some(l), &c.function_name, Some(&c.logging_config));
+        }
+        let handler_needed = c.runtime.as_deref().and_then(runtime::family_of) != Some(Family::Provided);
+        if handler_needed && c.handler.is_none() {
+            return Err(AwsError::invalid_parameter("Handler is a mandatory parameter for this runtime."));
+        }
+        self.mark_in_progress(&mut rec);
+        self.save(region, &rec)?;
+        drop(g);
+        self.pool.retire_function(region, &rec.config.function_name);
+        self.clone().finish_update(region.to_string(), rec.config.function_name.clone(), rec.config.revision_id.clone());
+        to_value(&rec.config)
+    }
+
+    /// DeleteFunction (`DELETE /2015-03-31/functions/{FunctionName}`, 204):
+    /// removes the function and shuts its environments down.
+    pub async fn delete_function(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<()> {
+        let fref = FunctionRef::parse(function_name, "functionName")?;
+        self.check_ref(region, &fref)?;
+        let q = qualifier.map(str::to_string).or(fref.qualifier.clone());
+        let _g = self.write_lock.lock().await;
+        let rec = self.load(region, &fref.name)?;
+        if let Some(q) = q {
+            if q == "$LATEST" {
+                return Err(AwsError::invalid_parameter(
+                    "$LATEST version cannot be deleted without deleting the function.",
+                ));
+            }
+            return Err(self.not_found(region, &fref.name, Some(&q)));
+        }
+        self.store.delete(KIND_FUNCTION, region, &rec.config.function_name)?;
+        self.pool.retire_function(region, &rec.config.function_name);
+        Ok(())
+    }
+
+    fn tag_target(&self, region: &str, resource: &str) -> AwsResult<String> {
+        let r = FunctionRef::parse(resource, "resource")?;
+        if r.region.is_none() || r.account.is_none() {
+            return Err(AwsError::validation_errors(&[format!(
+                "Value '{resource}' at 'resource' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*):lambda:[a-z]{{2}}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{{1}}:\\d{{12}}:(function:[a-zA-Z0-9-_]+(:(\\$LATEST|[a-zA-Z0-9-_]+))?|layer:[a-zA-Z0-9-_]+|code-signing-config:csc-[a-z0-9]{{17}}|event-source-mapping:[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}})"
+            )]));
+        }
+        self.check_ref(region, &r)?;
+        if r.qualifier.is_some() {
+            return Err(AwsError::invalid_parameter("Tags are managed on the unqualified function ARN."));
+        }
+        Ok(r.name)
+    }
+
+    /// TagResource (`POST /2017-03-31/tags/{ARN}`, 204).
+    pub async fn tag_resource(&self, region: &str, resource: &str, body: &[u8]) -> AwsResult<()> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct In {
+            tags: Option<BTreeMap<String, String>>,
+        }
+        let name = self.tag_target(region, resource)?;
+        let input: In = parse_body(body)?;
+        let tags = input.tags.ok_or_else(|| missing("Tags"))?;
+        let _g = self.write_lock.lock().await;
+        let mut rec = self.load(region, &name)?;
+        let mut merged = rec.tags.clone();
+        merged.extend(tags);
+        validate_tags(&merged)?;
+        rec.tags = merged;
+        self.save(region, &rec)
+    }
+
+    /// UntagResource (`DELETE /2017-03-31/tags/{ARN}?tagKeys=..`, 204).
+    pub async fn untag_resource(&self, region: &str, resource: &str, keys: &[String]) -> AwsResult<()> {
+        let name = self.tag_target(region, resource)?;
+        let _g = self.write_lock.lock().await;
+        let mut rec = self.load(region, &name)?;
+        for k in keys {
+            rec.tags.remove(k);
+        }
+        self.save(region, &rec)
+    }
+
+    /// ListTags (`GET /2017-03-31/tags/{ARN}`).
+    pub fn list_tags(&self, region: &str, resource: &str) -> AwsResult<Value> {
+        let name = self.tag_target(region, resource)?;
+        let rec = self.load(region, &name)?;
+        Ok(json!({"Tags": rec.tags}))
+    }
+
+    /// GetAccountSettings (`GET /2016-08-19/account-settings`): AWS's default
+    /// quotas and this region's usage.
+    pub fn get_account_settings(&self, region: &str) -> AwsResult<Value> {
+        let all = self.store.list(KIND_FUNCTION, region)?;
+        let mut total = 0u64;
+        for (_, body) in &all {
+            if let Ok(rec) = serde_json::from_str::<FunctionRecord>(body) {
+                total += rec.config.code_size;
+            }
+        }
+        Ok(json!({
+            "AccountLimit": {
+                "TotalCodeSize": 80_530_636_800u64,
+                "CodeSizeUnzipped": package::MAX_UNZIPPED_BYTES,
+                "CodeSizeZipped": package::MAX_ZIPPED_UPLOAD_BYTES,
+                "ConcurrentExecutions": crate::invoke::ACCOUNT_CONCURRENCY,
+                "UnreservedConcurrentExecutions": crate::invoke::ACCOUNT_CONCURRENCY,
+            },
+            "AccountUsage": {"TotalCodeSize": total, "FunctionCount": all.len()},
+        }))
+    }
+}
+
+fn logging_config(input: Option<&LoggingInput>, name: &str, current: Option<&LoggingConfig>) -> LoggingConfig {
+    let default_group = format!("/aws/lambda/{name}");
+    LoggingConfig {
+        log_format: input
+            .and_then(|l| l.log_format.clone())
+            .or_else(|| current.map(|c| c.log_format.clone()))
+            .unwrap_or_else(|| "Text".into()),
+        log_group: input
+            .and_then(|l| l.log_group.clone())
+            .or_else(|| current.map(|c| c.log_group.clone()))
+            .unwrap_or(default_group),
+    }
+}
+
+fn missing(field: &str) -> AwsError {
+    AwsError::invalid_parameter(format!("{field} is a required parameter and was not provided."))
+}
+
+/// Parses a JSON request body. Errors: `InvalidRequestContentException` (400)
+/// with serde's reason.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AwsResult<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body)
+        .map_err(|e| AwsError::invalid_request_content(format!("Could not parse request body into json: {e}")))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> AwsResult<Value> {
+    serde_json::to_value(v).map_err(|e| AwsError::service(e.to_string()))
+}
+
+impl Lambda {
+    /// Number of idle (warm) execution environments.
+    pub fn idle_environments(&self) -> usize {
+        self.pool.idle_count()
+    }
+
+    /// Shuts down idle environments past the idle timeout.
+    pub fn reap_idle(&self) {
+        self.pool.reap(
+            std::time::Duration::from_secs(self.config.idle_timeout_secs),
+            std::time::Duration::from_millis(self.config.shutdown_grace_ms),
+        );
+    }
+
+    /// Shuts every environment down (SIGTERM, grace period, SIGKILL).
+    pub async fn shutdown(&self) {
+        self.pool.shutdown_all(std::time::Duration::from_millis(self.config.shutdown_grace_ms)).await;
+    }
+}

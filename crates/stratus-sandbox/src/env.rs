@@ -1,0 +1,518 @@
+//! One execution environment: a runtime process tree plus its own Runtime API
+//! endpoint (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>).
+//!
+//! Each environment listens on its own loopback port, so the runtime client
+//! inside finds it through `AWS_LAMBDA_RUNTIME_API=127.0.0.1:<port>` exactly as
+//! on AWS. The environment serves one invocation at a time.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as AxPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
+
+/// AWS's limit on a synchronous response payload: 6 MB (6,291,456 bytes).
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// Longest log line kept as one event; longer lines are split (CloudWatch
+/// Logs' 256 KB event limit).
+pub const MAX_LOG_LINE: usize = 256 * 1024;
+
+/// Where an environment's output goes.
+pub trait LogSink: Send + Sync + 'static {
+    /// One line (or one record) printed by the environment, with its time in
+    /// ms since the epoch.
+    fn line(&self, timestamp_ms: i64, line: &str);
+}
+
+/// What starts an environment.
+#[derive(Debug, Clone)]
+pub struct EnvSpec {
+    /// Program and arguments of the runtime process.
+    pub command: Vec<String>,
+    /// Working directory (`LAMBDA_TASK_ROOT`).
+    pub cwd: PathBuf,
+    /// Environment variables of the runtime process (the Runtime API address
+    /// is added by [`Environment::start`]).
+    pub vars: Vec<(String, String)>,
+}
+
+/// One invocation handed to the runtime through `/invocation/next`.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `Lambda-Runtime-Aws-Request-Id`.
+    pub request_id: String,
+    /// The event (JSON bytes, passed through unchanged).
+    pub payload: Bytes,
+    /// `Lambda-Runtime-Deadline-Ms`: deadline in ms since the epoch.
+    pub deadline_ms: i64,
+    /// `Lambda-Runtime-Invoked-Function-Arn`.
+    pub invoked_function_arn: String,
+    /// `Lambda-Runtime-Trace-Id` (X-Ray header value).
+    pub trace_id: String,
+    /// `Lambda-Runtime-Client-Context`: the decoded client context JSON.
+    pub client_context: Option<String>,
+    /// `Lambda-Runtime-Cognito-Identity` JSON.
+    pub cognito_identity: Option<String>,
+}
+
+/// How an invocation ended, as seen from the Runtime API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `/invocation/{id}/response` with this body.
+    Response(Bytes),
+    /// `/invocation/{id}/error`: `Lambda-Runtime-Function-Error-Type` and body.
+    FunctionError { error_type: String, body: Bytes },
+    /// The response was larger than [`MAX_RESPONSE_BYTES`] (its size).
+    ResponseTooLarge(usize),
+    /// The deadline passed; the environment has been killed.
+    Timeout,
+    /// The runtime process exited (its exit description, e.g. `exit status 1`).
+    Exited(String),
+}
+
+/// How the init phase ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// The runtime asked for its first invocation.
+    Ready,
+    /// `/init/error`: error type and body.
+    Error { error_type: String, body: Bytes },
+    /// The runtime exited before asking for work.
+    Exited(String),
+    /// Init took longer than the limit; the environment has been killed.
+    Timeout,
+}
+
+enum Signal {
+    Next,
+    InitError { error_type: String, body: Bytes },
+    Response { id: String, body: Bytes },
+    TooLarge { id: String, size: usize },
+    Error { id: String, error_type: String, body: Bytes },
+    Exited(String),
+}
+
+struct Shared {
+    signals: mpsc::UnboundedSender<Signal>,
+    work: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    current: Mutex<Option<String>>,
+}
+
+/// A running execution environment.
+pub struct Environment {
+    /// 32-hex id, also the suffix of the log stream name.
+    pub id: String,
+    /// `127.0.0.1:<port>` of this environment's Runtime API.
+    pub runtime_api: String,
+    pid: AtomicI32,
+    work_tx: mpsc::Sender<Invocation>,
+    signals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Signal>>,
+    shared: Arc<Shared>,
+    dead: Arc<AtomicBool>,
+    tail: Arc<Mutex<Option<Vec<u8>>>>,
+    sink: Arc<dyn LogSink>,
+    pipes: Vec<i32>,
+    server: tokio::task::JoinHandle<()>,
+    /// When the environment was started.
+    pub started: Instant,
+}
+
+fn header(h: &mut HeaderMap, name: &'static str, v: &str) {
+    if let Ok(v) = HeaderValue::from_str(v) {
+        h.insert(name, v);
+    }
+}
+
+fn api_error(status: StatusCode, error_type: &str, msg: &str) -> Response {
+    let body = serde_json::json!({"errorMessage": msg, "errorType": error_type}).to_string();
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
+async fn next(State(s): State<Arc<Shared>>) -> Response {
+    let _ = s.signals.send(Signal::Next);
+    let inv = {
+        let mut rx = s.work.lock().await;
+        match rx.recv().await {
+            Some(inv) => inv,
+            None => return api_error(StatusCode::GONE, "EnvironmentShutdown", "environment is shutting down"),
+        }
+    };
+    *s.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(inv.request_id.clone());
+    let mut h = HeaderMap::new();
+    header(&mut h, "content-type", "application/json");
+    header(&mut h, "lambda-runtime-aws-request-id", &inv.request_id);
+    header(&mut h, "lambda-runtime-deadline-ms", &inv.deadline_ms.to_string());
+    header(&mut h, "lambda-runtime-invoked-function-arn", &inv.invoked_function_arn);
+    header(&mut h, "lambda-runtime-trace-id", &inv.trace_id);
+    if let Some(cc) = &inv.client_context {
+        header(&mut h, "lambda-runtime-client-context", cc);
+    }
+    if let Some(ci) = &inv.cognito_identity {
+        header(&mut h, "lambda-runtime-cognito-identity", ci);
+    }
+    (StatusCode::OK, h, inv.payload).into_response()
+}
+
+fn is_current(s: &Shared, id: &str) -> bool {
+    s.current.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(id)
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, [("content-type", "application/json")], "{\"status\":\"OK\"}").into_response()
+}
+
+async fn response(State(s): State<Arc<Shared>>, AxPath(id): AxPath<String>, body: Bytes) -> Response {
+    if !is_current(&s, &id) {
+        return api_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+    }
+    *s.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    if body.len() > MAX_RESPONSE_BYTES {
+        let size = body.len();
+        let _ = s.signals.send(Signal::TooLarge { id, size });
+        return api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
+        );
+    }
+    let _ = s.signals.send(Signal::Response { id, body });
+    accepted()
+}
+
+fn error_type(h: &HeaderMap) -> String {
+    h.get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("Unhandled")
+        .to_string()
+}
+
+async fn error(State(s): State<Arc<Shared>>, AxPath(id): AxPath<String>, h: HeaderMap, body: Bytes) -> Response {
+    if !is_current(&s, &id) {
+        return api_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+    }
+    *s.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let _ = s.signals.send(Signal::Error { id, error_type: error_type(&h), body });
+    accepted()
+}
+
+async fn init_error(State(s): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -> Response {
+    let _ = s.signals.send(Signal::InitError { error_type: error_type(&h), body });
+    accepted()
+}
+
+async fn not_found() -> Response {
+    api_error(StatusCode::NOT_FOUND, "InvalidRequest", "unknown Runtime API path")
+}
+
+fn fionread(fd: i32) -> i32 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int to the pointer we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if rc < 0 { 0 } else { n }
+}
+
+fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
+    r: R,
+    sink: Arc<dyn LogSink>,
+    tail: Arc<Mutex<Option<Vec<u8>>>>,
+) {
+    tokio::spawn(async move {
+        let mut r = BufReader::with_capacity(64 * 1024, r);
+        let mut buf = Vec::with_capacity(1024);
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            let ts = stratus_core::time::now_ms();
+            for chunk in buf.chunks(MAX_LOG_LINE) {
+                let line = String::from_utf8_lossy(chunk);
+                if let Some(t) = tail.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    t.extend_from_slice(line.as_bytes());
+                    t.push(b'\n');
+                }
+                sink.line(ts, &line);
+            }
+        }
+    });
+}
+
+impl Environment {
+    /// Binds a Runtime API port, spawns the runtime process (in its own
+    /// process group, stdout/stderr captured line by line into `sink`) and
+    /// returns at once; call [`Environment::wait_init`] next.
+    ///
+    /// Errors: the port cannot be bound or the process cannot be spawned
+    /// (the message says which program).
+    pub async fn start(spec: EnvSpec, id: String, sink: Arc<dyn LogSink>) -> std::io::Result<Environment> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let runtime_api = format!("127.0.0.1:{}", addr.port());
+        let (sig_tx, sig_rx) = mpsc::unbounded_channel();
+        let (work_tx, work_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            signals: sig_tx.clone(),
+            work: tokio::sync::Mutex::new(work_rx),
+            current: Mutex::new(None),
+        });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .fallback(not_found)
+            .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES * 4))
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+
+        let mut cmd = tokio::process::Command::new(&spec.command[0]);
+        cmd.args(&spec.command[1..])
+            .current_dir(&spec.cwd)
+            .env_clear()
+            .envs(spec.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                server.abort();
+                return Err(std::io::Error::new(e.kind(), format!("{}: {e}", spec.command[0])));
+            }
+        };
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let tail = Arc::new(Mutex::new(None));
+        let mut pipes = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            pipes.push(out.as_raw_fd());
+            spawn_reader(out, sink.clone(), tail.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            pipes.push(err.as_raw_fd());
+            spawn_reader(err, sink.clone(), tail.clone());
+        }
+        let dead = Arc::new(AtomicBool::new(false));
+        let dead2 = dead.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            dead2.store(true, Ordering::SeqCst);
+            let desc = match status {
+                Ok(s) => describe_exit(s),
+                Err(e) => e.to_string(),
+            };
+            // Reap whatever is left of the process group.
+            if pid > 0 {
+                // SAFETY: signalling a process group we created.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+            let _ = sig_tx.send(Signal::Exited(desc));
+        });
+        Ok(Environment {
+            id,
+            runtime_api,
+            pid: AtomicI32::new(pid),
+            work_tx,
+            signals: tokio::sync::Mutex::new(sig_rx),
+            shared,
+            dead,
+            tail,
+            sink,
+            pipes,
+            server,
+            started: Instant::now(),
+        })
+    }
+
+    /// The runtime process id (its process group id too).
+    pub fn pid(&self) -> i32 {
+        self.pid.load(Ordering::SeqCst)
+    }
+
+    /// True once the runtime process has exited or been killed.
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the init phase to end: the runtime's first `/next`, an
+    /// `/init/error`, an exit, or `limit` passing (the environment is then
+    /// killed).
+    pub async fn wait_init(&self, limit: Duration) -> InitOutcome {
+        let mut sig = self.signals.lock().await;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, sig.recv()).await {
+                Err(_) => {
+                    self.kill();
+                    return InitOutcome::Timeout;
+                }
+                Ok(None) => return InitOutcome::Exited("environment closed".into()),
+                Ok(Some(Signal::Next)) => return InitOutcome::Ready,
+                Ok(Some(Signal::InitError { error_type, body })) => {
+                    // The runtime exits after reporting; make sure it does.
+                    self.kill();
+                    return InitOutcome::Error { error_type, body };
+                }
+                Ok(Some(Signal::Exited(d))) => return InitOutcome::Exited(d),
+                Ok(Some(_)) => continue,
+            }
+        }
+    }
+
+    /// Starts capturing this environment's output for an invocation's
+    /// `LogType: Tail`.
+    pub fn begin_capture(&self) {
+        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// Waits briefly until output written so far has been read, then stops
+    /// capturing and returns what was captured.
+    pub async fn end_capture(&self) -> Vec<u8> {
+        self.drain_output().await;
+        self.tail.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
+    }
+
+    /// Gives the output readers a moment to consume bytes already in the
+    /// pipes (at most ~20 ms), so log lines printed before a response are
+    /// attributed to that invocation.
+    pub async fn drain_output(&self) {
+        for _ in 0..100 {
+            if self.is_dead() || self.pipes.iter().all(|fd| fionread(*fd) == 0) {
+                tokio::task::yield_now().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
+    /// Writes a platform line (START, END, REPORT, ...) to the log, and to the
+    /// capture if one is active.
+    pub fn platform_line(&self, line: &str) {
+        if let Some(t) = self.tail.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            t.extend_from_slice(line.as_bytes());
+            t.push(b'\n');
+        }
+        self.sink.line(stratus_core::time::now_ms(), line);
+    }
+
+    /// Hands one invocation to the runtime and waits for its outcome until
+    /// `deadline` (after which the environment is killed and
+    /// [`Outcome::Timeout`] returned).
+    pub async fn invoke(&self, inv: Invocation, deadline: tokio::time::Instant) -> Outcome {
+        let mut sig = self.signals.lock().await;
+        // Drop stale signals (a `/next` already counted, for instance).
+        while let Ok(s) = sig.try_recv() {
+            if let Signal::Exited(d) = s {
+                return Outcome::Exited(d);
+            }
+        }
+        if self.is_dead() {
+            return Outcome::Exited("runtime is not running".into());
+        }
+        let id = inv.request_id.clone();
+        match tokio::time::timeout_at(deadline, self.work_tx.send(inv)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Outcome::Exited("runtime is not running".into()),
+            Err(_) => {
+                self.kill();
+                return Outcome::Timeout;
+            }
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, sig.recv()).await {
+                Err(_) => {
+                    self.kill();
+                    return Outcome::Timeout;
+                }
+                Ok(None) => return Outcome::Exited("environment closed".into()),
+                Ok(Some(Signal::Response { id: rid, body })) if rid == id => return Outcome::Response(body),
+                Ok(Some(Signal::Error { id: rid, error_type, body })) if rid == id => {
+                    return Outcome::FunctionError { error_type, body };
+                }
+                Ok(Some(Signal::TooLarge { id: rid, size })) if rid == id => return Outcome::ResponseTooLarge(size),
+                Ok(Some(Signal::Exited(d))) => return Outcome::Exited(d),
+                Ok(Some(_)) => continue,
+            }
+        }
+    }
+
+    /// Peak resident memory of the runtime process in kB (`VmHWM`), if known.
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Kills the whole process group at once (SIGKILL).
+    pub fn kill(&self) {
+        let pid = self.pid();
+        if pid > 0 && !self.is_dead() {
+            // SAFETY: signalling the process group we created.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+
+    /// AWS's Shutdown phase: SIGTERM to the runtime, `grace` to exit, then
+    /// SIGKILL. The Runtime API endpoint is closed afterwards.
+    pub async fn shutdown(&self, grace: Duration) {
+        let pid = self.pid();
+        if pid > 0 && !self.is_dead() {
+            // SAFETY: signalling the process group we created.
+            unsafe { libc::kill(-pid, libc::SIGTERM) };
+            let end = Instant::now() + grace;
+            while !self.is_dead() && Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            self.kill();
+        }
+        self.server.abort();
+    }
+}
+
+impl Drop for Environment {
+    fn drop(&mut self) {
+        self.kill();
+        self.server.abort();
+        let _ = &self.shared;
+    }
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = s.code() {
+        format!("exit status {code}")
+    } else if let Some(sig) = s.signal() {
+        let name = match sig {
+            libc::SIGKILL => "killed".to_string(),
+            libc::SIGSEGV => "segmentation fault".to_string(),
+            libc::SIGABRT => "aborted".to_string(),
+            libc::SIGTERM => "terminated".to_string(),
+            n => format!("signal {n}"),
+        };
+        format!("signal: {name}")
+    } else {
+        "exited".into()
+    }
+}

@@ -1,0 +1,8 @@
+//! Execution environments: runtime processes, their Runtime API endpoints,
+//! runtime resolution and deployment package unpacking.
+
+pub mod env;
+pub mod package;
+pub mod runtime;
+
+pub use env::{EnvSpec, Environment, InitOutcome, Invocation, LogSink, Outcome};

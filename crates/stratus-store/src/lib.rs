@@ -1,0 +1,358 @@
+//! The embedded store: one SQLite database (`<data-dir>/stratus.db`, WAL mode)
+//! holding every resource stratus keeps, and the log events functions write.
+//!
+//! Resources are stored as JSON documents keyed by `(kind, region, id)`, so a
+//! service can grow its shapes without a migration. Log events go through a
+//! background writer thread that commits them in batches.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// An error from the store; services map it to a `ServiceException`.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store error: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<StoreError> for stratus_core::AwsError {
+    fn from(e: StoreError) -> Self {
+        stratus_core::AwsError::service(e.to_string())
+    }
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS resources (
+    kind   TEXT NOT NULL,
+    region TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (kind, region, id)
+);
+CREATE TABLE IF NOT EXISTS log_events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    region     TEXT NOT NULL,
+    log_group  TEXT NOT NULL,
+    log_stream TEXT NOT NULL,
+    timestamp  INTEGER NOT NULL,
+    ingestion  INTEGER NOT NULL,
+    message    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_events_group ON log_events (region, log_group, seq);
+CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (region, log_group, log_stream, seq);
+"#;
+
+fn open_conn(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// One log event as CloudWatch Logs models it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Region of the log group.
+    pub region: String,
+    /// Log group name, e.g. `/aws/lambda/my-function`.
+    pub log_group: String,
+    /// Log stream name, e.g. `2024/01/31/[$LATEST]0123...`.
+    pub log_stream: String,
+    /// Event time, ms since the epoch.
+    pub timestamp: i64,
+    /// The message (one line, without the trailing newline).
+    pub message: String,
+}
+
+/// A stored log event with its sequence number (increasing, unique).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLogEvent {
+    /// Store-wide increasing sequence number.
+    pub seq: i64,
+    /// The event.
+    pub event: LogEvent,
+    /// Ingestion time, ms since the epoch.
+    pub ingestion: i64,
+}
+
+enum LogMsg {
+    Event(LogEvent),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Handle to the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    logs: mpsc::Sender<LogMsg>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `<data_dir>/stratus.db` and
+    /// starts the log writer thread.
+    ///
+    /// Errors: the directory cannot be created or the database cannot be
+    /// opened or migrated.
+    pub fn open(data_dir: &Path) -> StoreResult<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError(format!("{}: {e}", data_dir.display())))?;
+        let path = data_dir.join("stratus.db");
+        let conn = open_conn(&path)?;
+        conn.execute_batch(SCHEMA)?;
+        let writer = open_conn(&path)?;
+        let (tx, rx) = mpsc::channel();
+        thread::Builder::new()
+            .name("stratus-log-writer".into())
+            .spawn(move || log_writer(writer, rx))
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), logs: tx, path })
+    }
+
+    /// Opens an existing store read-only-ish for the CLI (no writer thread is
+    /// needed, but one is started for symmetry; it idles).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    /// Inserts or replaces the JSON document of a resource.
+    pub fn put(&self, kind: &str, region: &str, id: &str, body: &str) -> StoreResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO resources (kind, region, id, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (kind, region, id) DO UPDATE SET body = excluded.body",
+                params![kind, region, id, body],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Inserts a resource only if it does not exist yet. Returns false when
+    /// it already existed (nothing is written).
+    pub fn insert_new(&self, kind: &str, region: &str, id: &str, body: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO resources (kind, region, id, body) VALUES (?1, ?2, ?3, ?4)",
+                params![kind, region, id, body],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// The JSON document of a resource, if it exists.
+    pub fn get(&self, kind: &str, region: &str, id: &str) -> StoreResult<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT body FROM resources WHERE kind = ?1 AND region = ?2 AND id = ?3",
+                params![kind, region, id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Every resource of a kind in a region, ordered by id: `(id, body)`.
+    pub fn list(&self, kind: &str, region: &str) -> StoreResult<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, body FROM resources WHERE kind = ?1 AND region = ?2 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![kind, region], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Every resource of a kind in every region: `(region, id, body)`.
+    pub fn list_all(&self, kind: &str) -> StoreResult<Vec<(String, String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT region, id, body FROM resources WHERE kind = ?1 ORDER BY region, id",
+            )?;
+            let rows = st.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Deletes a resource. Returns whether it existed.
+    pub fn delete(&self, kind: &str, region: &str, id: &str) -> StoreResult<bool> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM resources WHERE kind = ?1 AND region = ?2 AND id = ?3",
+                params![kind, region, id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    /// Queues a log event for the writer thread (never blocks).
+    pub fn append_log(&self, event: LogEvent) {
+        let _ = self.logs.send(LogMsg::Event(event));
+    }
+
+    /// Waits until every log event queued so far is committed.
+    pub fn flush_logs(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.logs.send(LogMsg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    /// Log events of a group (optionally one stream) with `seq > after`,
+    /// oldest first, at most `limit`.
+    pub fn read_logs(
+        &self,
+        region: &str,
+        log_group: &str,
+        log_stream: Option<&str>,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredLogEvent>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, log_stream, timestamp, ingestion, message FROM log_events
+                 WHERE region = ?1 AND log_group = ?2 AND (?3 IS NULL OR log_stream = ?3) AND seq > ?4
+                 ORDER BY seq LIMIT ?5",
+            )?;
+            let rows = st.query_map(params![region, log_group, log_stream, after, limit as i64], |r| {
+                Ok(StoredLogEvent {
+                    seq: r.get(0)?,
+                    ingestion: r.get(3)?,
+                    event: LogEvent {
+                        region: region.to_string(),
+                        log_group: log_group.to_string(),
+                        log_stream: r.get(1)?,
+                        timestamp: r.get(2)?,
+                        message: r.get(4)?,
+                    },
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    stratus_core::time::now_ms()
+}
+
+fn log_writer(mut conn: Connection, rx: mpsc::Receiver<LogMsg>) {
+    let mut batch: Vec<LogEvent> = Vec::with_capacity(1024);
+    let mut flushes: Vec<mpsc::Sender<()>> = Vec::new();
+    loop {
+        let first = match rx.recv() {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                LogMsg::Event(e) => batch.push(e),
+                LogMsg::Flush(tx) => flushes.push(tx),
+            }
+            if batch.len() < 4096 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            let ingestion = now_ms();
+            let res: rusqlite::Result<()> = (|| {
+                let tx = conn.transaction()?;
+                {
+                    let mut st = tx.prepare_cached(
+                        "INSERT INTO log_events (region, log_group, log_stream, timestamp, ingestion, message)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    for e in &batch {
+                        st.execute(params![e.region, e.log_group, e.log_stream, e.timestamp, ingestion, e.message])?;
+                    }
+                }
+                tx.commit()
+            })();
+            if let Err(e) = res {
+                eprintln!("stratus: writing {} log events failed: {e}", batch.len());
+            }
+            batch.clear();
+        }
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("stratus-store-test-{}", stratus_core::hex32()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn resources_roundtrip() {
+        let d = tmp();
+        let s = Store::open(&d).unwrap();
+        assert!(s.insert_new("function", "us-east-1", "a", "{}").unwrap());
+        assert!(!s.insert_new("function", "us-east-1", "a", "{\"x\":1}").unwrap());
+        assert_eq!(s.get("function", "us-east-1", "a").unwrap().as_deref(), Some("{}"));
+        assert_eq!(s.get("function", "eu-west-1", "a").unwrap(), None);
+        s.put("function", "us-east-1", "b", "{\"b\":1}").unwrap();
+        assert_eq!(s.list("function", "us-east-1").unwrap().len(), 2);
+        assert!(s.delete("function", "us-east-1", "a").unwrap());
+        assert!(!s.delete("function", "us-east-1", "a").unwrap());
+        drop(s);
+        let s = Store::open(&d).unwrap();
+        assert_eq!(s.list("function", "us-east-1").unwrap(), vec![("b".into(), "{\"b\":1}".into())]);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn logs_roundtrip() {
+        let d = tmp();
+        let s = Store::open(&d).unwrap();
+        for i in 0..10 {
+            s.append_log(LogEvent {
+                region: "us-east-1".into(),
+                log_group: "/aws/lambda/f".into(),
+                log_stream: if i % 2 == 0 { "s0".into() } else { "s1".into() },
+                timestamp: i,
+                message: format!("line {i}"),
+            });
+        }
+        s.flush_logs();
+        let all = s.read_logs("us-east-1", "/aws/lambda/f", None, 0, 100).unwrap();
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[3].event.message, "line 3");
+        let s1 = s.read_logs("us-east-1", "/aws/lambda/f", Some("s1"), 0, 100).unwrap();
+        assert_eq!(s1.len(), 5);
+        let after = s.read_logs("us-east-1", "/aws/lambda/f", None, all[7].seq, 100).unwrap();
+        assert_eq!(after.len(), 2);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -1,0 +1,243 @@
+//! `stratus`: run AWS Lambda functions on your own machine, behind AWS's own
+//! APIs.
+//!
+//! * `stratus server` starts the edge server (default `127.0.0.1:4566`).
+//! * `stratus logs FUNCTION [--follow]` prints a function's logs.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use stratus_core::{Config, FunctionRef};
+
+#[derive(Parser)]
+#[command(name = "stratus", version, about = "A self-hosted AWS Lambda, speaking AWS's APIs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (Lambda API and Runtime API) on one edge port.
+    Server(ServerArgs),
+    /// Print a function's logs (log group /aws/lambda/FUNCTION).
+    Logs(LogsArgs),
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// Directory for the store, code packages and runtimes.
+    #[arg(long, env = "STRATUS_DATA_DIR", default_value = "./.stratus")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address of the edge HTTP server.
+    #[arg(long, env = "STRATUS_LISTEN", default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDir,
+    /// Account id used in ARNs.
+    #[arg(long, env = "STRATUS_ACCOUNT_ID", default_value = stratus_core::DEFAULT_ACCOUNT_ID)]
+    account_id: String,
+    /// Seconds an idle execution environment is kept before shutdown.
+    #[arg(long, env = "STRATUS_IDLE_TIMEOUT", default_value_t = 600)]
+    idle_timeout: u64,
+    /// Refuse runtimes whose exact interpreter version this host lacks,
+    /// instead of falling back to python3 / node with a warning.
+    #[arg(long, env = "STRATUS_STRICT_RUNTIMES")]
+    strict_runtimes: bool,
+    /// Map a runtime id or family to an interpreter, e.g.
+    /// `--runtime python3.12=/usr/bin/python3.12` or `--runtime nodejs=/opt/node22/bin/node`.
+    #[arg(long = "runtime", value_name = "ID=PROGRAM")]
+    runtimes: Vec<String>,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// Function name or ARN.
+    function: String,
+    #[command(flatten)]
+    data: DataDir,
+    /// Region of the function.
+    #[arg(long, env = "AWS_REGION", default_value = stratus_core::DEFAULT_REGION)]
+    region: String,
+    /// Keep printing new log lines as they arrive.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Server(a) => run_server(a),
+        Command::Logs(a) => run_logs(a),
+    };
+    std::process::exit(code);
+}
+
+fn runtime_overrides(list: &[String]) -> Result<HashMap<String, String>, String> {
+    let mut m = HashMap::new();
+    for item in list {
+        let (k, v) = item.split_once('=').ok_or_else(|| format!("--runtime expects ID=PROGRAM, got '{item}'"))?;
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(m)
+}
+
+fn run_server(a: ServerArgs) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATUS_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let overrides = match runtime_overrides(&a.runtimes) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("stratus: {e}");
+            return 2;
+        }
+    };
+    let mut config = Config::with_data_dir(a.data.data_dir);
+    config.listen = a.listen;
+    config.account_id = a.account_id;
+    config.idle_timeout_secs = a.idle_timeout;
+    config.strict_runtimes = a.strict_runtimes;
+    config.runtime_overrides = overrides;
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stratus: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("stratus: {e}");
+            1
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let store = stratus_store::Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let mut config = config;
+    config.listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let lambda = stratus_lambda::Lambda::new(config.clone(), store.clone())
+        .map_err(|e| format!("cannot prepare {}: {e}", config.data_dir.display()))?;
+    lambda.recover().await;
+    let health = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "isolation": "process",
+        "dataDir": config.data_dir.display().to_string(),
+    });
+    let app = stratus_api::router(stratus_api::Edge { lambda: lambda.clone(), health: Arc::new(health) });
+
+    let reaper = {
+        let lambda = lambda.clone();
+        let every = Duration::from_secs(config.idle_timeout_secs.clamp(1, 10));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                lambda.reap_idle();
+            }
+        })
+    };
+
+    println!("stratus listening on {}", config.edge_url());
+    println!("isolation mode: process; data dir: {}", config.data_dir.display());
+    let _ = std::io::stdout().flush();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    eprintln!("stratus: shutting down");
+    let _ = stop_tx.send(true);
+    reaper.abort();
+    // Environments get their grace period, then are killed; in-flight
+    // requests are not waited for longer than that.
+    lambda.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_millis(config.shutdown_grace_ms + 500), server).await;
+    store.flush_logs();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn run_logs(a: LogsArgs) -> i32 {
+    let name = match FunctionRef::parse(&a.function, "functionName") {
+        Ok(r) => r.name,
+        Err(e) => {
+            eprintln!("stratus: {}", e.message);
+            return 2;
+        }
+    };
+    if !a.data.data_dir.join("stratus.db").exists() {
+        eprintln!("stratus: no stratus data in {} (use --data-dir)", a.data.data_dir.display());
+        return 1;
+    }
+    let store = match stratus_store::Store::open(&a.data.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stratus: {e}");
+            return 1;
+        }
+    };
+    let group = format!("/aws/lambda/{name}");
+    let mut after = 0i64;
+    let stdout = std::io::stdout();
+    loop {
+        let batch = match store.read_logs(&a.region, &group, None, after, 1000) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("stratus: {e}");
+                return 1;
+            }
+        };
+        let mut out = stdout.lock();
+        for e in &batch {
+            if writeln!(out, "{}", e.event.message).is_err() {
+                return 0;
+            }
+            after = e.seq;
+        }
+        let _ = out.flush();
+        drop(out);
+        if batch.len() < 1000 {
+            if !a.follow {
+                return 0;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
