@@ -7,7 +7,7 @@
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,7 @@ pub struct Environment {
     /// `127.0.0.1:<port>` of this environment's Runtime API.
     pub runtime_api: String,
     pid: AtomicI32,
+    peak_kb: AtomicU64,
     work_tx: mpsc::Sender<Invocation>,
     signals: tokio::sync::Mutex<mpsc::UnboundedReceiver<Signal>>,
     shared: Arc<Shared>,
@@ -331,6 +332,7 @@ impl Environment {
             id,
             runtime_api,
             pid: AtomicI32::new(pid),
+            peak_kb: AtomicU64::new(0),
             work_tx,
             signals: tokio::sync::Mutex::new(sig_rx),
             shared,
@@ -366,7 +368,10 @@ impl Environment {
                     return InitOutcome::Timeout;
                 }
                 Ok(None) => return InitOutcome::Exited("environment closed".into()),
-                Ok(Some(Signal::Next)) => return InitOutcome::Ready,
+                Ok(Some(Signal::Next)) => {
+                    let _ = self.peak_rss_kb();
+                    return InitOutcome::Ready;
+                }
                 Ok(Some(Signal::InitError { error_type, body })) => {
                     // The runtime exits after reporting; make sure it does.
                     self.kill();
@@ -455,20 +460,30 @@ impl Environment {
         }
     }
 
-    /// Peak resident memory of the runtime process in kB (`VmHWM`), if known.
+    /// Peak resident memory of the runtime process in kB (`VmHWM`); after
+    /// the process is gone, the last value read.
     pub fn peak_rss_kb(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
+        let read = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok().and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+        if let Some(kb) = read {
+            self.peak_kb.fetch_max(kb, Ordering::SeqCst);
+        }
+        match self.peak_kb.load(Ordering::SeqCst) {
+            0 => None,
+            kb => Some(kb),
+        }
     }
 
     /// Kills the whole process group at once (SIGKILL).
     pub fn kill(&self) {
         let pid = self.pid();
         if pid > 0 && !self.is_dead() {
+            let _ = self.peak_rss_kb();
             // SAFETY: signalling the process group we created.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }

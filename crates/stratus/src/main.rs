@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+mod sdk;
 use stratus_core::{Config, FunctionRef};
 
 #[derive(Parser)]
@@ -27,6 +29,35 @@ enum Command {
     Server(ServerArgs),
     /// Print a function's logs (log group /aws/lambda/FUNCTION).
     Logs(LogsArgs),
+    /// Manage the AWS SDKs provided to functions (boto3, AWS SDK for JavaScript v3).
+    Sdk {
+        #[command(subcommand)]
+        command: SdkCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SdkCommand {
+    /// Install boto3 and the AWS SDK for JavaScript v3 clients into the data dir.
+    Install(SdkArgs),
+}
+
+#[derive(Args)]
+struct SdkArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only install boto3 for Python functions.
+    #[arg(long, conflicts_with = "node_only")]
+    python_only: bool,
+    /// Only install the JavaScript SDK for Node.js functions.
+    #[arg(long)]
+    node_only: bool,
+    /// Python interpreter whose pip installs boto3.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Further npm packages to install for Node.js functions.
+    #[arg(long = "node-package")]
+    node_packages: Vec<String>,
 }
 
 #[derive(Args)]
@@ -78,6 +109,16 @@ fn main() {
     let code = match cli.command {
         Command::Server(a) => run_server(a),
         Command::Logs(a) => run_logs(a),
+        Command::Sdk { command: SdkCommand::Install(a) } => {
+            let dir = Config::with_data_dir(a.data.data_dir).sdk_dir;
+            match sdk::install(&dir, !a.node_only, !a.python_only, &a.python, &a.node_packages) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("stratus: {e}");
+                    1
+                }
+            }
+        }
     };
     std::process::exit(code);
 }
