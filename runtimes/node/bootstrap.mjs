@@ -780,7 +780,7 @@ class Runtime {
       }
       const value = await ret;
       if (value !== undefined) console.warn('Streaming handlers ignore return values.');
-      if (!stream.writableFinished) {
+      if (!stream.writableEnded) {
         fail(new Error('Response stream is not finished.'));
         return;
       }

@@ -18,6 +18,9 @@ it and may write it anywhere.
 import os
 import sys
 
+# The function's code directory is read-only on AWS; never write __pycache__ into it.
+sys.dont_write_bytecode = True
+
 # Drop the directory of this script from the module search path before anything
 # else: user code must not see (or be shadowed by) wherever stratus wrote us.
 _THIS_FILE = os.path.abspath(__file__)
@@ -104,8 +107,11 @@ def payload_from_exception(exc_info, request_id=None):
         start += 1
     if start < len(frames):
         frames = frames[start:]
-    # format_list wants plain summaries; a StackSummary slice is a list of FrameSummary.
-    return error_payload(str(value), etype.__name__, traceback.format_list(frames), request_id)
+    try:
+        message = str(value)
+    except Exception:
+        message = "<unprintable {} object>".format(etype.__name__)
+    return error_payload(message, etype.__name__, traceback.format_list(frames), request_id)
 
 
 # --------------------------------------------------------------------------
@@ -436,18 +442,17 @@ class RuntimeApiClient(object):
         return self._post("/invocation/{}/response".format(request_id), body, {"Content-Type": content_type})
 
     def post_error(self, request_id, payload):
-        return self._post(
-            "/invocation/{}/error".format(request_id),
-            to_json(payload).encode("utf-8"),
-            {"Content-Type": "application/json", "Lambda-Runtime-Function-Error-Type": payload["errorType"]},
-        )
+        body = to_json(payload).encode("utf-8")
+        return self._post("/invocation/{}/error".format(request_id), body, _error_headers(payload))
 
     def post_init_error(self, payload):
-        return self._post(
-            "/init/error",
-            to_json(payload).encode("utf-8"),
-            {"Content-Type": "application/json", "Lambda-Runtime-Function-Error-Type": payload["errorType"]},
-        )
+        return self._post("/init/error", to_json(payload).encode("utf-8"), _error_headers(payload))
+
+
+def _error_headers(payload):
+    # Header values must be printable ASCII; an exception class may have any name.
+    error_type = re.sub(r"[^\t\x20-\x7e]", "?", payload.get("errorType") or "")
+    return {"Content-Type": "application/json", "Lambda-Runtime-Function-Error-Type": error_type}
 
 
 # --------------------------------------------------------------------------

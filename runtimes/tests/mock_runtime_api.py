@@ -14,6 +14,7 @@ Standard library only.
 """
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -62,9 +63,9 @@ class MockRuntimeApi(object):
         class Handler(_Handler):
             mock = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -150,6 +151,14 @@ class MockRuntimeApi(object):
             self._cond.notify_all()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A runtime killed by a test drops its connections; that is not an error.
+        if isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     mock = None  # set by MockRuntimeApi.start
@@ -167,15 +176,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _read_body(self):
+        """The request body; trailers of a chunked body are stored in self.trailers."""
+        self.trailers = {}
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             data = b""
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
-                    # trailers until the blank line
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return data
+                    while True:
+                        line = self.rfile.readline()
+                        if line in (b"\r\n", b"\n", b""):
+                            return data
+                        name, _, value = line.decode("latin-1").partition(":")
+                        self.trailers[name.strip().lower()] = value.strip()
                 data += self.rfile.read(size)
                 self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
@@ -193,6 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self._read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
+        headers.update(self.trailers)
         accepted = (202, b'{"status":"OK"}', {"Content-Type": "application/json"})
         if self.path == PREFIX + "/init/error":
             self.mock._record_init_error(Result("init_error", body, headers))

@@ -9,6 +9,10 @@ what stratus happens to print.
 Environment variables:
   STRATUS_BIN            the stratus binary (default: target/debug/stratus)
   STRATUS_TEST_LOG_DIR   where server logs go (default: tests/.build/e2e-logs)
+  STRATUS_TEST_RUST_LOG  RUST_LOG for the servers under test (e.g. debug)
+  STRATUS_TESTS_SKIP_RUST_BUILD=1  use tests/.build/rust_noop as built (tests/run sets it)
+
+The helpers (server, zips, invoke, AWS CLI) are in harness.py.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from harness import (
     FunctionFactory,
     StratusServer,
     build_rust_noop,
+    ensure_sdk_installed,
     make_zip,
     start_server,
 )
@@ -55,12 +60,12 @@ def pytest_runtest_makereport(item, call):
     marks = getattr(item, "_stratus_marks", {})
     for srv in _SERVERS:
         since = marks.get(id(srv), 0)
-        if srv.log_size() <= since and rep.when != "setup":
-            continue
-        text = srv.log_tail(since)
-        if text.strip():
-            rep.sections.append(
-                (f"stratus server log during this test ({srv.name}: {srv.log_path})", text))
+        if id(srv) in marks and not srv.running and srv.log_size() <= since:
+            continue  # a server of an earlier test, already stopped
+        text = srv.log_tail(since) or "(the server printed nothing during this test)"
+        state = "running" if srv.running else f"exited with status {srv.proc.returncode if srv.proc else None}"
+        rep.sections.append(
+            (f"stratus server log during this test ({srv.name}, {state}, {srv.log_path})", text))
 
 
 # --------------------------------------------------------------------------
@@ -71,7 +76,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterable[StratusServer]:
     """One server for the session (per xdist worker)."""
-    srv = start_server(tmp_path_factory.mktemp("stratus") / "data", name="session")
+    srv = start_server(tmp_path_factory.mktemp("stratus") / "data", name="session", sdk=True)
     yield srv
     srv.stop()
 
@@ -145,6 +150,13 @@ def rust_zip() -> bytes:
     if os.environ.get("STRATUS_TESTS_SKIP_RUST_BUILD") != "1" or not binary.exists():
         binary = build_rust_noop()
     return make_zip({"bootstrap": binary.read_bytes()}, executables=["bootstrap"])
+
+
+@pytest.fixture(scope="session")
+def provided_sdk(server):
+    """boto3 and the AWS SDK for JavaScript v3, as stratus provides them to
+    functions (`stratus sdk install`), available to the session server."""
+    ensure_sdk_installed()
 
 
 @pytest.fixture

@@ -45,6 +45,7 @@ PROVIDED_RUNTIME = "provided.al2023"
 
 # AWS documented formats.
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_IN_TEXT_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LAST_MODIFIED_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 LOG_STREAM_RE = re.compile(r"^\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}$")
 REPORT_RE = re.compile(
@@ -167,7 +168,7 @@ class StratusServer:
         self.use_env_config = use_env_config
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.log_path = LOG_DIR / f"{worker}-{StratusServer._counter:02d}-{name}.log"
+        self.log_path = LOG_DIR / f"{worker}-{os.getpid()}-{StratusServer._counter:02d}-{name}.log"
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.url: str | None = None
@@ -176,6 +177,7 @@ class StratusServer:
         self._threads: list[threading.Thread] = []
         self._log_file = None
         self.starts = 0
+        self.leftover_pids: list[int] = []
 
     # -- lifecycle --
 
@@ -189,6 +191,8 @@ class StratusServer:
         cmd = [str(STRATUS_BIN), "server"]
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        if os.environ.get("STRATUS_TEST_RUST_LOG"):
+            env["RUST_LOG"] = os.environ["STRATUS_TEST_RUST_LOG"]
         if self.env:
             env.update(self.env)
         if self.use_env_config:
@@ -278,8 +282,12 @@ class StratusServer:
         for t in self._threads:
             t.join(timeout=2)
         # Anything left in the server's process group (execution environments
-        # it failed to clean up) is ended here so it cannot leak across tests.
+        # it failed to clean up) is recorded, then ended so it cannot leak
+        # across tests. Tests assert on `leftover_pids`.
         if self.proc is not None:
+            self.leftover_pids = group_pids(self.proc.pid)
+            if self.leftover_pids:
+                self._write_log(f"=== processes left in the server's process group: {self.leftover_pids}\n")
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -334,12 +342,64 @@ class StratusServer:
         json.loads(body)
 
 
+def group_pids(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        # fields[0] is the state, fields[2] the process group id
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            pids.append(int(entry))
+    return pids
+
+
 _SERVERS: list[StratusServer] = []
 
 
-def start_server(data_dir: Path, **kwargs) -> StratusServer:
+# The AWS SDKs that stratus provides to functions (`stratus sdk install`) live
+# in DATA_DIR/sdk. The tests install them once into this cache and link each
+# server's DATA_DIR/sdk to it, instead of installing them per data dir.
+SDK_CACHE = BUILD_DIR / "sdk-cache"
+
+
+def link_sdk(data_dir: Path):
+    (SDK_CACHE / "sdk").mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    link = data_dir / "sdk"
+    if not link.exists() and not link.is_symlink():
+        link.symlink_to(SDK_CACHE / "sdk", target_is_directory=True)
+
+
+def ensure_sdk_installed():
+    """Run `stratus sdk install --data-dir SDK_CACHE` once (per machine, and
+    safely across xdist workers)."""
+    import fcntl
+
+    SDK_CACHE.mkdir(parents=True, exist_ok=True)
+    stamp = SDK_CACHE / ".installed"
+    with open(SDK_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists():
+            return
+        proc = subprocess.run([str(STRATUS_BIN), "sdk", "install", "--data-dir", str(SDK_CACHE)],
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            pytest.fail(f"`stratus sdk install` failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                        f"{proc.stderr[-5000:]}", pytrace=False)
+        stamp.write_text(proc.stdout)
+
+
+def start_server(data_dir: Path, *, sdk: bool = False, **kwargs) -> StratusServer:
     data_dir = Path(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if sdk:
+        link_sdk(data_dir)
     srv = StratusServer(data_dir, **kwargs)
     _SERVERS.append(srv)
     return srv.start()
@@ -499,6 +559,30 @@ class Invocation:
         self.log_result_b64 = log_result
 
     @property
+    def invocation_id(self) -> str:
+        """The request id the function saw (context.aws_request_id), taken from
+        what the function returned, else from the error message or the tail
+        log. Tests about logs use this one, so that a wrong x-amzn-RequestId
+        header fails only the test that checks the header."""
+        try:
+            body = json.loads(self.raw) if self.raw else None
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            for source in (body, body.get("context") if isinstance(body.get("context"), dict) else {}):
+                for key in ("aws_request_id", "awsRequestId", "requestId", "request_id"):
+                    if isinstance(source.get(key), str) and UUID_RE.match(source[key]):
+                        return source[key]
+            m = UUID_IN_TEXT_RE.search(str(body.get("errorMessage", "")))
+            if m:
+                return m.group(0)
+        if self.log:
+            m = re.search(r"START RequestId: (\S+)", self.log)
+            if m:
+                return m.group(1)
+        return self.request_id
+
+    @property
     def payload(self) -> Any:
         try:
             return json.loads(self.raw)
@@ -543,6 +627,25 @@ class AwsCli:
     def __init__(self, endpoint: str, region: str = REGION):
         self.endpoint = endpoint
         self.region = region
+
+    _version: str | None = None
+
+    @property
+    def version(self) -> str:
+        if AwsCli._version is None:
+            proc = subprocess.run([aws_cli_path(), "--version"], capture_output=True, text=True,
+                                  env=self.env(), timeout=60)
+            AwsCli._version = (proc.stdout + proc.stderr).strip()
+        return AwsCli._version
+
+    @property
+    def payload_args(self) -> list[str]:
+        """AWS CLI v2 reads blob arguments as base64 unless told
+        `--cli-binary-format raw-in-base64-out`; v1 (PyPI awscli) sends the
+        text as it is and has no such option."""
+        if self.version.startswith("aws-cli/1."):
+            return []
+        return ["--cli-binary-format", "raw-in-base64-out"]
 
     def env(self, **extra) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -166,7 +166,7 @@ def test_get_function_code_location_downloads_the_zip(lambda_client, functions):
 
 
 def test_get_function_configuration_matches_get_function(lambda_client, functions):
-    name = functions.python(_code(1), Environment={"Variables": {"A": "1"}})
+    name = functions.python(_code(1), Environment={"Variables": {"VAR_A": "1"}})
     conf = lambda_client.get_function_configuration(FunctionName=name)
     full = lambda_client.get_function(FunctionName=name)["Configuration"]
     conf.pop("ResponseMetadata")
@@ -249,24 +249,24 @@ def test_update_function_code(lambda_client, functions):
 
 
 def test_update_function_configuration(lambda_client, functions, python_zip):
-    created = functions.create(python_zip, Environment={"Variables": {"A": "1"}})
+    created = functions.create(python_zip, Environment={"Variables": {"VAR_A": "1"}})
     name = created["FunctionName"]
     resp = lambda_client.update_function_configuration(
         FunctionName=name, Timeout=10, MemorySize=256, Description="updated",
-        Environment={"Variables": {"A": "2", "B": "3"}})
+        Environment={"Variables": {"VAR_A": "2", "VAR_B": "3"}})
     assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert resp["Timeout"] == 10
     assert resp["MemorySize"] == 256
     assert resp["Description"] == "updated"
-    assert resp["Environment"] == {"Variables": {"A": "2", "B": "3"}}
+    assert resp["Environment"] == {"Variables": {"VAR_A": "2", "VAR_B": "3"}}
     assert resp["CodeSha256"] == created["CodeSha256"]
     assert resp["RevisionId"] != created["RevisionId"]
     assert resp["LastUpdateStatus"] == "InProgress"
     conf = wait_for_function(lambda_client, name)
     assert conf["Timeout"] == 10 and conf["MemorySize"] == 256
     # The function sees the new configuration.
-    env = invoke_ok(lambda_client, name, {"action": "env", "names": ["A", "B"]}).payload
-    assert env["A"] == "2" and env["B"] == "3"
+    env = invoke_ok(lambda_client, name, {"action": "env", "names": ["VAR_A", "VAR_B"]}).payload
+    assert env["VAR_A"] == "2" and env["VAR_B"] == "3"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
 
 

@@ -35,18 +35,33 @@ pub struct Edge {
 /// Builds the edge router.
 pub fn router(edge: Edge) -> Router {
     Router::new()
-        .route("/2015-03-31/functions", post(create_function).get(list_functions))
-        .route("/2015-03-31/functions/", post(create_function).get(list_functions))
-        .route("/2015-03-31/functions/{name}", get(get_function).delete(delete_function))
+        .route(
+            "/2015-03-31/functions",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            post(create_function).get(list_functions),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(get_function).delete(delete_function),
+        )
         .route(
             "/2015-03-31/functions/{name}/configuration",
             get(get_function_configuration).put(update_function_configuration),
         )
-        .route("/2015-03-31/functions/{name}/code", put(update_function_code))
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            put(update_function_code),
+        )
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
-        .route("/2017-03-31/tags/{arn}", get(list_tags).post(tag_resource).delete(untag_resource))
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(list_tags).post(tag_resource).delete(untag_resource),
+        )
         .route("/_stratus/health", get(health))
         .route("/_stratus/code/{region}/{name}/{file}", get(code_download))
         .fallback(unknown)
@@ -66,7 +81,14 @@ pub fn region_of(h: &HeaderMap) -> String {
 /// Encodes an [`AwsError`] as Lambda's rest-json error response.
 pub fn error_response(e: &AwsError) -> Response {
     let mut body = serde_json::Map::new();
-    body.insert("Type".into(), Value::from(if e.kind == ErrorKind::User { "User" } else { "Service" }));
+    body.insert(
+        "Type".into(),
+        Value::from(if e.kind == ErrorKind::User {
+            "User"
+        } else {
+            "Service"
+        }),
+    );
     body.insert("message".into(), Value::from(e.message.clone()));
     for (k, v) in &e.extra {
         body.insert(k.clone(), Value::from(v.clone()));
@@ -89,7 +111,14 @@ fn with_request_id(mut r: Response) -> Response {
 }
 
 fn json(status: StatusCode, v: Value) -> Response {
-    with_request_id((status, [("content-type", "application/json")], v.to_string()).into_response())
+    with_request_id(
+        (
+            status,
+            [("content-type", "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
+    )
 }
 
 fn reply(status: StatusCode, r: Result<Value, AwsError>) -> Response {
@@ -112,7 +141,9 @@ fn body_or_error(b: Result<Bytes, BytesRejection>, op: &str) -> Result<Bytes, Re
             AwsError::new(
                 413,
                 "RequestEntityTooLargeException",
-                format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op} operation"),
+                format!(
+                    "Request must be smaller than {MAX_REQUEST_BYTES} bytes for the {op} operation"
+                ),
             )
         } else {
             AwsError::invalid_request_content(format!("Could not read the request body: {rej}"))
@@ -135,19 +166,28 @@ fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
 
 fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn query_get(q: &[(String, String)], key: &str) -> Option<String> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
-async fn create_function(State(s): State<Edge>, h: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn create_function(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body_or_error(body, "CreateFunction") {
         Ok(b) => b,
         Err(r) => return r,
     };
-    reply(StatusCode::CREATED, s.lambda.create_function(&region_of(&h), &body).await)
+    reply(
+        StatusCode::CREATED,
+        s.lambda.create_function(&region_of(&h), &body).await,
+    )
 }
 
 async fn list_functions(State(s): State<Edge>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
@@ -162,9 +202,18 @@ async fn list_functions(State(s): State<Edge>, h: HeaderMap, RawQuery(q): RawQue
     )
 }
 
-async fn get_function(State(s): State<Edge>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+async fn get_function(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = query_pairs(q.as_deref());
-    reply(StatusCode::OK, s.lambda.get_function(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()))
+    reply(
+        StatusCode::OK,
+        s.lambda
+            .get_function(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()),
+    )
 }
 
 async fn get_function_configuration(
@@ -176,7 +225,11 @@ async fn get_function_configuration(
     let q = query_pairs(q.as_deref());
     reply(
         StatusCode::OK,
-        s.lambda.get_function_configuration(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()),
+        s.lambda.get_function_configuration(
+            &region_of(&h),
+            &name,
+            query_get(&q, "Qualifier").as_deref(),
+        ),
     )
 }
 
@@ -190,7 +243,12 @@ async fn update_function_configuration(
         Ok(b) => b,
         Err(r) => return r,
     };
-    reply(StatusCode::OK, s.lambda.update_function_configuration(&region_of(&h), &name, &body).await)
+    reply(
+        StatusCode::OK,
+        s.lambda
+            .update_function_configuration(&region_of(&h), &name, &body)
+            .await,
+    )
 }
 
 async fn update_function_code(
@@ -203,16 +261,32 @@ async fn update_function_code(
         Ok(b) => b,
         Err(r) => return r,
     };
-    reply(StatusCode::OK, s.lambda.update_function_code(&region_of(&h), &name, &body).await)
+    reply(
+        StatusCode::OK,
+        s.lambda
+            .update_function_code(&region_of(&h), &name, &body)
+            .await,
+    )
 }
 
-async fn delete_function(State(s): State<Edge>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+async fn delete_function(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = query_pairs(q.as_deref());
-    no_content(s.lambda.delete_function(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref()).await)
+    no_content(
+        s.lambda
+            .delete_function(&region_of(&h), &name, query_get(&q, "Qualifier").as_deref())
+            .await,
+    )
 }
 
 fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 async fn invoke(
@@ -234,7 +308,11 @@ async fn invoke(
                 ),
             ));
         }
-        Err(rej) => return error_response(&AwsError::invalid_request_content(format!("Could not read the request body: {rej}"))),
+        Err(rej) => {
+            return error_response(&AwsError::invalid_request_content(format!(
+                "Could not read the request body: {rej}"
+            )));
+        }
     };
     let q = query_pairs(q.as_deref());
     let req = InvokeRequest {
@@ -254,10 +332,16 @@ async fn invoke(
             if status != StatusCode::NO_CONTENT {
                 hm.insert("content-type", HeaderValue::from_static("application/json"));
             }
-            if let Some(v) = r.executed_version.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            if let Some(v) = r
+                .executed_version
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
                 hm.insert("x-amz-executed-version", v);
             }
-            if let Some(v) = r.function_error.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            if let Some(v) = r
+                .function_error
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
                 hm.insert("x-amz-function-error", v);
             }
             if let Some(v) = r.log_result.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -269,7 +353,10 @@ async fn invoke(
 }
 
 async fn account_settings(State(s): State<Edge>, h: HeaderMap) -> Response {
-    reply(StatusCode::OK, s.lambda.get_account_settings(&region_of(&h)))
+    reply(
+        StatusCode::OK,
+        s.lambda.get_account_settings(&region_of(&h)),
+    )
 }
 
 async fn list_tags(State(s): State<Edge>, h: HeaderMap, Path(arn): Path<String>) -> Response {
@@ -289,11 +376,22 @@ async fn tag_resource(
     no_content(s.lambda.tag_resource(&region_of(&h), &arn, &body).await)
 }
 
-async fn untag_resource(State(s): State<Edge>, h: HeaderMap, Path(arn): Path<String>, RawQuery(q): RawQuery) -> Response {
+async fn untag_resource(
+    State(s): State<Edge>,
+    h: HeaderMap,
+    Path(arn): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
     let q = query_pairs(q.as_deref());
-    let keys: Vec<String> = q.into_iter().filter(|(k, _)| k == "tagKeys").map(|(_, v)| v).collect();
+    let keys: Vec<String> = q
+        .into_iter()
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v)
+        .collect();
     if keys.is_empty() {
-        return error_response(&AwsError::invalid_parameter("TagKeys is a required parameter and was not provided."));
+        return error_response(&AwsError::invalid_parameter(
+            "TagKeys is a required parameter and was not provided.",
+        ));
     }
     no_content(s.lambda.untag_resource(&region_of(&h), &arn, &keys).await)
 }
@@ -305,7 +403,10 @@ async fn health(State(s): State<Edge>) -> Response {
     json(StatusCode::OK, v)
 }
 
-async fn code_download(State(s): State<Edge>, Path((region, name, file)): Path<(String, String, String)>) -> Response {
+async fn code_download(
+    State(s): State<Edge>,
+    Path((region, name, file)): Path<(String, String, String)>,
+) -> Response {
     let Some(hex) = file.strip_suffix(".zip") else {
         return error_response(&AwsError::not_found("No such code package."));
     };

@@ -52,7 +52,9 @@ fn valid_region(s: &str) -> bool {
     parts.len() >= 3
         && parts[0].len() == 2
         && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts.last().is_some_and(|p| p.len() == 1 && p.chars().all(|c| c.is_ascii_digit()))
+        && parts
+            .last()
+            .is_some_and(|p| p.len() == 1 && p.chars().all(|c| c.is_ascii_digit()))
         && parts[1..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
@@ -131,7 +133,11 @@ pub fn region_from_authorization(header: &str) -> Option<String> {
     let _akid = it.next()?;
     let _date = it.next()?;
     let region = it.next()?;
-    if region.is_empty() || region.len() > 32 { None } else { Some(region.to_string()) }
+    if region.is_empty() || region.len() > 32 {
+        None
+    } else {
+        Some(region.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -145,10 +151,32 @@ mod tests {
         let r = FunctionRef::parse("my-fn:$LATEST", "functionName").unwrap();
         assert_eq!(r.qualifier.as_deref(), Some("$LATEST"));
         let r = FunctionRef::parse("123456789012:function:f1:prod", "functionName").unwrap();
-        assert_eq!((r.name.as_str(), r.account.as_deref(), r.qualifier.as_deref()), ("f1", Some("123456789012"), Some("prod")));
-        let r = FunctionRef::parse("arn:aws:lambda:eu-west-1:123456789012:function:f2", "functionName").unwrap();
-        assert_eq!((r.name.as_str(), r.region.as_deref()), ("f2", Some("eu-west-1")));
-        for bad in ["", "a b", "x:y:z", "arn:aws:s3:::bucket", "a/b", &"x".repeat(65), "f:bad!q"] {
+        assert_eq!(
+            (
+                r.name.as_str(),
+                r.account.as_deref(),
+                r.qualifier.as_deref()
+            ),
+            ("f1", Some("123456789012"), Some("prod"))
+        );
+        let r = FunctionRef::parse(
+            "arn:aws:lambda:eu-west-1:123456789012:function:f2",
+            "functionName",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.region.as_deref()),
+            ("f2", Some("eu-west-1"))
+        );
+        for bad in [
+            "",
+            "a b",
+            "x:y:z",
+            "arn:aws:s3:::bucket",
+            "a/b",
+            &"x".repeat(65),
+            "f:bad!q",
+        ] {
             let e = FunctionRef::parse(bad, "functionName").unwrap_err();
             assert_eq!(e.code, "ValidationException", "{bad}");
         }

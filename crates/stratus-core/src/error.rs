@@ -42,7 +42,11 @@ impl AwsError {
             status,
             code: code.to_string(),
             message: message.into(),
-            kind: if status >= 500 { ErrorKind::Service } else { ErrorKind::User },
+            kind: if status >= 500 {
+                ErrorKind::Service
+            } else {
+                ErrorKind::User
+            },
             extra: Vec::new(),
         }
     }
@@ -71,7 +75,10 @@ impl AwsError {
     pub fn validation_errors(failures: &[String]) -> Self {
         let n = failures.len();
         let noun = if n == 1 { "error" } else { "errors" };
-        Self::validation(format!("{n} validation {noun} detected: {}", failures.join("; ")))
+        Self::validation(format!(
+            "{n} validation {noun} detected: {}",
+            failures.join("; ")
+        ))
     }
 
     /// `ResourceNotFoundException` (404).

@@ -14,7 +14,9 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::json;
 use stratus_core::{AwsError, AwsResult};
-use stratus_sandbox::env::{EnvSpec, Environment, InitOutcome, Invocation, LogSink, MAX_RESPONSE_BYTES, Outcome};
+use stratus_sandbox::env::{
+    EnvSpec, Environment, InitOutcome, Invocation, LogSink, MAX_RESPONSE_BYTES, Outcome,
+};
 use stratus_sandbox::runtime::{self, Family};
 use stratus_store::{LogEvent, Store};
 
@@ -75,7 +77,10 @@ pub struct Pool {
 
 impl Pool {
     pub(crate) fn new() -> Pool {
-        Pool { idle: Mutex::new(HashMap::new()), in_flight: AtomicUsize::new(0) }
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+        }
     }
 
     fn take(&self, region: &str, name: &str, revision: &str) -> Option<Arc<EnvEntry>> {
@@ -93,13 +98,19 @@ impl Pool {
     fn put(&self, region: &str, name: &str, e: Arc<EnvEntry>) {
         *e.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.entry((region.to_string(), name.to_string())).or_default().push(e);
+        idle.entry((region.to_string(), name.to_string()))
+            .or_default()
+            .push(e);
     }
 
     /// Shuts down every idle environment of a function (after an update or
     /// delete, new invocations get fresh environments).
     pub(crate) fn retire_function(&self, region: &str, name: &str) {
-        let list = self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(&(region.to_string(), name.to_string()));
+        let list = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(region.to_string(), name.to_string()));
         for e in list.unwrap_or_default() {
             retire(e);
         }
@@ -107,7 +118,12 @@ impl Pool {
 
     /// Number of environments currently idle.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
     /// Removes environments idle for longer than `max_idle` and shuts them down.
@@ -118,7 +134,11 @@ impl Pool {
             for list in idle.values_mut() {
                 list.retain(|e| {
                     let keep = !e.env.is_dead()
-                        && e.last_used.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < max_idle;
+                        && e.last_used
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .elapsed()
+                            < max_idle;
                     if !keep {
                         old.push(e.clone());
                     }
@@ -135,8 +155,13 @@ impl Pool {
     /// Shuts every idle environment down (server shutdown): SIGTERM, `grace`,
     /// then SIGKILL, all in parallel.
     pub async fn shutdown_all(&self, grace: Duration) {
-        let all: Vec<Arc<EnvEntry>> =
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).drain().flat_map(|(_, v)| v).collect();
+        let all: Vec<Arc<EnvEntry>> = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .flat_map(|(_, v)| v)
+            .collect();
         let mut tasks = Vec::new();
         for e in all {
             tasks.push(tokio::spawn(async move { e.env.shutdown(grace).await }));
@@ -190,7 +215,12 @@ fn error_payload(error_type: &str, message: &str) -> Bytes {
 fn trace_id() -> String {
     let now = stratus_core::time::now_ms() / 1000;
     let hex = stratus_core::hex32();
-    format!("Root=1-{now:08x}-{};Parent={};Sampled=0;Lineage=1:{}:0", &hex[..24], &hex[..16], &hex[24..32])
+    format!(
+        "Root=1-{now:08x}-{};Parent={};Sampled=0;Lineage=1:{}:0",
+        &hex[..24],
+        &hex[..16],
+        &hex[24..32]
+    )
 }
 
 impl Lambda {
@@ -203,12 +233,18 @@ impl Lambda {
     /// `ResourceConflictException` (409) when the function is not Active.
     /// Function failures are not errors: they come back with
     /// `function_error = Unhandled` and AWS's error payload.
-    pub async fn invoke(self: &Arc<Self>, region: &str, req: InvokeRequest) -> AwsResult<InvokeResponse> {
+    pub async fn invoke(
+        self: &Arc<Self>,
+        region: &str,
+        req: InvokeRequest,
+    ) -> AwsResult<InvokeResponse> {
         if req.payload.len() > MAX_SYNC_PAYLOAD {
             return Err(AwsError::new(
                 413,
                 "RequestTooLargeException",
-                format!("Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"),
+                format!(
+                    "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+                ),
             ));
         }
         let invocation_type = req.invocation_type.as_deref().unwrap_or("RequestResponse");
@@ -225,8 +261,13 @@ impl Lambda {
                 "Value '{l}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
             )]));
         }
-        let (mut rec, qualifier) = self.resolve(region, &req.function_name, req.qualifier.as_deref())?;
-        let payload = if req.payload.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { req.payload.clone() };
+        let (mut rec, qualifier) =
+            self.resolve(region, &req.function_name, req.qualifier.as_deref())?;
+        let payload = if req.payload.iter().all(u8::is_ascii_whitespace) {
+            Bytes::from_static(b"{}")
+        } else {
+            req.payload.clone()
+        };
         if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
             return Err(AwsError::invalid_request_content(
                 "Could not parse request body into json: the payload is not valid JSON.",
@@ -238,9 +279,13 @@ impl Lambda {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(cc.as_bytes())
                     .ok()
-                    .filter(|b| serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v.is_object()))
+                    .filter(|b| {
+                        serde_json::from_slice::<serde_json::Value>(b).is_ok_and(|v| v.is_object())
+                    })
                     .ok_or_else(|| {
-                        AwsError::invalid_request_content("Client context must be a valid Base64-encoded JSON object.")
+                        AwsError::invalid_request_content(
+                            "Client context must be a valid Base64-encoded JSON object.",
+                        )
                     })?;
                 Some(String::from_utf8_lossy(&raw).into_owned())
             }
@@ -262,10 +307,14 @@ impl Lambda {
         // A function being created or updated becomes Active within
         // milliseconds here; wait for it rather than fail.
         let wait_until = Instant::now() + Duration::from_secs(5);
-        while rec.config.state == "Pending" || rec.config.last_update_status.as_deref() == Some("InProgress") {
+        while rec.config.state == "Pending"
+            || rec.config.last_update_status.as_deref() == Some("InProgress")
+        {
             let notified = self.state_change.notified();
             rec = self.load(region, &rec.config.function_name)?;
-            if !(rec.config.state == "Pending" || rec.config.last_update_status.as_deref() == Some("InProgress")) {
+            if !(rec.config.state == "Pending"
+                || rec.config.last_update_status.as_deref() == Some("InProgress"))
+            {
                 break;
             }
             if Instant::now() > wait_until {
@@ -285,11 +334,21 @@ impl Lambda {
 
         if self.pool.in_flight.fetch_add(1, Ordering::SeqCst) >= ACCOUNT_CONCURRENCY {
             self.pool.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(AwsError::new(429, "TooManyRequestsException", "Rate Exceeded.")
-                .with_field("Reason", "ConcurrentInvocationLimitExceeded"));
+            return Err(
+                AwsError::new(429, "TooManyRequestsException", "Rate Exceeded.")
+                    .with_field("Reason", "ConcurrentInvocationLimitExceeded"),
+            );
         }
         let _guard = InFlight(&self.pool.in_flight);
-        self.run(region, &rec, &qualifier, payload, client_context, req.log_type.as_deref() == Some("Tail")).await
+        self.run(
+            region,
+            &rec,
+            &qualifier,
+            payload,
+            client_context,
+            req.log_type.as_deref() == Some("Tail"),
+        )
+        .await
     }
 
     async fn run(
@@ -312,9 +371,15 @@ impl Lambda {
                 let entry = match self.cold_start(region, rec).await {
                     Ok(e) => e,
                     Err(ColdStartError::Refused(e)) => return Err(e),
-                    Err(ColdStartError::Init { env, error_type, body }) => {
+                    Err(ColdStartError::Init {
+                        env,
+                        error_type,
+                        body,
+                    }) => {
                         let init = t0.elapsed().as_secs_f64() * 1000.0;
-                        return Ok(self.init_failure(rec, &request_id, env, init, &error_type, body, tail).await);
+                        return Ok(self
+                            .init_failure(rec, &request_id, env, init, &error_type, body, tail)
+                            .await);
                     }
                 };
                 init_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
@@ -325,10 +390,13 @@ impl Lambda {
         if tail {
             env.begin_capture();
         }
-        env.platform_line(&format!("START RequestId: {request_id} Version: {qualifier}"));
+        env.platform_line(&format!(
+            "START RequestId: {request_id} Version: {qualifier}"
+        ));
         let start = Instant::now();
         let deadline_ms = stratus_core::time::now_ms() + rec.config.timeout as i64 * 1000;
-        let deadline = tokio::time::Instant::from_std(invoke_start.max(start)) + Duration::from_secs(rec.config.timeout as u64);
+        let deadline = tokio::time::Instant::from_std(invoke_start.max(start))
+            + Duration::from_secs(rec.config.timeout as u64);
         let outcome = env
             .invoke(
                 Invocation {
@@ -349,12 +417,17 @@ impl Lambda {
         let mut status_suffix = String::new();
         let (function_error, body) = match outcome {
             Outcome::Response(b) => (None, b),
-            Outcome::FunctionError { error_type: _, body } => (Some("Unhandled".to_string()), body),
+            Outcome::FunctionError {
+                error_type: _,
+                body,
+            } => (Some("Unhandled".to_string()), body),
             Outcome::ResponseTooLarge(size) => (
                 Some("Unhandled".to_string()),
                 error_payload(
                     "Function.ResponseSizeTooLarge",
-                    &format!("Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."),
+                    &format!(
+                        "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+                    ),
                 ),
             ),
             Outcome::Timeout => {
@@ -367,21 +440,45 @@ impl Lambda {
                 status_suffix = "Status: timeout\t".into();
                 (
                     Some("Unhandled".to_string()),
-                    error_payload("Sandbox.Timedout", &format!("RequestId: {request_id} Error: Task timed out after {secs} seconds")),
+                    error_payload(
+                        "Sandbox.Timedout",
+                        &format!(
+                            "RequestId: {request_id} Error: Task timed out after {secs} seconds"
+                        ),
+                    ),
                 )
             }
             Outcome::Exited(desc) => {
                 healthy = false;
-                let msg = format!("RequestId: {request_id} Error: Runtime exited with error: {desc}");
+                let msg =
+                    format!("RequestId: {request_id} Error: Runtime exited with error: {desc}");
                 env.platform_line(&msg);
                 status_suffix = "Status: error\tError Type: Runtime.ExitError\t".into();
-                (Some("Unhandled".to_string()), error_payload("Runtime.ExitError", &msg))
+                (
+                    Some("Unhandled".to_string()),
+                    error_payload("Runtime.ExitError", &msg),
+                )
             }
         };
-        let max_mem = env.peak_rss_kb().map(|kb| kb.div_ceil(1024)).unwrap_or(0).min(rec.config.memory_size as u64);
+        let max_mem = env
+            .peak_rss_kb()
+            .map(|kb| kb.div_ceil(1024))
+            .unwrap_or(0)
+            .min(rec.config.memory_size as u64);
         env.platform_line(&format!("END RequestId: {request_id}"));
-        env.platform_line(&report_line(&request_id, duration_ms, rec.config.memory_size, max_mem, init_ms, &status_suffix));
-        let log_result = if tail { Some(b64(last_bytes(&env.end_capture().await, TAIL_BYTES))) } else { None };
+        env.platform_line(&report_line(
+            &request_id,
+            duration_ms,
+            rec.config.memory_size,
+            max_mem,
+            init_ms,
+            &status_suffix,
+        ));
+        let log_result = if tail {
+            Some(b64(last_bytes(&env.end_capture().await, TAIL_BYTES)))
+        } else {
+            None
+        };
         if healthy && !env.is_dead() {
             self.pool.put(region, name, entry);
         } else {
@@ -419,12 +516,24 @@ impl Lambda {
         if let Some(e) = e {
             e.drain_output().await;
         }
-        push(e, format!("INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}"));
+        push(
+            e,
+            format!(
+                "INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
+            ),
+        );
         push(e, format!("START RequestId: {request_id} Version: $LATEST"));
         push(e, format!("END RequestId: {request_id}"));
         push(
             e,
-            report_line(request_id, init_ms, rec.config.memory_size, 0, None, &format!("Status: error\tError Type: {error_type}\t")),
+            report_line(
+                request_id,
+                init_ms,
+                rec.config.memory_size,
+                0,
+                None,
+                &format!("Status: error\tError Type: {error_type}\t"),
+            ),
         );
         if let Some(env) = env {
             env.kill();
@@ -432,17 +541,29 @@ impl Lambda {
         InvokeResponse {
             status: 200,
             function_error: Some("Unhandled".into()),
-            log_result: if tail { Some(b64(last_bytes(&log, TAIL_BYTES))) } else { None },
+            log_result: if tail {
+                Some(b64(last_bytes(&log, TAIL_BYTES)))
+            } else {
+                None
+            },
             executed_version: Some("$LATEST".into()),
             payload: body,
         }
     }
 
-    async fn cold_start(self: &Arc<Self>, region: &str, rec: &FunctionRecord) -> Result<Arc<EnvEntry>, ColdStartError> {
+    async fn cold_start(
+        self: &Arc<Self>,
+        region: &str,
+        rec: &FunctionRecord,
+    ) -> Result<Arc<EnvEntry>, ColdStartError> {
         let c = &rec.config;
         let runtime_id = c.runtime.clone().unwrap_or_default();
-        let resolved = runtime::resolve(&runtime_id, &self.config.runtime_overrides, self.config.strict_runtimes)
-            .map_err(|m| ColdStartError::Refused(AwsError::new(502, "InvalidRuntimeException", m)))?;
+        let resolved = runtime::resolve(
+            &runtime_id,
+            &self.config.runtime_overrides,
+            self.config.strict_runtimes,
+        )
+        .map_err(|m| ColdStartError::Refused(AwsError::new(502, "InvalidRuntimeException", m)))?;
         let task_root = self.code_dir(&rec.code_hex);
         if !task_root.is_dir() {
             return Err(ColdStartError::Refused(AwsError::service(format!(
@@ -456,18 +577,29 @@ impl Lambda {
             Family::Python => vec![
                 resolved.interpreter.clone().unwrap_or_default(),
                 "-u".into(),
-                rt_dir.join("python/bootstrap.py").to_string_lossy().into_owned(),
+                rt_dir
+                    .join("python/bootstrap.py")
+                    .to_string_lossy()
+                    .into_owned(),
             ],
             Family::Node => vec![
                 resolved.interpreter.clone().unwrap_or_default(),
-                rt_dir.join("node/bootstrap.mjs").to_string_lossy().into_owned(),
+                rt_dir
+                    .join("node/bootstrap.mjs")
+                    .to_string_lossy()
+                    .into_owned(),
             ],
             Family::Provided => {
                 let b = task_root.join("bootstrap");
                 if !b.is_file() {
-                    let msg = "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]";
+                    let msg =
+                        "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]";
                     let body = error_payload("Runtime.InvalidEntrypoint", msg);
-                    return Err(ColdStartError::Init { env: None, error_type: "Runtime.InvalidEntrypoint".into(), body });
+                    return Err(ColdStartError::Init {
+                        env: None,
+                        error_type: "Runtime.InvalidEntrypoint".into(),
+                        body,
+                    });
                 }
                 vec![b.to_string_lossy().into_owned()]
             }
@@ -477,29 +609,54 @@ impl Lambda {
         let stream = format!("{}/[$LATEST]{}", stratus_core::time::date_path(now), env_id);
         let group = c.logging_config.log_group.clone();
         let vars = self.process_vars(region, rec, &resolved, &task_root, &group, &stream);
-        let sink = Arc::new(StoreSink { store: self.store.clone(), region: region.to_string(), group, stream });
-        let spec = EnvSpec { command, cwd: task_root, vars };
-        let env = Environment::start(spec, env_id, sink).await.map_err(|e| {
-            ColdStartError::Init {
-                env: None,
-                error_type: "Runtime.InvalidEntrypoint".into(),
-                body: error_payload("Runtime.InvalidEntrypoint", &format!("RequestId: Error: could not start the runtime: {e}")),
-            }
-        })?;
+        let sink = Arc::new(StoreSink {
+            store: self.store.clone(),
+            region: region.to_string(),
+            group,
+            stream,
+        });
+        let spec = EnvSpec {
+            command,
+            cwd: task_root,
+            vars,
+        };
+        let env =
+            Environment::start(spec, env_id, sink)
+                .await
+                .map_err(|e| ColdStartError::Init {
+                    env: None,
+                    error_type: "Runtime.InvalidEntrypoint".into(),
+                    body: error_payload(
+                        "Runtime.InvalidEntrypoint",
+                        &format!("RequestId: Error: could not start the runtime: {e}"),
+                    ),
+                })?;
         match env.wait_init(INIT_LIMIT).await {
             InitOutcome::Ready => Ok(Arc::new(EnvEntry {
                 env,
                 revision: c.revision_id.clone(),
                 last_used: Mutex::new(Instant::now()),
             })),
-            InitOutcome::Error { error_type, body } => Err(ColdStartError::Init { env: Some(env), error_type, body }),
+            InitOutcome::Error { error_type, body } => Err(ColdStartError::Init {
+                env: Some(env),
+                error_type,
+                body,
+            }),
             InitOutcome::Exited(desc) => {
                 let msg = format!("RequestId: Error: Runtime exited with error: {desc}");
-                Err(ColdStartError::Init { env: Some(env), error_type: "Runtime.ExitError".into(), body: error_payload("Runtime.ExitError", &msg) })
+                Err(ColdStartError::Init {
+                    env: Some(env),
+                    error_type: "Runtime.ExitError".into(),
+                    body: error_payload("Runtime.ExitError", &msg),
+                })
             }
             InitOutcome::Timeout => {
                 let msg = format!("Init phase exceeded the {} s limit.", INIT_LIMIT.as_secs());
-                Err(ColdStartError::Init { env: Some(env), error_type: "Sandbox.Timedout".into(), body: error_payload("Sandbox.Timedout", &msg) })
+                Err(ColdStartError::Init {
+                    env: Some(env),
+                    error_type: "Sandbox.Timedout".into(),
+                    body: error_payload("Sandbox.Timedout", &msg),
+                })
             }
         }
     }
@@ -519,12 +676,18 @@ impl Lambda {
         let mut v: Vec<(String, String)> = vec![
             ("AWS_LAMBDA_FUNCTION_NAME".into(), c.function_name.clone()),
             ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), c.memory_size.to_string()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+                c.memory_size.to_string(),
+            ),
             ("AWS_REGION".into(), region.into()),
             ("AWS_DEFAULT_REGION".into(), region.into()),
             ("_HANDLER".into(), c.handler.clone().unwrap_or_default()),
             ("LAMBDA_TASK_ROOT".into(), task.clone()),
-            ("LAMBDA_RUNTIME_DIR".into(), self.runtime_dir.to_string_lossy().into_owned()),
+            (
+                "LAMBDA_RUNTIME_DIR".into(),
+                self.runtime_dir.to_string_lossy().into_owned(),
+            ),
             ("TZ".into(), ":UTC".into()),
             ("LANG".into(), "en_US.UTF-8".into()),
             ("AWS_LAMBDA_LOG_GROUP_NAME".into(), group.into()),
@@ -534,22 +697,42 @@ impl Lambda {
             ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
             ("AWS_SESSION_TOKEN".into(), "test".into()),
             ("AWS_ENDPOINT_URL".into(), self.config.edge_url()),
-            ("PATH".into(), format!("/usr/local/bin:/usr/bin/:/bin:/opt/bin:{host_path}")),
-            ("LD_LIBRARY_PATH".into(), format!("/lib64:/usr/lib64:{task}:{task}/lib:/opt/lib")),
+            (
+                "PATH".into(),
+                format!("/usr/local/bin:/usr/bin/:/bin:/opt/bin:{host_path}"),
+            ),
+            (
+                "LD_LIBRARY_PATH".into(),
+                format!("/lib64:/usr/lib64:{task}:{task}/lib:/opt/lib"),
+            ),
         ];
         if let Some(e) = &rt.execution_env {
             v.push(("AWS_EXECUTION_ENV".into(), e.clone()));
         }
         match rt.family {
             Family::Python => {
-                v.push(("STRATUS_SDK_PATH".into(), self.config.sdk_dir.join("python").to_string_lossy().into_owned()));
+                v.push((
+                    "STRATUS_SDK_PATH".into(),
+                    self.config
+                        .sdk_dir
+                        .join("python")
+                        .to_string_lossy()
+                        .into_owned(),
+                ));
             }
             Family::Node => {
                 v.push((
                     "STRATUS_SDK_PATH".into(),
-                    self.config.sdk_dir.join("node/node_modules").to_string_lossy().into_owned(),
+                    self.config
+                        .sdk_dir
+                        .join("node/node_modules")
+                        .to_string_lossy()
+                        .into_owned(),
                 ));
-                v.push(("NODE_PATH".into(), format!("/opt/nodejs/node_modules:/opt/nodejs/node20/node_modules:{task}")));
+                v.push((
+                    "NODE_PATH".into(),
+                    format!("/opt/nodejs/node_modules:/opt/nodejs/node20/node_modules:{task}"),
+                ));
             }
             Family::Provided => {}
         }
@@ -565,14 +748,25 @@ impl Lambda {
 
 enum ColdStartError {
     Refused(AwsError),
-    Init { env: Option<Environment>, error_type: String, body: Bytes },
+    Init {
+        env: Option<Environment>,
+        error_type: String,
+        body: Bytes,
+    },
 }
 
 /// AWS's REPORT line (text log format):
 /// `REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\t`
 /// with `Init Duration: x ms\t` on cold starts. Billed Duration is the
 /// duration rounded up to the next ms.
-pub fn report_line(request_id: &str, duration_ms: f64, memory_mb: u32, max_used_mb: u64, init_ms: Option<f64>, suffix: &str) -> String {
+pub fn report_line(
+    request_id: &str,
+    duration_ms: f64,
+    memory_mb: u32,
+    max_used_mb: u64,
+    init_ms: Option<f64>,
+    suffix: &str,
+) -> String {
     let billed = duration_ms.ceil().max(1.0) as u64;
     let mut s = format!(
         "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {memory_mb} MB\tMax Memory Used: {max_used_mb} MB\t"

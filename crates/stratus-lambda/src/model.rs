@@ -192,22 +192,75 @@ pub struct UpdateCodeInput {
 
 /// Every runtime id in the service model's `Runtime` enum (in model order).
 pub const RUNTIME_ENUM: &[&str] = &[
-    "nodejs", "nodejs4.3", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x", "nodejs14.x",
-    "nodejs16.x", "java8", "java8.al2", "java11", "python2.7", "python3.6", "python3.7", "python3.8",
-    "python3.9", "dotnetcore1.0", "dotnetcore2.0", "dotnetcore2.1", "dotnetcore3.1", "dotnet6", "dotnet8",
-    "nodejs4.3-edge", "go1.x", "ruby2.5", "ruby2.7", "provided", "provided.al2", "nodejs18.x", "python3.10",
-    "java17", "ruby3.2", "ruby3.3", "ruby3.4", "python3.11", "nodejs20.x", "provided.al2023", "python3.12",
-    "java21", "python3.13", "nodejs22.x", "nodejs24.x", "python3.14", "java25", "dotnet10", "ruby4.0",
+    "nodejs",
+    "nodejs4.3",
+    "nodejs6.10",
+    "nodejs8.10",
+    "nodejs10.x",
+    "nodejs12.x",
+    "nodejs14.x",
+    "nodejs16.x",
+    "java8",
+    "java8.al2",
+    "java11",
+    "python2.7",
+    "python3.6",
+    "python3.7",
+    "python3.8",
+    "python3.9",
+    "dotnetcore1.0",
+    "dotnetcore2.0",
+    "dotnetcore2.1",
+    "dotnetcore3.1",
+    "dotnet6",
+    "dotnet8",
+    "nodejs4.3-edge",
+    "go1.x",
+    "ruby2.5",
+    "ruby2.7",
+    "provided",
+    "provided.al2",
+    "nodejs18.x",
+    "python3.10",
+    "java17",
+    "ruby3.2",
+    "ruby3.3",
+    "ruby3.4",
+    "python3.11",
+    "nodejs20.x",
+    "provided.al2023",
+    "python3.12",
+    "java21",
+    "python3.13",
+    "nodejs22.x",
+    "nodejs24.x",
+    "python3.14",
+    "java25",
+    "dotnet10",
+    "ruby4.0",
 ];
 
 /// Environment variable keys Lambda reserves
 /// (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime>).
 pub const RESERVED_ENV_KEYS: &[&str] = &[
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
 ];
 
 /// Maximum total size of a function's environment variables: 4 KB.
@@ -224,15 +277,27 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
     let mut f = Vec::new();
     if let Some(m) = c.memory_size {
         if m < 128 {
-            f.push(constraint(m, "memorySize", "Member must have value greater than or equal to 128"));
+            f.push(constraint(
+                m,
+                "memorySize",
+                "Member must have value greater than or equal to 128",
+            ));
         } else if m > 10240 {
-            f.push(constraint(m, "memorySize", "Member must have value less than or equal to 10240"));
+            f.push(constraint(
+                m,
+                "memorySize",
+                "Member must have value less than or equal to 10240",
+            ));
         }
     }
     if let Some(t) = c.timeout
         && t < 1
     {
-        f.push(constraint(t, "timeout", "Member must have value greater than or equal to 1"));
+        f.push(constraint(
+            t,
+            "timeout",
+            "Member must have value greater than or equal to 1",
+        ));
     }
     if let Some(r) = &c.runtime
         && !RUNTIME_ENUM.contains(&r.as_str())
@@ -240,18 +305,29 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
         f.push(constraint(
             r,
             "runtime",
-            &format!("Member must satisfy enum value set: [{}]", RUNTIME_ENUM.join(", ")),
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                RUNTIME_ENUM.join(", ")
+            ),
         ));
     }
     if let Some(h) = &c.handler
         && (h.len() > 128 || h.is_empty() || h.chars().any(char::is_whitespace))
     {
-        f.push(constraint(h, "handler", "Member must satisfy regular expression pattern: [^\\s]+"));
+        f.push(constraint(
+            h,
+            "handler",
+            "Member must satisfy regular expression pattern: [^\\s]+",
+        ));
     }
     if let Some(d) = &c.description
         && d.chars().count() > 256
     {
-        f.push(constraint(d, "description", "Member must have length less than or equal to 256"));
+        f.push(constraint(
+            d,
+            "description",
+            "Member must have length less than or equal to 256",
+        ));
     }
     if let Some(r) = &c.role
         && !valid_role(r)
@@ -264,9 +340,17 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
     }
     if let Some(e) = &c.ephemeral_storage {
         if e.size < 512 {
-            f.push(constraint(e.size, "ephemeralStorage.size", "Member must have value greater than or equal to 512"));
+            f.push(constraint(
+                e.size,
+                "ephemeralStorage.size",
+                "Member must have value greater than or equal to 512",
+            ));
         } else if e.size > 10240 {
-            f.push(constraint(e.size, "ephemeralStorage.size", "Member must have value less than or equal to 10240"));
+            f.push(constraint(
+                e.size,
+                "ephemeralStorage.size",
+                "Member must have value less than or equal to 10240",
+            ));
         }
     }
     if let Some(t) = &c.tracing_config
@@ -274,7 +358,11 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
         && m != "Active"
         && m != "PassThrough"
     {
-        f.push(constraint(m, "tracingConfig.mode", "Member must satisfy enum value set: [Active, PassThrough]"));
+        f.push(constraint(
+            m,
+            "tracingConfig.mode",
+            "Member must satisfy enum value set: [Active, PassThrough]",
+        ));
     }
     if let Some(env) = &c.environment
         && let Some(vars) = &env.variables
@@ -302,8 +390,11 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
     if let Some(env) = &c.environment
         && let Some(vars) = &env.variables
     {
-        let reserved: Vec<&str> =
-            vars.keys().map(String::as_str).filter(|k| RESERVED_ENV_KEYS.contains(k)).collect();
+        let reserved: Vec<&str> = vars
+            .keys()
+            .map(String::as_str)
+            .filter(|k| RESERVED_ENV_KEYS.contains(k))
+            .collect();
         if !reserved.is_empty() {
             return Err(AwsError::invalid_parameter(format!(
                 "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
@@ -347,24 +438,36 @@ pub fn validate_architectures(a: &[String]) -> Result<(), AwsError> {
             break;
         }
     }
-    if f.is_empty() { Ok(()) } else { Err(AwsError::validation_errors(&f)) }
+    if f.is_empty() {
+        Ok(())
+    } else {
+        Err(AwsError::validation_errors(&f))
+    }
 }
 
 /// Checks resource tags as Lambda does (at most 50; keys 1-128 characters,
 /// values up to 256; keys may not start with `aws:`).
 pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
     if tags.len() > 50 {
-        return Err(AwsError::invalid_parameter("The number of tags exceeds the limit of 50 tags per resource."));
+        return Err(AwsError::invalid_parameter(
+            "The number of tags exceeds the limit of 50 tags per resource.",
+        ));
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 {
-            return Err(AwsError::invalid_parameter(format!("Tag key '{k}' must be 1 to 128 characters long.")));
+            return Err(AwsError::invalid_parameter(format!(
+                "Tag key '{k}' must be 1 to 128 characters long."
+            )));
         }
         if v.chars().count() > 256 {
-            return Err(AwsError::invalid_parameter(format!("Tag value for key '{k}' must be at most 256 characters long.")));
+            return Err(AwsError::invalid_parameter(format!(
+                "Tag value for key '{k}' must be at most 256 characters long."
+            )));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(AwsError::invalid_parameter(format!("Tag key '{k}' uses the reserved prefix 'aws:'.")));
+            return Err(AwsError::invalid_parameter(format!(
+                "Tag key '{k}' uses the reserved prefix 'aws:'."
+            )));
         }
     }
     Ok(())
@@ -380,16 +483,25 @@ fn valid_env_key(k: &str) -> bool {
 /// `arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+`.
 pub fn valid_role(r: &str) -> bool {
     let p: Vec<&str> = r.splitn(6, ':').collect();
-    if p.len() != 6 || p[0] != "arn" || !(p[1].is_empty() || p[1].starts_with("aws")) || p[2] != "iam" || !p[3].is_empty()
+    if p.len() != 6
+        || p[0] != "arn"
+        || !(p[1].is_empty() || p[1].starts_with("aws"))
+        || p[2] != "iam"
+        || !p[3].is_empty()
     {
         return false;
     }
     if p[4].len() != 12 || !p[4].chars().all(|c| c.is_ascii_digit()) {
         return false;
     }
-    let Some(rest) = p[5].strip_prefix("role") else { return false };
+    let Some(rest) = p[5].strip_prefix("role") else {
+        return false;
+    };
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@-_/".contains(c))
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_/".contains(c))
 }
 
 #[cfg(test)]
@@ -399,7 +511,9 @@ mod tests {
     #[test]
     fn roles() {
         assert!(valid_role("arn:aws:iam::123456789012:role/lambda-role"));
-        assert!(valid_role("arn:aws:iam::123456789012:role/service-role/x.y@z"));
+        assert!(valid_role(
+            "arn:aws:iam::123456789012:role/service-role/x.y@z"
+        ));
         assert!(!valid_role("arn:aws:iam::12345:role/x"));
         assert!(!valid_role("role"));
         assert!(!valid_role("arn:aws:iam::123456789012:user/x"));
@@ -407,16 +521,40 @@ mod tests {
 
     #[test]
     fn config_checks() {
-        let mut c = ConfigInput { memory_size: Some(64), timeout: Some(0), ..Default::default() };
+        let mut c = ConfigInput {
+            memory_size: Some(64),
+            timeout: Some(0),
+            ..Default::default()
+        };
         let e = validate_config(&c).unwrap_err();
         assert_eq!(e.code, "ValidationException");
-        assert!(e.message.starts_with("2 validation errors detected"), "{}", e.message);
-        c = ConfigInput { timeout: Some(901), ..Default::default() };
-        assert_eq!(validate_config(&c).unwrap_err().code, "InvalidParameterValueException");
+        assert!(
+            e.message.starts_with("2 validation errors detected"),
+            "{}",
+            e.message
+        );
+        c = ConfigInput {
+            timeout: Some(901),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate_config(&c).unwrap_err().code,
+            "InvalidParameterValueException"
+        );
         let mut vars = BTreeMap::new();
         vars.insert("AWS_REGION".to_string(), "x".to_string());
-        c = ConfigInput { environment: Some(EnvironmentInput { variables: Some(vars) }), ..Default::default() };
-        assert!(validate_config(&c).unwrap_err().message.contains("AWS_REGION"));
+        c = ConfigInput {
+            environment: Some(EnvironmentInput {
+                variables: Some(vars),
+            }),
+            ..Default::default()
+        };
+        assert!(
+            validate_config(&c)
+                .unwrap_err()
+                .message
+                .contains("AWS_REGION")
+        );
         assert!(validate_architectures(&["x86_64".into()]).is_ok());
         assert!(validate_architectures(&["sparc".into()]).is_err());
         assert!(validate_architectures(&[]).is_err());

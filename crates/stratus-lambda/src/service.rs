@@ -71,12 +71,16 @@ impl Lambda {
 
     /// Completes Pending / InProgress transitions left by a previous run.
     pub async fn recover(self: &Arc<Self>) {
-        let Ok(all) = self.store.list_all(KIND_FUNCTION) else { return };
+        let Ok(all) = self.store.list_all(KIND_FUNCTION) else {
+            return;
+        };
         for (region, name, body) in all {
             if let Ok(rec) = serde_json::from_str::<FunctionRecord>(&body)
-                && (rec.config.state == "Pending" || rec.config.last_update_status.as_deref() == Some("InProgress"))
+                && (rec.config.state == "Pending"
+                    || rec.config.last_update_status.as_deref() == Some("InProgress"))
             {
-                self.clone().finish_update(region, name, rec.config.revision_id.clone());
+                self.clone()
+                    .finish_update(region, name, rec.config.revision_id.clone());
             }
         }
     }
@@ -92,8 +96,9 @@ impl Lambda {
     /// Loads a function record. Errors: `ResourceNotFoundException` naming the ARN.
     pub fn load(&self, region: &str, name: &str) -> AwsResult<FunctionRecord> {
         match self.store.get(KIND_FUNCTION, region, name)? {
-            Some(body) => serde_json::from_str(&body)
-                .map_err(|e| AwsError::service(format!("stored function {name} is unreadable: {e}"))),
+            Some(body) => serde_json::from_str(&body).map_err(|e| {
+                AwsError::service(format!("stored function {name} is unreadable: {e}"))
+            }),
             None => Err(self.not_found(region, name, None)),
         }
     }
@@ -108,7 +113,12 @@ impl Lambda {
 
     /// Resolves a `FunctionName` parameter to a stored function and the
     /// qualifier asked for (only `$LATEST` exists until versions land).
-    pub fn resolve(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<(FunctionRecord, String)> {
+    pub fn resolve(
+        &self,
+        region: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> AwsResult<(FunctionRecord, String)> {
         let r = FunctionRef::parse(function_name, "functionName")?;
         self.check_ref(region, &r)?;
         let q = match (r.qualifier.as_deref(), qualifier) {
@@ -135,7 +145,10 @@ impl Lambda {
             return Err(AwsError::new(
                 403,
                 "AccessDeniedException",
-                format!("The function belongs to account {acct}, not to this stratus account ({}).", self.config.account_id),
+                format!(
+                    "The function belongs to account {acct}, not to this stratus account ({}).",
+                    self.config.account_id
+                ),
             ));
         }
         if let Some(reg) = &r.region
@@ -154,8 +167,12 @@ impl Lambda {
                 "The runtime parameter of {runtime_id} is no longer supported for creating or updating AWS Lambda functions. We recommend you use a supported runtime while creating or updating functions."
             )));
         }
-        let r = runtime::resolve(runtime_id, &self.config.runtime_overrides, self.config.strict_runtimes)
-            .map_err(AwsError::invalid_parameter)?;
+        let r = runtime::resolve(
+            runtime_id,
+            &self.config.runtime_overrides,
+            self.config.strict_runtimes,
+        )
+        .map_err(AwsError::invalid_parameter)?;
         if let Some(w) = &r.warning {
             tracing::warn!("{w}");
         }
@@ -166,7 +183,9 @@ impl Lambda {
     /// Returns (hex sha, base64 sha, size, unzipped size).
     fn accept_zip(&self, zip_b64: &str) -> AwsResult<(String, String, u64, u64)> {
         let zip = b64().decode(zip_b64.as_bytes()).map_err(|_| {
-            AwsError::invalid_request_content("Could not decode ZipFile: it must be a base64-encoded .zip archive.")
+            AwsError::invalid_request_content(
+                "Could not decode ZipFile: it must be a base64-encoded .zip archive.",
+            )
         })?;
         if zip.len() > package::MAX_ZIPPED_UPLOAD_BYTES {
             return Err(AwsError::new(
@@ -187,17 +206,20 @@ impl Lambda {
         let path = self.code_zip_path(&hex);
         if !path.exists() {
             let tmp = path.with_extension(format!("tmp-{}", stratus_core::hex32()));
-            std::fs::write(&tmp, &zip).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                AwsError::service(format!("could not store the package: {e}"))
-            })?;
+            std::fs::write(&tmp, &zip)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    AwsError::service(format!("could not store the package: {e}"))
+                })?;
         }
         Ok((hex, sha_b64, zip.len() as u64, info.total_unzipped_bytes))
     }
 
     fn save(&self, region: &str, rec: &FunctionRecord) -> AwsResult<()> {
         let body = serde_json::to_string(rec).map_err(|e| AwsError::service(e.to_string()))?;
-        self.store.put(KIND_FUNCTION, region, &rec.config.function_name, &body)?;
+        self.store
+            .put(KIND_FUNCTION, region, &rec.config.function_name, &body)?;
         Ok(())
     }
 
@@ -208,16 +230,24 @@ impl Lambda {
     /// (409) when the name is taken, `RequestEntityTooLargeException` (413).
     pub async fn create_function(self: &Arc<Self>, region: &str, body: &[u8]) -> AwsResult<Value> {
         let input: CreateFunctionInput = parse_body(body)?;
-        let name_raw = input.function_name.clone().ok_or_else(|| missing("FunctionName"))?;
+        let name_raw = input
+            .function_name
+            .clone()
+            .ok_or_else(|| missing("FunctionName"))?;
         let fref = FunctionRef::parse(&name_raw, "functionName")?;
         self.check_ref(region, &fref)?;
         if fref.qualifier.is_some() {
-            return Err(AwsError::invalid_parameter("FunctionName must not carry a qualifier in CreateFunction."));
+            return Err(AwsError::invalid_parameter(
+                "FunctionName must not carry a qualifier in CreateFunction.",
+            ));
         }
         let role = input.config.role.clone().ok_or_else(|| missing("Role"))?;
         let code = input.code.clone().ok_or_else(|| missing("Code"))?;
         validate_config(&input.config)?;
-        let architectures = input.architectures.clone().unwrap_or_else(|| vec!["x86_64".into()]);
+        let architectures = input
+            .architectures
+            .clone()
+            .unwrap_or_else(|| vec!["x86_64".into()]);
         validate_architectures(&architectures)?;
         if let Some(t) = &input.tags {
             validate_tags(t)?;
@@ -249,7 +279,9 @@ impl Lambda {
                 ));
             }
             (None, None) => {
-                return Err(AwsError::invalid_parameter("Please provide a source for function code."));
+                return Err(AwsError::invalid_parameter(
+                    "Please provide a source for function code.",
+                ));
             }
         };
         let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64)?;
@@ -273,7 +305,11 @@ impl Lambda {
                 variables: e.variables.clone().unwrap_or_default(),
             }),
             tracing_config: TracingConfig {
-                mode: c.tracing_config.as_ref().and_then(|t| t.mode.clone()).unwrap_or_else(|| "PassThrough".into()),
+                mode: c
+                    .tracing_config
+                    .as_ref()
+                    .and_then(|t| t.mode.clone())
+                    .unwrap_or_else(|| "PassThrough".into()),
             },
             revision_id: uuid::Uuid::new_v4().to_string(),
             state: "Pending".into(),
@@ -285,9 +321,16 @@ impl Lambda {
             package_type: "Zip".into(),
             architectures,
             ephemeral_storage: EphemeralStorage {
-                size: c.ephemeral_storage.as_ref().map(|e| e.size as u32).unwrap_or(512),
+                size: c
+                    .ephemeral_storage
+                    .as_ref()
+                    .map(|e| e.size as u32)
+                    .unwrap_or(512),
             },
-            snap_start: SnapStartResponse { apply_on: "None".into(), optimization_status: "Off".into() },
+            snap_start: SnapStartResponse {
+                apply_on: "None".into(),
+                optimization_status: "Off".into(),
+            },
             logging_config: logging_config(c.logging_config.as_ref(), &name, None),
         };
         let rec = FunctionRecord {
@@ -300,10 +343,13 @@ impl Lambda {
         {
             let _g = self.write_lock.lock().await;
             if !self.store.insert_new(KIND_FUNCTION, region, &name, &body)? {
-                return Err(AwsError::conflict(format!("Function already exist: {name}")));
+                return Err(AwsError::conflict(format!(
+                    "Function already exist: {name}"
+                )));
             }
         }
-        self.clone().finish_update(region.to_string(), name, rec.config.revision_id.clone());
+        self.clone()
+            .finish_update(region.to_string(), name, rec.config.revision_id.clone());
         to_value(&rec.config)
     }
 
@@ -323,12 +369,16 @@ impl Lambda {
                     return Ok(());
                 }
                 let bytes = std::fs::read(&zip_path).map_err(|e| e.to_string())?;
-                package::unpack_zip(&bytes, &dir, package::MAX_UNZIPPED_BYTES).map(|_| ()).map_err(|e| e.aws_message())
+                package::unpack_zip(&bytes, &dir, package::MAX_UNZIPPED_BYTES)
+                    .map(|_| ())
+                    .map_err(|e| e.aws_message())
             })
             .await
             .unwrap_or_else(|e| Err(e.to_string()));
             let _g = self.write_lock.lock().await;
-            let Ok(mut rec) = self.load(&region, &name) else { return };
+            let Ok(mut rec) = self.load(&region, &name) else {
+                return;
+            };
             if rec.config.revision_id != revision {
                 return;
             }
@@ -350,7 +400,8 @@ impl Lambda {
                     }
                     rec.config.last_update_status = Some("Failed".into());
                     rec.config.last_update_status_reason = Some(msg);
-                    rec.config.last_update_status_reason_code = Some("InvalidZipFileException".into());
+                    rec.config.last_update_status_reason_code =
+                        Some("InvalidZipFileException".into());
                 }
             }
             let _ = self.save(&region, &rec);
@@ -360,7 +411,12 @@ impl Lambda {
     }
 
     /// GetFunction (`GET /2015-03-31/functions/{FunctionName}`).
-    pub fn get_function(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<Value> {
+    pub fn get_function(
+        &self,
+        region: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> AwsResult<Value> {
         let (rec, _q) = self.resolve(region, function_name, qualifier)?;
         let location = format!(
             "{}/_stratus/code/{}/{}/{}.zip",
@@ -383,20 +439,33 @@ impl Lambda {
     pub fn code_bytes(&self, region: &str, name: &str, hex: &str) -> AwsResult<Vec<u8>> {
         let rec = self.load(region, name)?;
         if rec.code_hex != hex {
-            return Err(AwsError::not_found("The code package is no longer current for this function."));
+            return Err(AwsError::not_found(
+                "The code package is no longer current for this function.",
+            ));
         }
-        std::fs::read(self.code_zip_path(hex)).map_err(|e| AwsError::service(format!("reading package: {e}")))
+        std::fs::read(self.code_zip_path(hex))
+            .map_err(|e| AwsError::service(format!("reading package: {e}")))
     }
 
     /// GetFunctionConfiguration.
-    pub fn get_function_configuration(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<Value> {
+    pub fn get_function_configuration(
+        &self,
+        region: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> AwsResult<Value> {
         let (rec, _q) = self.resolve(region, function_name, qualifier)?;
         to_value(&rec.config)
     }
 
     /// ListFunctions with `Marker` / `MaxItems` (1-10000, default 50) paging.
     /// The marker is the last name returned, base64-encoded.
-    pub fn list_functions(&self, region: &str, marker: Option<&str>, max_items: Option<&str>) -> AwsResult<Value> {
+    pub fn list_functions(
+        &self,
+        region: &str,
+        marker: Option<&str>,
+        max_items: Option<&str>,
+    ) -> AwsResult<Value> {
         let max = match max_items {
             None => 50,
             Some(s) => {
@@ -406,7 +475,11 @@ impl Lambda {
                 if !(1..=MAX_LIST_ITEMS).contains(&n) {
                     return Err(AwsError::validation_errors(&[format!(
                         "Value '{n}' at 'maxItems' failed to satisfy constraint: Member must have value {}",
-                        if n < 1 { "greater than or equal to 1" } else { "less than or equal to 10000" }
+                        if n < 1 {
+                            "greater than or equal to 1"
+                        } else {
+                            "less than or equal to 10000"
+                        }
                     )]));
                 }
                 n as usize
@@ -419,7 +492,11 @@ impl Lambda {
                     .decode(m)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| AwsError::invalid_parameter("The Marker is not valid: pass the NextMarker of a previous response."))?,
+                    .ok_or_else(|| {
+                        AwsError::invalid_parameter(
+                            "The Marker is not valid: pass the NextMarker of a previous response.",
+                        )
+                    })?,
             ),
         };
         let all = self.store.list(KIND_FUNCTION, region)?;
@@ -430,7 +507,10 @@ impl Lambda {
                 continue;
             }
             if out.len() == max {
-                next = out.last().and_then(|v: &Value| v["FunctionName"].as_str()).map(|s| b64().encode(s));
+                next = out
+                    .last()
+                    .and_then(|v: &Value| v["FunctionName"].as_str())
+                    .map(|s| b64().encode(s));
                 break;
             }
             if let Ok(rec) = serde_json::from_str::<FunctionRecord>(&body) {
@@ -458,7 +538,9 @@ impl Lambda {
     }
 
     fn check_not_in_progress(rec: &FunctionRecord) -> AwsResult<()> {
-        if rec.config.last_update_status.as_deref() == Some("InProgress") || rec.config.state == "Pending" {
+        if rec.config.last_update_status.as_deref() == Some("InProgress")
+            || rec.config.state == "Pending"
+        {
             return Err(AwsError::conflict(format!(
                 "The operation cannot be performed at this time. An update is in progress for resource: {}",
                 rec.config.function_arn
@@ -469,7 +551,12 @@ impl Lambda {
 
     /// UpdateFunctionCode (`PUT .../code`): new package, LastUpdateStatus
     /// InProgress then Successful; environments of the old code are retired.
-    pub async fn update_function_code(self: &Arc<Self>, region: &str, function_name: &str, body: &[u8]) -> AwsResult<Value> {
+    pub async fn update_function_code(
+        self: &Arc<Self>,
+        region: &str,
+        function_name: &str,
+        body: &[u8],
+    ) -> AwsResult<Value> {
         let input: UpdateCodeInput = parse_body(body)?;
         let fref = FunctionRef::parse(function_name, "functionName")?;
         self.check_ref(region, &fref)?;
@@ -489,9 +576,15 @@ impl Lambda {
                 ));
             }
             (None, None, Some(_)) => {
-                return Err(AwsError::invalid_parameter("Container images are not supported yet."));
+                return Err(AwsError::invalid_parameter(
+                    "Container images are not supported yet.",
+                ));
             }
-            _ => return Err(AwsError::invalid_parameter("Please provide a source for function code.")),
+            _ => {
+                return Err(AwsError::invalid_parameter(
+                    "Please provide a source for function code.",
+                ));
+            }
         };
         // Validate before taking the lock so a bad package writes nothing.
         self.load(region, &fref.name)?;
@@ -514,20 +607,30 @@ impl Lambda {
         self.save(region, &rec)?;
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
-        self.clone().finish_update(region.to_string(), rec.config.function_name.clone(), rec.config.revision_id.clone());
+        self.clone().finish_update(
+            region.to_string(),
+            rec.config.function_name.clone(),
+            rec.config.revision_id.clone(),
+        );
         to_value(&rec.config)
     }
 
     fn mark_in_progress(&self, rec: &mut FunctionRecord) {
         rec.config.revision_id = uuid::Uuid::new_v4().to_string();
-        rec.config.last_modified = stratus_core::time::lambda_timestamp(stratus_core::time::now_ms());
+        rec.config.last_modified =
+            stratus_core::time::lambda_timestamp(stratus_core::time::now_ms());
         rec.config.last_update_status = Some("InProgress".into());
         rec.config.last_update_status_reason = Some("The function is being created.".into());
         rec.config.last_update_status_reason_code = Some("Creating".into());
     }
 
     /// UpdateFunctionConfiguration (`PUT .../configuration`).
-    pub async fn update_function_configuration(self: &Arc<Self>, region: &str, function_name: &str, body: &[u8]) -> AwsResult<Value> {
+    pub async fn update_function_configuration(
+        self: &Arc<Self>,
+        region: &str,
+        function_name: &str,
+        body: &[u8],
+    ) -> AwsResult<Value> {
         let input: ConfigInput = parse_body(body)?;
         let fref = FunctionRef::parse(function_name, "functionName")?;
         self.check_ref(region, &fref)?;
@@ -559,7 +662,9 @@ impl Lambda {
             c.memory_size = v as u32;
         }
         if let Some(e) = input.environment {
-            c.environment = Some(EnvironmentResponse { variables: e.variables.unwrap_or_default() });
+            c.environment = Some(EnvironmentResponse {
+                variables: e.variables.unwrap_or_default(),
+            });
         }
         if let Some(e) = input.ephemeral_storage {
             c.ephemeral_storage.size = e.size as u32;
@@ -570,21 +675,33 @@ impl Lambda {
         if let Some(l) = input.logging_config.as_ref() {
             c.logging_config = logging_config(Some(l), &c.function_name, Some(&c.logging_config));
         }
-        let handler_needed = c.runtime.as_deref().and_then(runtime::family_of) != Some(Family::Provided);
+        let handler_needed =
+            c.runtime.as_deref().and_then(runtime::family_of) != Some(Family::Provided);
         if handler_needed && c.handler.is_none() {
-            return Err(AwsError::invalid_parameter("Handler is a mandatory parameter for this runtime."));
+            return Err(AwsError::invalid_parameter(
+                "Handler is a mandatory parameter for this runtime.",
+            ));
         }
         self.mark_in_progress(&mut rec);
         self.save(region, &rec)?;
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
-        self.clone().finish_update(region.to_string(), rec.config.function_name.clone(), rec.config.revision_id.clone());
+        self.clone().finish_update(
+            region.to_string(),
+            rec.config.function_name.clone(),
+            rec.config.revision_id.clone(),
+        );
         to_value(&rec.config)
     }
 
     /// DeleteFunction (`DELETE /2015-03-31/functions/{FunctionName}`, 204):
     /// removes the function and shuts its environments down.
-    pub async fn delete_function(&self, region: &str, function_name: &str, qualifier: Option<&str>) -> AwsResult<()> {
+    pub async fn delete_function(
+        &self,
+        region: &str,
+        function_name: &str,
+        qualifier: Option<&str>,
+    ) -> AwsResult<()> {
         let fref = FunctionRef::parse(function_name, "functionName")?;
         self.check_ref(region, &fref)?;
         let q = qualifier.map(str::to_string).or(fref.qualifier.clone());
@@ -598,7 +715,8 @@ impl Lambda {
             }
             return Err(self.not_found(region, &fref.name, Some(&q)));
         }
-        self.store.delete(KIND_FUNCTION, region, &rec.config.function_name)?;
+        self.store
+            .delete(KIND_FUNCTION, region, &rec.config.function_name)?;
         self.pool.retire_function(region, &rec.config.function_name);
         Ok(())
     }
@@ -612,7 +730,9 @@ impl Lambda {
         }
         self.check_ref(region, &r)?;
         if r.qualifier.is_some() {
-            return Err(AwsError::invalid_parameter("Tags are managed on the unqualified function ARN."));
+            return Err(AwsError::invalid_parameter(
+                "Tags are managed on the unqualified function ARN.",
+            ));
         }
         Ok(r.name)
     }
@@ -637,7 +757,12 @@ impl Lambda {
     }
 
     /// UntagResource (`DELETE /2017-03-31/tags/{ARN}?tagKeys=..`, 204).
-    pub async fn untag_resource(&self, region: &str, resource: &str, keys: &[String]) -> AwsResult<()> {
+    pub async fn untag_resource(
+        &self,
+        region: &str,
+        resource: &str,
+        keys: &[String],
+    ) -> AwsResult<()> {
         let name = self.tag_target(region, resource)?;
         let _g = self.write_lock.lock().await;
         let mut rec = self.load(region, &name)?;
@@ -677,7 +802,11 @@ impl Lambda {
     }
 }
 
-fn logging_config(input: Option<&LoggingInput>, name: &str, current: Option<&LoggingConfig>) -> LoggingConfig {
+fn logging_config(
+    input: Option<&LoggingInput>,
+    name: &str,
+    current: Option<&LoggingConfig>,
+) -> LoggingConfig {
     let default_group = format!("/aws/lambda/{name}");
     LoggingConfig {
         log_format: input
@@ -692,15 +821,22 @@ fn logging_config(input: Option<&LoggingInput>, name: &str, current: Option<&Log
 }
 
 fn missing(field: &str) -> AwsError {
-    AwsError::invalid_parameter(format!("{field} is a required parameter and was not provided."))
+    AwsError::invalid_parameter(format!(
+        "{field} is a required parameter and was not provided."
+    ))
 }
 
 /// Parses a JSON request body. Errors: `InvalidRequestContentException` (400)
 /// with serde's reason.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AwsResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body)
-        .map_err(|e| AwsError::invalid_request_content(format!("Could not parse request body into json: {e}")))
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        AwsError::invalid_request_content(format!("Could not parse request body into json: {e}"))
+    })
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> AwsResult<Value> {
@@ -723,6 +859,10 @@ impl Lambda {
 
     /// Shuts every environment down (SIGTERM, grace period, SIGKILL).
     pub async fn shutdown(&self) {
-        self.pool.shutdown_all(std::time::Duration::from_millis(self.config.shutdown_grace_ms)).await;
+        self.pool
+            .shutdown_all(std::time::Duration::from_millis(
+                self.config.shutdown_grace_ms,
+            ))
+            .await;
     }
 }

@@ -95,10 +95,23 @@ pub enum InitOutcome {
 
 enum Signal {
     Next,
-    InitError { error_type: String, body: Bytes },
-    Response { id: String, body: Bytes },
-    TooLarge { id: String, size: usize },
-    Error { id: String, error_type: String, body: Bytes },
+    InitError {
+        error_type: String,
+        body: Bytes,
+    },
+    Response {
+        id: String,
+        body: Bytes,
+    },
+    TooLarge {
+        id: String,
+        size: usize,
+    },
+    Error {
+        id: String,
+        error_type: String,
+        body: Bytes,
+    },
     Exited(String),
 }
 
@@ -145,15 +158,29 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
         let mut rx = s.work.lock().await;
         match rx.recv().await {
             Some(inv) => inv,
-            None => return api_error(StatusCode::GONE, "EnvironmentShutdown", "environment is shutting down"),
+            None => {
+                return api_error(
+                    StatusCode::GONE,
+                    "EnvironmentShutdown",
+                    "environment is shutting down",
+                );
+            }
         }
     };
     *s.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(inv.request_id.clone());
     let mut h = HeaderMap::new();
     header(&mut h, "content-type", "application/json");
     header(&mut h, "lambda-runtime-aws-request-id", &inv.request_id);
-    header(&mut h, "lambda-runtime-deadline-ms", &inv.deadline_ms.to_string());
-    header(&mut h, "lambda-runtime-invoked-function-arn", &inv.invoked_function_arn);
+    header(
+        &mut h,
+        "lambda-runtime-deadline-ms",
+        &inv.deadline_ms.to_string(),
+    );
+    header(
+        &mut h,
+        "lambda-runtime-invoked-function-arn",
+        &inv.invoked_function_arn,
+    );
     header(&mut h, "lambda-runtime-trace-id", &inv.trace_id);
     if let Some(cc) = &inv.client_context {
         header(&mut h, "lambda-runtime-client-context", cc);
@@ -165,16 +192,33 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
 }
 
 fn is_current(s: &Shared, id: &str) -> bool {
-    s.current.lock().unwrap_or_else(|p| p.into_inner()).as_deref() == Some(id)
+    s.current
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_deref()
+        == Some(id)
 }
 
 fn accepted() -> Response {
-    (StatusCode::ACCEPTED, [("content-type", "application/json")], "{\"status\":\"OK\"}").into_response()
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        "{\"status\":\"OK\"}",
+    )
+        .into_response()
 }
 
-async fn response(State(s): State<Arc<Shared>>, AxPath(id): AxPath<String>, body: Bytes) -> Response {
+async fn response(
+    State(s): State<Arc<Shared>>,
+    AxPath(id): AxPath<String>,
+    body: Bytes,
+) -> Response {
     if !is_current(&s, &id) {
-        return api_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
     }
     *s.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
     if body.len() > MAX_RESPONSE_BYTES {
@@ -198,22 +242,42 @@ fn error_type(h: &HeaderMap) -> String {
         .to_string()
 }
 
-async fn error(State(s): State<Arc<Shared>>, AxPath(id): AxPath<String>, h: HeaderMap, body: Bytes) -> Response {
+async fn error(
+    State(s): State<Arc<Shared>>,
+    AxPath(id): AxPath<String>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !is_current(&s, &id) {
-        return api_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        );
     }
     *s.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    let _ = s.signals.send(Signal::Error { id, error_type: error_type(&h), body });
+    let _ = s.signals.send(Signal::Error {
+        id,
+        error_type: error_type(&h),
+        body,
+    });
     accepted()
 }
 
 async fn init_error(State(s): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -> Response {
-    let _ = s.signals.send(Signal::InitError { error_type: error_type(&h), body });
+    let _ = s.signals.send(Signal::InitError {
+        error_type: error_type(&h),
+        body,
+    });
     accepted()
 }
 
 async fn not_found() -> Response {
-    api_error(StatusCode::NOT_FOUND, "InvalidRequest", "unknown Runtime API path")
+    api_error(
+        StatusCode::NOT_FOUND,
+        "InvalidRequest",
+        "unknown Runtime API path",
+    )
 }
 
 fn fionread(fd: i32) -> i32 {
@@ -260,7 +324,11 @@ impl Environment {
     ///
     /// Errors: the port cannot be bound or the process cannot be spawned
     /// (the message says which program).
-    pub async fn start(spec: EnvSpec, id: String, sink: Arc<dyn LogSink>) -> std::io::Result<Environment> {
+    pub async fn start(
+        spec: EnvSpec,
+        id: String,
+        sink: Arc<dyn LogSink>,
+    ) -> std::io::Result<Environment> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let runtime_api = format!("127.0.0.1:{}", addr.port());
@@ -273,7 +341,10 @@ impl Environment {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .fallback(not_found)
@@ -298,7 +369,10 @@ impl Environment {
             Ok(c) => c,
             Err(e) => {
                 server.abort();
-                return Err(std::io::Error::new(e.kind(), format!("{}: {e}", spec.command[0])));
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", spec.command[0]),
+                ));
             }
         };
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
@@ -393,7 +467,11 @@ impl Environment {
     /// capturing and returns what was captured.
     pub async fn end_capture(&self) -> Vec<u8> {
         self.drain_output().await;
-        self.tail.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
+        self.tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
     }
 
     /// Gives the output readers a moment to consume bytes already in the
@@ -449,11 +527,19 @@ impl Environment {
                     return Outcome::Timeout;
                 }
                 Ok(None) => return Outcome::Exited("environment closed".into()),
-                Ok(Some(Signal::Response { id: rid, body })) if rid == id => return Outcome::Response(body),
-                Ok(Some(Signal::Error { id: rid, error_type, body })) if rid == id => {
+                Ok(Some(Signal::Response { id: rid, body })) if rid == id => {
+                    return Outcome::Response(body);
+                }
+                Ok(Some(Signal::Error {
+                    id: rid,
+                    error_type,
+                    body,
+                })) if rid == id => {
                     return Outcome::FunctionError { error_type, body };
                 }
-                Ok(Some(Signal::TooLarge { id: rid, size })) if rid == id => return Outcome::ResponseTooLarge(size),
+                Ok(Some(Signal::TooLarge { id: rid, size })) if rid == id => {
+                    return Outcome::ResponseTooLarge(size);
+                }
                 Ok(Some(Signal::Exited(d))) => return Outcome::Exited(d),
                 Ok(Some(_)) => continue,
             }
@@ -463,13 +549,15 @@ impl Environment {
     /// Peak resident memory of the runtime process in kB (`VmHWM`); after
     /// the process is gone, the last value read.
     pub fn peak_rss_kb(&self) -> Option<u64> {
-        let read = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok().and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-        });
+        let read = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
         if let Some(kb) = read {
             self.peak_kb.fetch_max(kb, Ordering::SeqCst);
         }

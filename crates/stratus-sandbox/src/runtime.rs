@@ -18,9 +18,28 @@ pub const NODE_BOOTSTRAP: &str = include_str!("../../../runtimes/node/bootstrap.
 /// Runtime ids Lambda no longer accepts for new functions
 /// (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html#runtimes-deprecated>).
 pub const DEPRECATED_RUNTIMES: &[&str] = &[
-    "nodejs", "nodejs4.3", "nodejs4.3-edge", "nodejs6.10", "nodejs8.10", "nodejs10.x", "nodejs12.x",
-    "nodejs14.x", "nodejs16.x", "python2.7", "python3.6", "python3.7", "python3.8", "dotnetcore1.0",
-    "dotnetcore2.0", "dotnetcore2.1", "dotnetcore3.1", "dotnet6", "go1.x", "ruby2.5", "ruby2.7", "java8",
+    "nodejs",
+    "nodejs4.3",
+    "nodejs4.3-edge",
+    "nodejs6.10",
+    "nodejs8.10",
+    "nodejs10.x",
+    "nodejs12.x",
+    "nodejs14.x",
+    "nodejs16.x",
+    "python2.7",
+    "python3.6",
+    "python3.7",
+    "python3.8",
+    "dotnetcore1.0",
+    "dotnetcore2.0",
+    "dotnetcore2.1",
+    "dotnetcore3.1",
+    "dotnet6",
+    "go1.x",
+    "ruby2.5",
+    "ruby2.7",
+    "java8",
 ];
 
 /// The language family of a runtime id.
@@ -70,7 +89,11 @@ fn probe_cache() -> &'static Mutex<HashMap<String, Option<String>>> {
 /// Runs `program args` and returns its trimmed stdout if it exits 0 (cached).
 fn probe(program: &str, args: &[&str]) -> Option<String> {
     let key = format!("{program} {}", args.join(" "));
-    if let Some(v) = probe_cache().lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+    if let Some(v) = probe_cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+    {
         return v.clone();
     }
     let out = Command::new(program)
@@ -81,7 +104,10 @@ fn probe(program: &str, args: &[&str]) -> Option<String> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    probe_cache().lock().unwrap_or_else(|p| p.into_inner()).insert(key, out.clone());
+    probe_cache()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, out.clone());
     out
 }
 
@@ -102,9 +128,18 @@ fn python_candidates(ver: &str) -> Vec<String> {
         let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         dirs.sort();
         for d in dirs.into_iter().rev() {
-            let name = d.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let name = d
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             if name == ver || name.starts_with(&format!("{ver}.")) {
-                v.push(d.join("bin").join(format!("python{ver}")).to_string_lossy().into_owned());
+                v.push(
+                    d.join("bin")
+                        .join(format!("python{ver}"))
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -121,7 +156,11 @@ fn python_candidates(ver: &str) -> Vec<String> {
 ///
 /// Errors: a message naming what is missing (the caller turns it into
 /// `InvalidParameterValueException`).
-pub fn resolve(id: &str, overrides: &HashMap<String, String>, strict: bool) -> Result<ResolvedRuntime, String> {
+pub fn resolve(
+    id: &str,
+    overrides: &HashMap<String, String>,
+    strict: bool,
+) -> Result<ResolvedRuntime, String> {
     let family = family_of(id).ok_or_else(|| {
         format!(
             "The runtime parameter of {id} is not supported by stratus. Supported runtimes are python3.x, nodejsNN.x, provided, provided.al2 and provided.al2023."
@@ -140,13 +179,27 @@ pub fn resolve(id: &str, overrides: &HashMap<String, String>, strict: bool) -> R
             let ver = id.trim_start_matches("python");
             if let Some(p) = overrides.get(id).or_else(|| overrides.get("python")) {
                 return match probe(p, PY_VERSION) {
-                    Some(_) => Ok(ResolvedRuntime { id: id.into(), family, interpreter: Some(p.clone()), warning: None, execution_env }),
-                    None => Err(format!("The interpreter '{p}' configured for runtime {id} does not run on this host.")),
+                    Some(_) => Ok(ResolvedRuntime {
+                        id: id.into(),
+                        family,
+                        interpreter: Some(p.clone()),
+                        warning: None,
+                        execution_env,
+                    }),
+                    None => Err(format!(
+                        "The interpreter '{p}' configured for runtime {id} does not run on this host."
+                    )),
                 };
             }
             for cand in python_candidates(ver) {
                 if probe(&cand, PY_VERSION).as_deref() == Some(ver) {
-                    return Ok(ResolvedRuntime { id: id.into(), family, interpreter: Some(cand), warning: None, execution_env });
+                    return Ok(ResolvedRuntime {
+                        id: id.into(),
+                        family,
+                        interpreter: Some(cand),
+                        warning: None,
+                        execution_env,
+                    });
                 }
             }
             if strict {
@@ -159,7 +212,9 @@ pub fn resolve(id: &str, overrides: &HashMap<String, String>, strict: bool) -> R
                     id: id.into(),
                     family,
                     interpreter: Some("python3".into()),
-                    warning: Some(format!("runtime {id}: python{ver} not found on this host; using python3 ({have})")),
+                    warning: Some(format!(
+                        "runtime {id}: python{ver} not found on this host; using python3 ({have})"
+                    )),
                     execution_env,
                 }),
                 None => Err(format!(
@@ -169,13 +224,28 @@ pub fn resolve(id: &str, overrides: &HashMap<String, String>, strict: bool) -> R
         }
         Family::Node => {
             let major = id.trim_start_matches("nodejs").trim_end_matches(".x");
-            let prog = overrides.get(id).or_else(|| overrides.get("nodejs")).cloned().unwrap_or_else(|| "node".into());
+            let prog = overrides
+                .get(id)
+                .or_else(|| overrides.get("nodejs"))
+                .cloned()
+                .unwrap_or_else(|| "node".into());
             let have = probe(&prog, &["--version"]).ok_or_else(|| {
                 format!("Runtime {id} needs Node.js, and '{prog}' does not run on this host.")
             })?;
-            let have_major = have.trim_start_matches('v').split('.').next().unwrap_or("").to_string();
+            let have_major = have
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .unwrap_or("")
+                .to_string();
             if have_major == major || overrides.contains_key(id) {
-                return Ok(ResolvedRuntime { id: id.into(), family, interpreter: Some(prog), warning: None, execution_env });
+                return Ok(ResolvedRuntime {
+                    id: id.into(),
+                    family,
+                    interpreter: Some(prog),
+                    warning: None,
+                    execution_env,
+                });
             }
             if strict {
                 return Err(format!(
@@ -186,7 +256,9 @@ pub fn resolve(id: &str, overrides: &HashMap<String, String>, strict: bool) -> R
                 id: id.into(),
                 family,
                 interpreter: Some(prog),
-                warning: Some(format!("runtime {id}: Node.js {major} not found on this host; using {have}")),
+                warning: Some(format!(
+                    "runtime {id}: Node.js {major} not found on this host; using {have}"
+                )),
                 execution_env,
             })
         }
@@ -213,7 +285,11 @@ mod tests {
         assert_eq!(family_of("nodejs20.x"), Some(Family::Node));
         assert_eq!(family_of("provided.al2023"), Some(Family::Provided));
         assert_eq!(family_of("java21"), None);
-        assert!(resolve("java21", &HashMap::new(), false).unwrap_err().contains("java21"));
+        assert!(
+            resolve("java21", &HashMap::new(), false)
+                .unwrap_err()
+                .contains("java21")
+        );
     }
 
     #[test]

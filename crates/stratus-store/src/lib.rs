@@ -116,7 +116,8 @@ impl Store {
     /// Errors: the directory cannot be created or the database cannot be
     /// opened or migrated.
     pub fn open(data_dir: &Path) -> StoreResult<Store> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError(format!("{}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError(format!("{}: {e}", data_dir.display())))?;
         let path = data_dir.join("stratus.db");
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA)?;
@@ -126,7 +127,11 @@ impl Store {
             .name("stratus-log-writer".into())
             .spawn(move || log_writer(writer, rx))
             .map_err(|e| StoreError(e.to_string()))?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), logs: tx, path })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            logs: tx,
+            path,
+        })
     }
 
     /// Opens an existing store read-only-ish for the CLI (no writer thread is
@@ -288,7 +293,14 @@ fn log_writer(mut conn: Connection, rx: mpsc::Receiver<LogMsg>) {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?;
                     for e in &batch {
-                        st.execute(params![e.region, e.log_group, e.log_stream, e.timestamp, ingestion, e.message])?;
+                        st.execute(params![
+                            e.region,
+                            e.log_group,
+                            e.log_stream,
+                            e.timestamp,
+                            ingestion,
+                            e.message
+                        ])?;
                     }
                 }
                 tx.commit()
@@ -319,8 +331,14 @@ mod tests {
         let d = tmp();
         let s = Store::open(&d).unwrap();
         assert!(s.insert_new("function", "us-east-1", "a", "{}").unwrap());
-        assert!(!s.insert_new("function", "us-east-1", "a", "{\"x\":1}").unwrap());
-        assert_eq!(s.get("function", "us-east-1", "a").unwrap().as_deref(), Some("{}"));
+        assert!(
+            !s.insert_new("function", "us-east-1", "a", "{\"x\":1}")
+                .unwrap()
+        );
+        assert_eq!(
+            s.get("function", "us-east-1", "a").unwrap().as_deref(),
+            Some("{}")
+        );
         assert_eq!(s.get("function", "eu-west-1", "a").unwrap(), None);
         s.put("function", "us-east-1", "b", "{\"b\":1}").unwrap();
         assert_eq!(s.list("function", "us-east-1").unwrap().len(), 2);
@@ -328,7 +346,10 @@ mod tests {
         assert!(!s.delete("function", "us-east-1", "a").unwrap());
         drop(s);
         let s = Store::open(&d).unwrap();
-        assert_eq!(s.list("function", "us-east-1").unwrap(), vec![("b".into(), "{\"b\":1}".into())]);
+        assert_eq!(
+            s.list("function", "us-east-1").unwrap(),
+            vec![("b".into(), "{\"b\":1}".into())]
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 
@@ -346,12 +367,18 @@ mod tests {
             });
         }
         s.flush_logs();
-        let all = s.read_logs("us-east-1", "/aws/lambda/f", None, 0, 100).unwrap();
+        let all = s
+            .read_logs("us-east-1", "/aws/lambda/f", None, 0, 100)
+            .unwrap();
         assert_eq!(all.len(), 10);
         assert_eq!(all[3].event.message, "line 3");
-        let s1 = s.read_logs("us-east-1", "/aws/lambda/f", Some("s1"), 0, 100).unwrap();
+        let s1 = s
+            .read_logs("us-east-1", "/aws/lambda/f", Some("s1"), 0, 100)
+            .unwrap();
         assert_eq!(s1.len(), 5);
-        let after = s.read_logs("us-east-1", "/aws/lambda/f", None, all[7].seq, 100).unwrap();
+        let after = s
+            .read_logs("us-east-1", "/aws/lambda/f", None, all[7].seq, 100)
+            .unwrap();
         assert_eq!(after.len(), 2);
         std::fs::remove_dir_all(d).unwrap();
     }

@@ -17,7 +17,11 @@ mod sdk;
 use stratus_core::{Config, FunctionRef};
 
 #[derive(Parser)]
-#[command(name = "stratus", version, about = "A self-hosted AWS Lambda, speaking AWS's APIs")]
+#[command(
+    name = "stratus",
+    version,
+    about = "A self-hosted AWS Lambda, speaking AWS's APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,9 +113,17 @@ fn main() {
     let code = match cli.command {
         Command::Server(a) => run_server(a),
         Command::Logs(a) => run_logs(a),
-        Command::Sdk { command: SdkCommand::Install(a) } => {
+        Command::Sdk {
+            command: SdkCommand::Install(a),
+        } => {
             let dir = Config::with_data_dir(a.data.data_dir).sdk_dir;
-            match sdk::install(&dir, !a.node_only, !a.python_only, &a.python, &a.node_packages) {
+            match sdk::install(
+                &dir,
+                !a.node_only,
+                !a.python_only,
+                &a.python,
+                &a.node_packages,
+            ) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("stratus: {e}");
@@ -126,7 +138,9 @@ fn main() {
 fn runtime_overrides(list: &[String]) -> Result<HashMap<String, String>, String> {
     let mut m = HashMap::new();
     for item in list {
-        let (k, v) = item.split_once('=').ok_or_else(|| format!("--runtime expects ID=PROGRAM, got '{item}'"))?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--runtime expects ID=PROGRAM, got '{item}'"))?;
         m.insert(k.to_string(), v.to_string());
     }
     Ok(m)
@@ -135,7 +149,8 @@ fn runtime_overrides(list: &[String]) -> Result<HashMap<String, String>, String>
 fn run_server(a: ServerArgs) -> i32 {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATUS_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("STRATUS_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -152,7 +167,10 @@ fn run_server(a: ServerArgs) -> i32 {
     config.idle_timeout_secs = a.idle_timeout;
     config.strict_runtimes = a.strict_runtimes;
     config.runtime_overrides = overrides;
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stratus: cannot start the async runtime: {e}");
@@ -183,7 +201,10 @@ async fn serve(config: Config) -> Result<(), String> {
         "isolation": "process",
         "dataDir": config.data_dir.display().to_string(),
     });
-    let app = stratus_api::router(stratus_api::Edge { lambda: lambda.clone(), health: Arc::new(health) });
+    let app = stratus_api::router(stratus_api::Edge {
+        lambda: lambda.clone(),
+        health: Arc::new(health),
+    });
 
     let reaper = {
         let lambda = lambda.clone();
@@ -197,7 +218,10 @@ async fn serve(config: Config) -> Result<(), String> {
     };
 
     println!("stratus listening on {}", config.edge_url());
-    println!("isolation mode: process; data dir: {}", config.data_dir.display());
+    println!(
+        "isolation mode: process; data dir: {}",
+        config.data_dir.display()
+    );
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -215,7 +239,11 @@ async fn serve(config: Config) -> Result<(), String> {
     // Environments get their grace period, then are killed; in-flight
     // requests are not waited for longer than that.
     lambda.shutdown().await;
-    let _ = tokio::time::timeout(Duration::from_millis(config.shutdown_grace_ms + 500), server).await;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(config.shutdown_grace_ms + 500),
+        server,
+    )
+    .await;
     store.flush_logs();
     Ok(())
 }
@@ -244,7 +272,10 @@ fn run_logs(a: LogsArgs) -> i32 {
         }
     };
     if !a.data.data_dir.join("stratus.db").exists() {
-        eprintln!("stratus: no stratus data in {} (use --data-dir)", a.data.data_dir.display());
+        eprintln!(
+            "stratus: no stratus data in {} (use --data-dir)",
+            a.data.data_dir.display()
+        );
         return 1;
     }
     let store = match stratus_store::Store::open(&a.data.data_dir) {

@@ -56,7 +56,7 @@ exports.handler = async (event, context) => {
 };
 
 exports.callback = (event, context, callback) => {
-  setTimeout(() => callback(null, { style: 'callback', event }), 10);
+  setTimeout(() => callback(null, { style: 'callback', event, awsRequestId: context.awsRequestId }), 10);
 };
 
 class CustomError extends Error {
@@ -70,7 +70,7 @@ exports.thrower = async (event) => {
   throw new CustomError((event && event.message) || 'node went wrong');
 };
 
-exports.counter = async () => {
+exports.counter = async (event, context) => {
   count += 1;
-  return { count, pid: initPid };
+  return { count, pid: initPid, awsRequestId: context.awsRequestId };
 };

@@ -126,7 +126,8 @@ def _log(event, context):
 def _counter(event, context):
     global _COUNT
     _COUNT += 1
-    return {"count": _COUNT, "pid": _INIT_PID, "init_time": _INIT_TIME}
+    return {"count": _COUNT, "pid": _INIT_PID, "init_time": _INIT_TIME,
+            "aws_request_id": context.aws_request_id}
 
 
 def _big(event, context):

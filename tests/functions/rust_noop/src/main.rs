@@ -22,7 +22,9 @@ impl std::error::Error for RequestedFailure {}
 async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, ctx) = event.into_parts();
     if payload.get("fail").and_then(Value::as_bool) == Some(true) {
-        return Err(Box::new(RequestedFailure("failure requested by the event".into())));
+        return Err(Box::new(RequestedFailure(
+            "failure requested by the event".into(),
+        )));
     }
     if payload.get("context").and_then(Value::as_bool) == Some(true) {
         return Ok(json!({
