@@ -35,6 +35,9 @@ pub struct Lambda {
     write_lock: tokio::sync::Mutex<()>,
     /// `LAMBDA_RUNTIME_DIR`: where the embedded bootstraps are written.
     pub(crate) runtime_dir: PathBuf,
+    /// Function records by (region, name), kept in step with the store (this
+    /// process is the store's only writer) so invokes skip SQLite and JSON.
+    cache: std::sync::RwLock<std::collections::HashMap<(String, String), Arc<FunctionRecord>>>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -60,6 +63,7 @@ impl Lambda {
             state_change: Notify::new(),
             write_lock: tokio::sync::Mutex::new(()),
             runtime_dir,
+            cache: Default::default(),
         });
         Ok(lambda)
     }
@@ -95,12 +99,45 @@ impl Lambda {
 
     /// Loads a function record. Errors: `ResourceNotFoundException` naming the ARN.
     pub fn load(&self, region: &str, name: &str) -> AwsResult<FunctionRecord> {
+        let key = (region.to_string(), name.to_string());
+        if let Some(r) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok((**r).clone());
+        }
         match self.store.get(KIND_FUNCTION, region, name)? {
-            Some(body) => serde_json::from_str(&body).map_err(|e| {
-                AwsError::service(format!("stored function {name} is unreadable: {e}"))
-            }),
+            Some(body) => {
+                let rec: FunctionRecord = serde_json::from_str(&body).map_err(|e| {
+                    AwsError::service(format!("stored function {name} is unreadable: {e}"))
+                })?;
+                self.cache
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, Arc::new(rec.clone()));
+                Ok(rec)
+            }
             None => Err(self.not_found(region, name, None)),
         }
+    }
+
+    fn cache_put(&self, region: &str, rec: &FunctionRecord) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (region.to_string(), rec.config.function_name.clone()),
+                Arc::new(rec.clone()),
+            );
+    }
+
+    fn cache_remove(&self, region: &str, name: &str) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(region.to_string(), name.to_string()));
     }
 
     pub(crate) fn not_found(&self, region: &str, name: &str, qualifier: Option<&str>) -> AwsError {
@@ -220,6 +257,7 @@ impl Lambda {
         let body = serde_json::to_string(rec).map_err(|e| AwsError::service(e.to_string()))?;
         self.store
             .put(KIND_FUNCTION, region, &rec.config.function_name, &body)?;
+        self.cache_put(region, rec);
         Ok(())
     }
 
@@ -717,6 +755,7 @@ impl Lambda {
         }
         self.store
             .delete(KIND_FUNCTION, region, &rec.config.function_name)?;
+        self.cache_remove(region, &rec.config.function_name);
         self.pool.retire_function(region, &rec.config.function_name);
         Ok(())
     }

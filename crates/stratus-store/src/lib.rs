@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -96,16 +96,25 @@ pub struct StoredLogEvent {
     pub ingestion: i64,
 }
 
-enum LogMsg {
-    Event(LogEvent),
-    Flush(mpsc::Sender<()>),
+/// Log events waiting for the writer thread, plus flush requests.
+#[derive(Default)]
+struct LogQueue {
+    events: Vec<LogEvent>,
+    flushes: Vec<mpsc::Sender<()>>,
+    closed: bool,
 }
+
+/// How long queued log events may wait before the writer commits them.
+/// Appending never wakes the writer (that would cost a futex wake per line
+/// on the invoke path); it sleeps this long or until the queue is big.
+const LOG_COMMIT_INTERVAL: Duration = Duration::from_millis(20);
+const LOG_WAKE_AT: usize = 8192;
 
 /// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
-    logs: mpsc::Sender<LogMsg>,
+    logs: Arc<(Mutex<LogQueue>, Condvar)>,
     path: PathBuf,
 }
 
@@ -122,14 +131,15 @@ impl Store {
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA)?;
         let writer = open_conn(&path)?;
-        let (tx, rx) = mpsc::channel();
+        let logs: Arc<(Mutex<LogQueue>, Condvar)> = Arc::default();
+        let q = logs.clone();
         thread::Builder::new()
             .name("stratus-log-writer".into())
-            .spawn(move || log_writer(writer, rx))
+            .spawn(move || log_writer(writer, q))
             .map_err(|e| StoreError(e.to_string()))?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
-            logs: tx,
+            logs,
             path,
         })
     }
@@ -172,11 +182,10 @@ impl Store {
     /// The JSON document of a resource, if it exists.
     pub fn get(&self, kind: &str, region: &str, id: &str) -> StoreResult<Option<String>> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT body FROM resources WHERE kind = ?1 AND region = ?2 AND id = ?3",
-                params![kind, region, id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![kind, region, id], |r| r.get(0))
             .optional()
         })
     }
@@ -216,15 +225,27 @@ impl Store {
 
     /// Queues a log event for the writer thread (never blocks).
     pub fn append_log(&self, event: LogEvent) {
-        let _ = self.logs.send(LogMsg::Event(event));
+        let (m, cv) = &*self.logs;
+        let mut q = m.lock().unwrap_or_else(|p| p.into_inner());
+        q.events.push(event);
+        if q.events.len() == LOG_WAKE_AT {
+            cv.notify_one();
+        }
     }
 
     /// Waits until every log event queued so far is committed.
     pub fn flush_logs(&self) {
         let (tx, rx) = mpsc::channel();
-        if self.logs.send(LogMsg::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
+        {
+            let (m, cv) = &*self.logs;
+            let mut q = m.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closed {
+                return;
+            }
+            q.flushes.push(tx);
+            cv.notify_one();
         }
+        let _ = rx.recv_timeout(Duration::from_secs(10));
     }
 
     /// Log events of a group (optionally one stream) with `seq > after`,
@@ -265,24 +286,27 @@ fn now_ms() -> i64 {
     stratus_core::time::now_ms()
 }
 
-fn log_writer(mut conn: Connection, rx: mpsc::Receiver<LogMsg>) {
-    let mut batch: Vec<LogEvent> = Vec::with_capacity(1024);
-    let mut flushes: Vec<mpsc::Sender<()>> = Vec::new();
+fn log_writer(mut conn: Connection, queue: Arc<(Mutex<LogQueue>, Condvar)>) {
+    let (m, cv) = &*queue;
     loop {
-        let first = match rx.recv() {
-            Ok(m) => m,
-            Err(_) => return,
+        let (batch, flushes) = {
+            let mut q = m.lock().unwrap_or_else(|p| p.into_inner());
+            if q.events.len() < LOG_WAKE_AT && q.flushes.is_empty() {
+                q = cv
+                    .wait_timeout(q, LOG_COMMIT_INTERVAL)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            // The store handles are gone: only this thread holds the queue.
+            if Arc::strong_count(&queue) == 1 && q.events.is_empty() {
+                q.closed = true;
+                return;
+            }
+            (
+                std::mem::take(&mut q.events),
+                std::mem::take(&mut q.flushes),
+            )
         };
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            match m {
-                LogMsg::Event(e) => batch.push(e),
-                LogMsg::Flush(tx) => flushes.push(tx),
-            }
-            if batch.len() < 4096 {
-                next = rx.try_recv().ok();
-            }
-        }
         if !batch.is_empty() {
             let ingestion = now_ms();
             let res: rusqlite::Result<()> = (|| {
@@ -308,9 +332,8 @@ fn log_writer(mut conn: Connection, rx: mpsc::Receiver<LogMsg>) {
             if let Err(e) = res {
                 eprintln!("stratus: writing {} log events failed: {e}", batch.len());
             }
-            batch.clear();
         }
-        for f in flushes.drain(..) {
+        for f in flushes {
             let _ = f.send(());
         }
     }
