@@ -306,7 +306,10 @@ fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
             }
             let ts = stratus_core::time::now_ms();
             for chunk in buf.chunks(MAX_LOG_LINE) {
-                let line = String::from_utf8_lossy(chunk);
+                // Runtimes write a multi-line record as one line with `\r`
+                // for its inner newlines (AWS's convention for stdout); the
+                // record is one log event with real newlines.
+                let line = String::from_utf8_lossy(chunk).replace('\r', "\n");
                 if let Some(t) = tail.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
                     t.extend_from_slice(line.as_bytes());
                     t.push(b'\n');
