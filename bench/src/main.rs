@@ -315,6 +315,97 @@ async fn cold_start(
     })
 }
 
+/// Warm sequential latency (p50, p99 in us) and 32-client throughput
+/// (invokes/s) of the same no-op function under `cargo lambda watch`, if
+/// `cargo lambda` runs here. The function's project is `fn_dir`.
+async fn cargo_lambda_peer(fn_dir: &str, target_dir: &str, n: usize, secs: u64) -> Res<Option<(f64, f64, f64)>> {
+    let ok = Command::new("cargo").args(["lambda", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if !ok.map(|s| s.success()).unwrap_or(false) {
+        return Ok(None);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        Command::new("cargo")
+            .args(["lambda", "watch", "--release", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(fn_dir)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cargo lambda watch: {e}"))?
+    };
+    let pgid = child.id() as i32;
+    let result = async {
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut c = loop {
+            if Instant::now() > deadline {
+                return Err("cargo lambda watch did not answer within 300 s".to_string());
+            }
+            if let Ok(mut c) = connect(&addr).await
+                && invoke(&mut c, "bootstrap", "{}", false).await.is_ok()
+            {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        for _ in 0..200 {
+            invoke(&mut c, "bootstrap", "{}", false).await?;
+        }
+        let mut lat = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            invoke(&mut c, "bootstrap", "{}", false).await?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        lat.sort_by(f64::total_cmp);
+        let rate = throughput(&addr, "bootstrap", secs).await?;
+        Ok(Some((pct(&lat, 0.5), pct(&lat, 0.99), rate)))
+    }
+    .await;
+    kill_group(pgid);
+    let _ = child.wait();
+    result
+}
+
+/// Kills a process group with kill(1).
+fn kill_group(pgid: i32) {
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+}
+
+/// Invokes/s of `name` with 32 concurrent keep-alive clients over `secs`.
+async fn throughput(addr: &str, name: &'static str, secs: u64) -> Res<f64> {
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let addr = addr.to_string();
+        let (count, stop) = (count.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&addr).await?;
+            invoke(&mut c, name, "{}", false).await?;
+            while !stop.load(Ordering::Relaxed) {
+                invoke(&mut c, name, "{}", false).await?;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c0 = count.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let c1 = count.load(Ordering::Relaxed);
+    let rate = (c1 - c0) as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(rate)
+}
+
 async fn run(a: Args) -> Res<String> {
     let noop = std::fs::read(&a.noop_zip)
         .map_err(|e| format!("{}: {e} (build it with bench/run)", a.noop_zip.display()))?;
@@ -362,33 +453,7 @@ async fn run(a: Args) -> Res<String> {
     let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
 
     // Throughput with 32 concurrent clients.
-    let count = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let addr = srv.addr.clone();
-        let (count, stop) = (count.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut c = connect(&addr).await?;
-            // Warm up this client's environment before counting.
-            invoke(&mut c, "noop", "{}", false).await?;
-            while !stop.load(Ordering::Relaxed) {
-                invoke(&mut c, "noop", "{}", false).await?;
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<(), String>(())
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let c0 = count.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(a.secs)).await;
-    let c1 = count.load(Ordering::Relaxed);
-    let rate = (c1 - c0) as f64 / t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
-    }
+    let rate = throughput(&srv.addr, "noop", a.secs).await?;
 
     // 100 warm environments: 100 overlapping invocations of a function that
     // holds each one for 300 ms.
@@ -415,6 +480,8 @@ async fn run(a: Args) -> Res<String> {
     let h: Value = serde_json::from_slice(&health.body).map_err(|e| e.to_string())?;
     let envs = h["idleEnvironments"].as_u64().unwrap_or(0);
     let rss_100 = rss_kb(pid);
+
+    let peer = cargo_lambda_peer("tests/functions/rust_noop", "tests/.build/rust_noop", a.warm_n, a.secs).await?;
 
     let now = time::OffsetDateTime::now_utc();
     let date = now
@@ -457,6 +524,16 @@ async fn run(a: Args) -> Res<String> {
         before as f64 / 1024.0,
         (rss_100.saturating_sub(before)) as f64 / envs.max(1) as f64
     ));
+    match peer {
+        Some((cp50, cp99, crate_)) => {
+            out.push_str(&format!(
+                "\nSame no-op function under `cargo lambda watch --release` (cargo-lambda 1.9), same client, same run: p50 {cp50:.0} us, p99 {cp99:.0} us, {crate_:.0} invokes/s with 32 clients. Ratio cargo-lambda / stratus: p50 {:.2}x, throughput {:.2}x.\n",
+                cp50 / p50,
+                rate / crate_.max(1.0)
+            ));
+        }
+        None => out.push_str("\n`cargo lambda` is not installed here: no peer comparison in this run.\n"),
+    }
     out.push_str("\nCold start (median of 7; platform-added = client latency - Init Duration - Duration):\n\n");
     out.push_str("| runtime | client latency | runtime init (Init Duration) | handler (Duration) | platform-added | target |\n|---|---|---|---|---|---|\n");
     for c in &colds {
