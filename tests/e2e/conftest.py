@@ -18,8 +18,6 @@ The helpers (server, zips, invoke, AWS CLI) are in harness.py.
 from __future__ import annotations
 
 import os
-import sys
-import sysconfig
 from typing import Any, Callable, Iterable
 
 import pytest
@@ -29,9 +27,11 @@ from harness import (
     FUNCTIONS_DIR,
     RUST_NOOP_BIN,
     AwsCli,
+    EnvironmentProbe,
     FunctionFactory,
     StratusServer,
     build_rust_noop,
+    vendored_awslambdaric,
     ensure_sdk_installed,
     make_zip,
     start_server,
@@ -59,9 +59,11 @@ def pytest_runtest_makereport(item, call):
         return
     marks = getattr(item, "_stratus_marks", {})
     for srv in _SERVERS:
+        if srv.proc is None:
+            continue  # never started
         since = marks.get(id(srv), 0)
-        if id(srv) in marks and not srv.running and srv.log_size() <= since:
-            continue  # a server of an earlier test, already stopped
+        if id(srv) in marks and srv.log_size() <= since:
+            continue  # started before this test and silent during it
         text = srv.log_tail(since) or "(the server printed nothing during this test)"
         state = "running" if srv.running else f"exited with status {srv.proc.returncode if srv.proc else None}"
         rep.sections.append(
@@ -71,6 +73,17 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------
 # fixtures: server and clients
 # --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers_of_the_test():
+    """A server a test started and did not stop (it failed half-way) is
+    stopped when the test ends, so it cannot outlive the test."""
+    before = len(_SERVERS)
+    yield
+    for srv in _SERVERS[before:]:
+        if srv.running:
+            srv.stop(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -127,21 +140,18 @@ def node_esm_zip() -> bytes:
 
 @pytest.fixture(scope="session")
 def python_ric_zip() -> bytes:
-    try:
-        import awslambdaric  # noqa: F401
-    except ImportError:
-        pytest.fail("awslambdaric is not installed in the test venv; "
-                    "pip install -r tests/requirements.txt (./tests/run does it)", pytrace=False)
-    site_packages = sysconfig.get_paths()["purelib"]
-    platlib = sysconfig.get_paths()["platlib"]
-    paths = site_packages if platlib == site_packages else f"{site_packages}:{platlib}"
-    script = (FUNCTIONS_DIR / "python_ric" / "bootstrap").read_text()
-    script = script.replace("@PYTHON@", sys.executable).replace("@SITE_PACKAGES@", paths)
-    assert "@" not in script.replace("$@", ""), "unsubstituted placeholder in python_ric/bootstrap"
-    return make_zip({
-        "bootstrap": script,
+    """tests/functions/python_ric: app.py + bootstrap + awslambdaric and its
+    dependencies, installed for the sandbox's python3 (see harness)."""
+    vendor = vendored_awslambdaric()
+    files = {
+        "bootstrap": (FUNCTIONS_DIR / "python_ric" / "bootstrap").read_bytes(),
         "app.py": _read(FUNCTIONS_DIR / "python_basic" / "app.py"),
-    }, executables=["bootstrap"])
+    }
+    for path in sorted(vendor.rglob("*")):
+        rel = path.relative_to(vendor).as_posix()
+        if path.is_file() and "__pycache__" not in rel and not rel.startswith("bin/"):
+            files[rel] = path.read_bytes()
+    return make_zip(files, executables=["bootstrap"])
 
 
 @pytest.fixture(scope="session")
@@ -171,6 +181,14 @@ def module_functions(lambda_client, request) -> Iterable[FunctionFactory]:
     factory = FunctionFactory(lambda_client, request.module.__name__.split(".")[-1].replace("test_", "m-"))
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture
+def env_probe():
+    """See harness.EnvironmentProbe: the end of an execution environment."""
+    probe = EnvironmentProbe()
+    yield probe
+    probe.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ clients, invoke helpers, AWS-documented formats. Fixtures are in conftest.py."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import io
@@ -201,6 +202,15 @@ class StratusServer:
         else:
             cmd += ["--listen", listen, "--data-dir", str(self.data_dir)]
         cmd += self.extra_args
+        # Isolation mode of servers that do not pick one: STRATUS_TEST_ISOLATION
+        # (`process` or `namespace`; unset: the server's default, namespace
+        # where the host allows it). test_isolation.py covers both modes.
+        iso = os.environ.get("STRATUS_TEST_ISOLATION")
+        if iso and not any(a.startswith("--isolation") for a in self.extra_args):
+            cmd += ["--isolation", iso]
+        # The test venv (python_ric's bootstrap runs its python) is visible
+        # read-only inside namespace environments.
+        env.setdefault("STRATUS_SANDBOX_PATHS", f"{sys.prefix}:{sys.base_prefix}")
         self._ready.clear()
         self.url = None
         self._log_file = open(self.log_path, "a", encoding="utf-8", errors="replace")
@@ -362,6 +372,19 @@ def group_pids(pgid: int) -> list[int]:
 _SERVERS: list[StratusServer] = []
 
 
+def _kill_all_servers():
+    # Last resort (an interrupted run): no server of this test process survives it.
+    for srv in _SERVERS:
+        if srv.proc is not None and srv.proc.poll() is None:
+            try:
+                os.killpg(srv.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+atexit.register(_kill_all_servers)
+
+
 # The AWS SDKs that stratus provides to functions (`stratus sdk install`) live
 # in DATA_DIR/sdk. The tests install them once into this cache and link each
 # server's DATA_DIR/sdk to it, instead of installing them per data dir.
@@ -462,6 +485,50 @@ def raw_error_code(headers: dict[str, str], body: bytes) -> str | None:
 
 def _read(path: Path) -> bytes:
     return path.read_bytes()
+
+
+# The PATH an execution environment starts with (AWS's, then the host's).
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def vendored_awslambdaric() -> Path:
+    """awslambdaric (the version in this venv) and its dependencies, installed
+    with `pip install --target` for the python3 an execution environment finds
+    on its PATH -- the way a custom runtime is packaged for AWS. Cached in
+    tests/.build/awslambdaric-pyX.Y."""
+    import fcntl
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ric_version = version("awslambdaric")
+    except PackageNotFoundError:
+        pytest.fail("awslambdaric is not installed in the test venv; "
+                    "pip install -r tests/requirements.txt (./tests/run does it)", pytrace=False)
+    probe = subprocess.run(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, env={"PATH": SANDBOX_PATH})
+    if probe.returncode != 0:
+        pytest.fail(f"no python3 on {SANDBOX_PATH} for the awslambdaric function: {probe.stderr}",
+                    pytrace=False)
+    py = probe.stdout.strip()
+    target = BUILD_DIR / f"awslambdaric-{ric_version}-py{py}"
+    done = target / ".complete"
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_DIR / ".awslambdaric.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+               "--no-compile", "--target", str(target), "--only-binary=:all:",
+               "--python-version", py, "--implementation", "cp",
+               "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
+               f"awslambdaric=={ric_version}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"installing awslambdaric for python {py} failed:\n{' '.join(cmd)}\n"
+                        f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", pytrace=False)
+        done.write_text(" ".join(cmd))
+    return target
 
 
 RUST_NOOP_DIR = FUNCTIONS_DIR / "rust_noop"
@@ -685,6 +752,59 @@ class AwsCli:
 def stratus_cli(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(STRATUS_BIN), *args], capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+class EnvironmentProbe:
+    """Tells when an execution environment ends, whatever namespaces it runs
+    in: the function's `hold` action (tests/functions/python_basic) opens a
+    TCP connection to this listener and keeps it for the life of its runtime
+    process; the connection closes when that process ends."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.conns: dict[str, socket.socket] = {}
+
+    def event(self) -> dict:
+        return {"action": "hold", "host": "127.0.0.1", "port": self.port}
+
+    def accept(self, timeout: float = 10.0) -> str:
+        """The env id of the next environment that connects."""
+        self.listener.settimeout(timeout)
+        conn, _ = self.listener.accept()
+        conn.settimeout(timeout)
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = conn.recv(64)
+            if not chunk:
+                break
+            buf += chunk
+        env_id = buf.decode().strip()
+        self.conns[env_id] = conn
+        return env_id
+
+    def alive(self, env_id: str) -> bool:
+        conn = self.conns[env_id]
+        conn.setblocking(False)
+        try:
+            data = conn.recv(1)
+            return data != b""  # b"" = closed by the peer
+        except BlockingIOError:
+            return True
+        except (ConnectionResetError, OSError):
+            return False
+        finally:
+            conn.setblocking(True)
+
+    def wait_closed(self, env_id: str, timeout: float, what: str = "the environment to end"):
+        wait_until(lambda: not self.alive(env_id), timeout=timeout, what=what)
+
+    def close(self):
+        for conn in self.conns.values():
+            conn.close()
+        self.listener.close()
 
 
 def pid_alive(pid: int) -> bool:

@@ -186,6 +186,13 @@ def test_list_functions_contains_created(lambda_client, functions):
     assert item["CodeSize"] == len(zip_bytes)
     assert item["Runtime"] == PYTHON_RUNTIME
     assert item["Version"] == "$LATEST"
+    # "ListFunctions returns a subset of the FunctionConfiguration fields. To
+    # get the additional fields (State, StateReasonCode, StateReason,
+    # LastUpdateStatus, LastUpdateStatusReason, LastUpdateStatusReasonCode)
+    # for a function or version, use GetFunction." (ListFunctions API reference)
+    for key in ("State", "StateReason", "StateReasonCode", "LastUpdateStatus",
+                "LastUpdateStatusReason", "LastUpdateStatusReasonCode"):
+        assert key not in item, key
 
 
 def test_list_functions_pagination(client_factory):
@@ -216,6 +223,24 @@ def test_list_functions_pagination(client_factory):
         paged = [f["FunctionName"] for p in client.get_paginator("list_functions").paginate(
             PaginationConfig={"PageSize": 2}) for f in p["Functions"]]
         assert sorted(paged) == sorted(names)
+    finally:
+        factory.cleanup()
+
+
+def test_list_functions_returns_at_most_50(client_factory):
+    # "ListFunctions returns a maximum of 50 items in each response, even if
+    # you set the number higher." (ListFunctions API reference)
+    client = client_factory(region="sa-east-1")  # a region used by no other test
+    factory = FunctionFactory(client, "fifty")
+    try:
+        names = {factory.create(_code(0), client=client, wait=False)["FunctionName"] for _ in range(53)}
+        for kwargs in ({}, {"MaxItems": 100}):
+            page = client.list_functions(**kwargs)
+            assert len(page["Functions"]) == 50, kwargs
+            assert page.get("NextMarker"), kwargs
+            rest = client.list_functions(Marker=page["NextMarker"], **kwargs)
+            assert len(rest["Functions"]) == 3 and not rest.get("NextMarker")
+            assert {f["FunctionName"] for f in page["Functions"] + rest["Functions"]} == names
     finally:
         factory.cleanup()
 

@@ -25,7 +25,6 @@ from harness import (
     invoke_ok,
     make_zip,
     parse_reports,
-    pid_alive,
     wait_for_function,
 )
 
@@ -137,6 +136,29 @@ def test_dry_run(lambda_client, functions, python_zip):
     assert second["count"] == first["count"] + 1
 
 
+def test_event_invocation(server, lambda_client, functions, python_zip):
+    """InvocationType Event: AWS answers 202 and runs the function
+    asynchronously. Until stratus has its async queue, issue #2 allows a clear
+    error instead; either way nothing hangs and the server keeps serving."""
+    from botocore.exceptions import ClientError
+
+    from harness import stratus_cli, wait_until
+
+    name = functions.python(python_zip)
+    marker = f"event-{name}"
+    try:
+        inv = invoke(lambda_client, name, {"action": "log", "lines": [marker]}, InvocationType="Event")
+    except ClientError as e:
+        assert 400 <= e.response["ResponseMetadata"]["HTTPStatusCode"] < 600
+        assert e.response["Error"]["Message"].strip()
+        server.assert_healthy()
+        return
+    assert inv.status == 202
+    assert inv.raw == b""
+    wait_until(lambda: marker in stratus_cli("logs", name, "--data-dir", str(server.data_dir)).stdout,
+               timeout=20, what="the Event invocation to run")
+
+
 def test_dry_run_unknown_function(lambda_client):
     from botocore.exceptions import ClientError
 
@@ -177,6 +199,17 @@ def test_log_tail_is_the_last_4_kb(lambda_client, fn):
     assert "line 00199" in text and "line 00000" not in text
 
 
+def test_log_tail_has_everything_printed_before_return(lambda_client, fn):
+    # What the handler printed before it returned is part of that
+    # invocation's log, before its END line -- every time.
+    for i in range(25):
+        lines = [f"iteration {i} line {j}" for j in range(30)]
+        inv = invoke_ok(lambda_client, fn, {"action": "log", "lines": lines}, LogType="Tail")
+        last = f"iteration {i} line 29\n"
+        assert last in inv.log, f"iteration {i}: the tail lacks the last printed line:\n{inv.log}"
+        assert inv.log.index(last) < inv.log.index(f"END RequestId: {inv.invocation_id}")
+
+
 def test_log_tail_of_each_invoke_is_its_own(lambda_client, fn):
     a = invoke_ok(lambda_client, fn, {"action": "log", "lines": ["marker-aaa"]}, LogType="Tail")
     b = invoke_ok(lambda_client, fn, {"action": "log", "lines": ["marker-bbb"]}, LogType="Tail")
@@ -195,7 +228,9 @@ def test_cold_then_warm(lambda_client, functions, python_zip):
     third = invoke_ok(lambda_client, name, {"action": "counter"}, LogType="Tail")
     # The same execution environment serves the warm invokes.
     assert [first.payload["count"], second.payload["count"], third.payload["count"]] == [1, 2, 3]
-    assert first.payload["pid"] == second.payload["pid"] == third.payload["pid"]
+    assert first.payload["env_id"] == second.payload["env_id"] == third.payload["env_id"]
+    # One log stream per execution environment.
+    assert first.payload["log_stream_name"] == second.payload["log_stream_name"] == third.payload["log_stream_name"]
     (r1,) = parse_reports(first.log)
     (r2,) = parse_reports(second.log)
     (r3,) = parse_reports(third.log)
@@ -220,8 +255,10 @@ def test_concurrent_invokes_use_separate_environments(lambda_client, functions, 
         futures = [pool.submit(invoke_ok, lambda_client, name, {"action": "sleep", "seconds": 1.5})
                    for _ in range(2)]
         results = [f.result() for f in futures]
-    pids = {r.payload["pid"] for r in results}
-    assert len(pids) == 2, results
+    envs = {r.payload["env_id"] for r in results}
+    assert len(envs) == 2, results
+    streams = {r.payload["log_stream_name"] for r in results}
+    assert len(streams) == 2, "each execution environment has its own log stream"
 
 
 def test_environment_not_shared_between_functions(lambda_client, functions, python_zip):
@@ -230,7 +267,7 @@ def test_environment_not_shared_between_functions(lambda_client, functions, pyth
     pa = invoke_ok(lambda_client, a, {"action": "counter"}).payload
     pb = invoke_ok(lambda_client, b, {"action": "counter"}).payload
     assert pa["count"] == 1 and pb["count"] == 1
-    assert pa["pid"] != pb["pid"]
+    assert pa["env_id"] != pb["env_id"]
 
 
 def test_configuration_update_gives_a_fresh_environment(lambda_client, functions, python_zip):
@@ -241,7 +278,7 @@ def test_configuration_update_gives_a_fresh_environment(lambda_client, functions
     env = invoke_ok(lambda_client, name, {"action": "env", "names": ["VER"]}).payload
     assert env["VER"] == "2"
     after = invoke_ok(lambda_client, name, {"action": "counter"}).payload
-    assert after["pid"] != before["pid"]
+    assert after["env_id"] != before["env_id"]
 
 
 # ---------------------------------------------------------------- environment
@@ -311,12 +348,13 @@ def test_error_then_success_reuses_environment(lambda_client, functions, python_
     assert invoke(lambda_client, name, {"action": "raise"}).function_error == "Unhandled"
     after = invoke_ok(lambda_client, name, {"action": "counter"}).payload
     # A handled-by-the-runtime exception does not kill the environment.
-    assert after["pid"] == first["pid"] and after["count"] == first["count"] + 1
+    assert after["env_id"] == first["env_id"] and after["count"] == first["count"] + 1
 
 
-def test_timeout(lambda_client, functions, python_zip):
+def test_timeout(lambda_client, functions, python_zip, env_probe):
     name = functions.python(python_zip, Timeout=1)
-    warm = invoke_ok(lambda_client, name, {"action": "counter"}).payload
+    warm = invoke_ok(lambda_client, name, env_probe.event()).payload
+    assert env_probe.accept() == warm["env_id"]
     started = time.monotonic()
     inv = invoke(lambda_client, name, {"action": "sleep", "seconds": 10}, LogType="Tail")
     elapsed = time.monotonic() - started
@@ -335,8 +373,9 @@ def test_timeout(lambda_client, functions, python_zip):
     # The environment was killed: the next invoke gets a fresh one.
     after = invoke_ok(lambda_client, name, {"action": "counter"}, LogType="Tail")
     assert after.payload["count"] == 1
-    assert after.payload["pid"] != warm["pid"]
-    assert not pid_alive(warm["pid"])
+    assert after.payload["env_id"] != warm["env_id"]
+    # The timed-out environment was stopped, not left running.
+    env_probe.wait_closed(warm["env_id"], timeout=5, what="the timed-out environment to end")
     (report,) = parse_reports(after.log)
     check_report(report, cold=True)
 
@@ -353,7 +392,7 @@ def test_crash_mid_invoke(lambda_client, functions, python_zip):
     assert "Runtime exited with error: exit status 1" in body["errorMessage"], body
     after = invoke_ok(lambda_client, name, {"action": "counter"}, LogType="Tail")
     assert after.payload["count"] == 1
-    assert after.payload["pid"] != warm["pid"]
+    assert after.payload["env_id"] != warm["env_id"]
     (report,) = parse_reports(after.log)
     check_report(report, cold=True)
 

@@ -19,12 +19,26 @@ def logs(server, name, *extra):
     return proc.stdout
 
 
+def logs_with(server, name, *needles, timeout=10.0):
+    """`stratus logs` once it shows every needle. Like CloudWatch Logs, log
+    lines may reach the store a moment after the invoke answered; 10 s is
+    generous. Returns the last output either way (the asserts then say what
+    is missing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = logs(server, name)
+        if all(n in out for n in needles) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.2)
+
+
 def test_logs_show_function_output_and_platform_lines(server, lambda_client, functions, python_zip):
     name = functions.python(python_zip)
     marker = unique_name("printed")
     first = invoke_ok(lambda_client, name, {"action": "log", "lines": [marker], "info": f"info-{marker}"})
     second = invoke_ok(lambda_client, name, {"action": "echo"})
-    out = logs(server, name)
+    out = logs_with(server, name, f"REPORT RequestId: {first.invocation_id}",
+                    f"REPORT RequestId: {second.invocation_id}")
     for inv in (first, second):
         rid = inv.invocation_id
         assert f"START RequestId: {rid} Version: $LATEST" in out, out
@@ -47,7 +61,7 @@ def test_logs_include_errors_and_timeouts(server, lambda_client, functions, pyth
     assert err.function_error == "Unhandled"
     timed_out = invoke(lambda_client, name, {"action": "sleep", "seconds": 5})
     assert timed_out.function_error == "Unhandled"
-    out = logs(server, name)
+    out = logs_with(server, name, f"REPORT RequestId: {timed_out.invocation_id}")
     assert "logged failure" in out
     assert "Task timed out after 1." in out
     assert f"REPORT RequestId: {timed_out.invocation_id}" in out
@@ -59,7 +73,8 @@ def test_logs_are_per_function(server, lambda_client, functions, python_zip):
     ma, mb = unique_name("only-a"), unique_name("only-b")
     invoke_ok(lambda_client, a, {"action": "log", "lines": [ma]})
     invoke_ok(lambda_client, b, {"action": "log", "lines": [mb]})
-    out_a = logs(server, a)
+    logs_with(server, b, mb)
+    out_a = logs_with(server, a, ma)
     assert ma in out_a and mb not in out_a
 
 

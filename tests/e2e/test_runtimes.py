@@ -76,7 +76,7 @@ def test_ric_warm_reuse_and_logs(lambda_client, functions, python_ric_zip):
                                               "info": "ric info"}, LogType="Tail")
     third = invoke_ok(lambda_client, name, {"action": "counter"})
     assert first.payload["count"] == 1 and third.payload["count"] == 2
-    assert first.payload["pid"] == third.payload["pid"]
+    assert first.payload["env_id"] == third.payload["env_id"]
     (r1,) = parse_reports(first.log)
     (r2,) = parse_reports(second.log)
     assert r1["init"] is not None and r2["init"] is None
@@ -193,7 +193,7 @@ def test_node_warm_reuse(lambda_client, functions, node_zip):
     first = invoke_ok(lambda_client, name, {}, LogType="Tail")
     second = invoke_ok(lambda_client, name, {}, LogType="Tail")
     assert (first.payload["count"], second.payload["count"]) == (1, 2)
-    assert first.payload["pid"] == second.payload["pid"]
+    assert first.payload["envId"] == second.payload["envId"]
     (r1,) = parse_reports(first.log)
     (r2,) = parse_reports(second.log)
     assert r1["init"] is not None and r2["init"] is None

@@ -12,7 +12,6 @@ from harness import (
     function_arn,
     invoke_ok,
     parse_reports,
-    pid_alive,
     sha256_b64,
     start_server,
     stratus_cli,
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.restart
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_restart_keeps_functions(tmp_path, python_zip, sig):
+def test_restart_keeps_functions(tmp_path, python_zip, env_probe, sig):
     data_dir = tmp_path / "data"
     first = start_server(data_dir, name=f"restart-1-{sig.name}")
     client = first.client()
@@ -33,9 +32,9 @@ def test_restart_keeps_functions(tmp_path, python_zip, sig):
                              Tags={"kept": "tag"}, MemorySize=256, Timeout=7, Description="survives")
     name = created["FunctionName"]
     before = wait_for_function(client, name)
-    warm = invoke_ok(client, name, {"action": "counter"})
-    env_pid = warm.payload["pid"]
-    assert pid_alive(env_pid)
+    warm = invoke_ok(client, name, env_probe.event())
+    env_id = env_probe.accept()
+    assert env_id == warm.payload["env_id"]
 
     started = time.monotonic()
     status = first.stop(sig, timeout=15)
@@ -43,8 +42,7 @@ def test_restart_keeps_functions(tmp_path, python_zip, sig):
     assert status == 0, f"the server exited with status {status} on {sig.name}"
     assert time.monotonic() - started < 15
     # Its execution environments went with it.
-    assert env_pid not in first.leftover_pids, "an execution environment outlived the server"
-    wait_until(lambda: not pid_alive(env_pid), timeout=5, what=f"environment process {env_pid} to end")
+    env_probe.wait_closed(env_id, timeout=5, what="the execution environment to end with the server")
 
     second = start_server(data_dir, name=f"restart-2-{sig.name}")
     client = second.client()
@@ -70,11 +68,16 @@ def test_restart_keeps_functions(tmp_path, python_zip, sig):
     (report,) = parse_reports(inv.log)
     assert report["init"] is not None
 
-    # Logs written before the restart are still there.
-    proc = stratus_cli("logs", name, "--data-dir", str(data_dir))
-    assert proc.returncode == 0, proc.stderr
-    assert f"START RequestId: {warm.invocation_id}" in proc.stdout
-    assert f"START RequestId: {inv.invocation_id}" in proc.stdout
+    # Logs written before the restart are still there (and the new ones
+    # arrive, allowing a moment as CloudWatch Logs does).
+    def read_logs():
+        proc = stratus_cli("logs", name, "--data-dir", str(data_dir))
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert f"REPORT RequestId: {warm.invocation_id}" in read_logs(), "logs written before the shutdown were lost"
+    wait_until(lambda: f"START RequestId: {inv.invocation_id}" in read_logs(), timeout=10,
+               what="the new invocation's logs")
 
     client.delete_function(FunctionName=name)
     assert second.stop() == 0
@@ -127,23 +130,34 @@ def test_data_dir_is_created(tmp_path):
         srv.assert_healthy()
         assert data_dir.is_dir()
     finally:
-        assert srv.stop() == 0
+        srv.stop()
 
 
-def test_idle_environments_expire(tmp_path, python_zip):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_right_after_ready(tmp_path, sig):
+    """Once it has printed `listening on ...` the server is ready, and that
+    includes shutting down cleanly on a signal, however soon it comes."""
+    statuses = []
+    for i in range(12):
+        srv = start_server(tmp_path / f"data{i}", name=f"quick-{sig.name}-{i}")
+        statuses.append(srv.stop(sig, timeout=15))
+    assert statuses == [0] * len(statuses), f"exit statuses: {statuses} (negative: killed by that signal)"
+
+
+def test_idle_environments_expire(tmp_path, python_zip, env_probe):
     srv = start_server(tmp_path / "data", name="idle", extra_args=["--idle-timeout", "1"])
     try:
         client = srv.client()
         name = FunctionFactory(client, "idle").python(python_zip)
-        first = invoke_ok(client, name, {"action": "counter"})
+        first = invoke_ok(client, name, env_probe.event())
+        env_id = env_probe.accept()
         second = invoke_ok(client, name, {"action": "counter"})
-        assert second.payload["pid"] == first.payload["pid"]  # warm within the idle timeout
-        pid = first.payload["pid"]
-        wait_until(lambda: not pid_alive(pid), timeout=15,
-                   what="the idle environment to be shut down (--idle-timeout 1)")
+        assert second.payload["env_id"] == first.payload["env_id"] == env_id  # warm within the idle timeout
+        env_probe.wait_closed(env_id, timeout=15,
+                              what="the idle environment to be shut down (--idle-timeout 1)")
         third = invoke_ok(client, name, {"action": "counter"}, LogType="Tail")
         assert third.payload["count"] == 1
-        assert third.payload["pid"] != pid
+        assert third.payload["env_id"] != env_id
         (report,) = parse_reports(third.log)
         assert report["init"] is not None
     finally:
@@ -160,3 +174,48 @@ def test_second_server_on_same_port_fails_cleanly(tmp_path):
         first.assert_healthy()
     finally:
         first.stop()
+
+
+def test_account_id_is_configurable(tmp_path, python_zip):
+    srv = start_server(tmp_path / "data", name="account", extra_args=["--account-id", "111122223333"])
+    try:
+        client = srv.client()
+        created = FunctionFactory(client, "acct").create(python_zip)
+        arn = f"arn:aws:lambda:us-east-1:111122223333:function:{created['FunctionName']}"
+        assert created["FunctionArn"] == arn
+        ctx = invoke_ok(client, created["FunctionName"], {"action": "echo"}).payload["context"]
+        assert ctx["invoked_function_arn"] == arn
+        assert client.get_function(FunctionName=arn)["Configuration"]["FunctionArn"] == arn
+    finally:
+        assert srv.stop() == 0
+
+
+def test_runtime_interpreters_are_configurable(tmp_path, python_zip):
+    """`--runtime ID=PROGRAM` picks the interpreter of a runtime; with
+    `--strict-runtimes` a runtime whose interpreter is missing is refused at
+    CreateFunction with InvalidParameterValueException naming what is missing."""
+    import sys
+
+    from botocore.exceptions import ClientError
+
+    srv = start_server(tmp_path / "data", name="runtimes", extra_args=[
+        "--strict-runtimes",
+        "--runtime", f"python3.11={sys.executable}",
+        "--runtime", "python3.13=/nonexistent/bin/python3.13",
+    ])
+    try:
+        client = srv.client()
+        factory = FunctionFactory(client, "rt")
+        name = factory.python(python_zip, runtime="python3.11")
+        env = invoke_ok(client, name, {"action": "env"}).payload
+        assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
+
+        with pytest.raises(ClientError) as e:
+            factory.create(python_zip, runtime="python3.13")
+        assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        message = e.value.response["Error"]["Message"]
+        assert "python3.13" in message, message
+        srv.assert_healthy()
+    finally:
+        assert srv.stop() == 0

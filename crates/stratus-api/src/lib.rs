@@ -19,6 +19,8 @@ use stratus_core::error::ErrorKind;
 use stratus_core::{AwsError, DEFAULT_REGION};
 use stratus_lambda::{InvokeRequest, Lambda};
 
+mod lambda_versions;
+
 /// Largest request body the edge accepts (69,905,067 bytes: a 50 MB zip in
 /// base64 inside JSON, the limit AWS names for CreateFunction).
 pub const MAX_REQUEST_BYTES: usize = 69_905_067;
@@ -56,6 +58,35 @@ pub fn router(edge: Edge) -> Router {
             put(update_function_code),
         )
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(lambda_versions::publish_version).get(lambda_versions::list_versions),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(lambda_versions::create_alias).get(lambda_versions::list_aliases),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(lambda_versions::get_alias)
+                .put(lambda_versions::update_alias)
+                .delete(lambda_versions::delete_alias),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(lambda_versions::put_function_concurrency)
+                .delete(lambda_versions::delete_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(lambda_versions::get_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(lambda_versions::put_provisioned)
+                .get(lambda_versions::get_provisioned)
+                .delete(lambda_versions::delete_provisioned),
+        )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))
         .route(
@@ -65,6 +96,8 @@ pub fn router(edge: Edge) -> Router {
         .route("/_stratus/health", get(health))
         .route("/_stratus/code/{region}/{name}/{file}", get(code_download))
         .fallback(unknown)
+        .layer(axum::middleware::map_response(aws_error_shape))
+        .layer(axum::middleware::map_request(check_qualifier))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(edge)
 }
@@ -135,6 +168,11 @@ fn no_content(r: Result<(), AwsError>) -> Response {
     }
 }
 
+// The error is the finished response, built once per bad request.
+#[allow(clippy::result_large_err)]
+// The error is a ready response, returned once per request: boxing it would
+// buy nothing.
+#[allow(clippy::result_large_err)]
 fn body_or_error(b: Result<Bytes, BytesRejection>, op: &str) -> Result<Bytes, Response> {
     b.map_err(|rej| {
         let e = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -283,10 +321,16 @@ async fn delete_function(
     )
 }
 
-fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// A header's value; a header that is present but not visible ASCII is an
+/// error (`invalid` builds it).
+fn header_str(h: &HeaderMap, name: &str, invalid: fn(String) -> AwsError) -> Result<Option<String>, AwsError> {
+    match h.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.to_string()))
+            .map_err(|_| invalid(format!("The {name} header must be visible ASCII text."))),
+    }
 }
 
 async fn invoke(
@@ -318,9 +362,18 @@ async fn invoke(
     let req = InvokeRequest {
         function_name: name,
         qualifier: query_get(&q, "Qualifier"),
-        invocation_type: header_str(&h, "x-amz-invocation-type"),
-        log_type: header_str(&h, "x-amz-log-type"),
-        client_context: header_str(&h, "x-amz-client-context"),
+        invocation_type: match header_str(&h, "x-amz-invocation-type", AwsError::validation) {
+            Ok(v) => v,
+            Err(e) => return error_response(&e),
+        },
+        log_type: match header_str(&h, "x-amz-log-type", AwsError::validation) {
+            Ok(v) => v,
+            Err(e) => return error_response(&e),
+        },
+        client_context: match header_str(&h, "x-amz-client-context", AwsError::invalid_request_content) {
+            Ok(v) => v,
+            Err(e) => return error_response(&e),
+        },
         payload,
     };
     match s.lambda.invoke(&region_of(&h), req).await {
@@ -400,6 +453,8 @@ async fn health(State(s): State<Edge>) -> Response {
     let mut v = (*s.health).clone();
     v["status"] = Value::from("ok");
     v["idleEnvironments"] = Value::from(s.lambda.idle_environments());
+    v["environments"] = Value::from(s.lambda.environments());
+    v["provisionedEnvironments"] = Value::from(s.lambda.provisioned_environments());
     json(StatusCode::OK, v)
 }
 
@@ -422,4 +477,45 @@ async fn unknown(method: Method, uri: Uri) -> Response {
         "UnknownOperationException",
         format!("stratus has no operation at {method} {}", uri.path()),
     ))
+}
+
+/// The `Qualifier` query parameter has one constraint everywhere in the
+/// Lambda model (shape `Qualifier`/`NumericLatestPublishedOrAliasQualifier`:
+/// 1-128 characters of `[a-zA-Z0-9$_-]`); a request breaking it is refused
+/// with `ValidationException` before any handler runs.
+async fn check_qualifier(req: axum::extract::Request) -> Result<axum::extract::Request, Response> {
+    if let Some(q) = req.uri().query()
+        && let Some((_, v)) = query_pairs(Some(q)).into_iter().find(|(k, _)| k == "Qualifier")
+        && (v.is_empty() || v.len() > 128 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "$_-".contains(c)))
+    {
+        return Err(error_response(&AwsError::validation_errors(&[format!(
+            "Value '{v}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+) and have length between 1 and 128"
+        )])));
+    }
+    Ok(req)
+}
+
+/// Gives every error response AWS's shape. Errors produced by the HTTP layer
+/// itself (a path that is not UTF-8, a method a route does not serve, a body
+/// it cannot read) come out of axum as plain text; they get an error code, a
+/// JSON body and a request id like every other error.
+async fn aws_error_shape(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || resp.headers().contains_key("x-amzn-errortype") {
+        return resp;
+    }
+    let (_, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ("UnknownOperationException", "stratus has no operation for this method on this path.".to_string()),
+        StatusCode::NOT_FOUND => ("UnknownOperationException", "stratus has no operation at this path.".to_string()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("RequestEntityTooLargeException", format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes.")),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaTypeException", text),
+        s if s.is_client_error() => ("ValidationException", if text.is_empty() { "The request is not valid.".to_string() } else { text }),
+        _ => ("ServiceException", if text.is_empty() { "Internal error.".to_string() } else { text }),
+    };
+    error_response(&AwsError::new(status.as_u16(), code, message))
 }

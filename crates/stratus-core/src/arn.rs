@@ -46,18 +46,26 @@ fn pattern_error(value: &str, field: &str) -> AwsError {
     )])
 }
 
+/// `[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}` (botocore's region pattern).
 fn valid_region(s: &str) -> bool {
-    // [a-z]{2}(-gov)?-[a-z]+-\d
     let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
+    let lower = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    let middle_ok = match parts.len() {
+        3 => true,
+        4 => parts[1] == "gov" || (parts[1].starts_with("iso") && parts[1].len() <= 4 && lower(parts[1])),
+        _ => false,
+    };
+    middle_ok
         && parts[0].len() == 2
-        && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts
-            .last()
-            .is_some_and(|p| p.len() == 1 && p.chars().all(|c| c.is_ascii_digit()))
-        && parts[1..parts.len() - 1]
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && lower(parts[0])
+        && lower(parts[parts.len() - 2])
+        && parts[parts.len() - 1].len() == 1
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+}
+
+/// `(aws[a-zA-Z-]*)?`: the partition part of a Lambda ARN.
+fn valid_partition(s: &str) -> bool {
+    s.is_empty() || (s.starts_with("aws") && s[3..].chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
 }
 
 fn valid_account(s: &str) -> bool {
@@ -79,7 +87,7 @@ impl FunctionRef {
             // arn:aws:lambda:region:account:function:name[:qualifier]
             if parts.len() < 7
                 || parts.len() > 8
-                || !parts[1].starts_with("aws")
+                || !valid_partition(parts[1])
                 || parts[2] != "lambda"
                 || !valid_region(parts[3])
                 || !valid_account(parts[4])

@@ -30,6 +30,59 @@ pub struct Config {
     /// Directory with the AWS SDKs provided to functions (boto3 under
     /// `python/`, `@aws-sdk/*` under `node/node_modules`).
     pub sdk_dir: PathBuf,
+    /// Isolation mode asked for (`--isolation`); `None` picks `namespace`
+    /// where the host allows it, else `process`.
+    pub isolation: Option<Isolation>,
+    /// Reclaim idle environments, least recently used first, while the
+    /// host's MemAvailable is below this many MB (`None`: 10% of MemTotal).
+    pub min_free_memory_mb: Option<u64>,
+    /// Extra host paths visible read-only (at the same path) inside
+    /// `namespace` environments, e.g. an interpreter a custom runtime uses.
+    pub sandbox_paths: Vec<PathBuf>,
+    /// The account's concurrent executions quota in each region (AWS's
+    /// default: 1,000). Reserved concurrency is carved out of it.
+    pub account_concurrency: u32,
+    /// Concurrency scaling rate: new execution environments each function may
+    /// start per 10 seconds (AWS's rate: 1,000), refilled continuously.
+    pub scaling_rate: u32,
+}
+
+/// AWS's default concurrent executions quota per account and region.
+pub const DEFAULT_ACCOUNT_CONCURRENCY: u32 = 1000;
+
+/// AWS's concurrency scaling rate: 1,000 execution environments every 10
+/// seconds per function
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/scaling-behavior.html>).
+pub const DEFAULT_SCALING_RATE: u32 = 1000;
+
+/// How execution environments are isolated from the host and each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// A plain child process of the server (development).
+    #[default]
+    Process,
+    /// Own mount, PID, IPC and UTS namespaces, a read-only root view, an
+    /// unprivileged user and a seccomp filter.
+    Namespace,
+}
+
+impl Isolation {
+    /// `process` / `namespace`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Process => "process",
+            Isolation::Namespace => "namespace",
+        }
+    }
+
+    /// Parses `process` / `namespace`.
+    pub fn parse(s: &str) -> Option<Isolation> {
+        match s {
+            "process" => Some(Isolation::Process),
+            "namespace" => Some(Isolation::Namespace),
+            _ => None,
+        }
+    }
 }
 
 impl Config {
@@ -38,12 +91,17 @@ impl Config {
         Config {
             listen: "127.0.0.1:4566".parse().expect("static address"),
             sdk_dir: data_dir.join("sdk"),
+            isolation: None,
+            min_free_memory_mb: None,
+            sandbox_paths: Vec::new(),
             data_dir,
             account_id: crate::DEFAULT_ACCOUNT_ID.to_string(),
             idle_timeout_secs: 600,
             shutdown_grace_ms: 500,
             strict_runtimes: false,
             runtime_overrides: HashMap::new(),
+            account_concurrency: DEFAULT_ACCOUNT_CONCURRENCY,
+            scaling_rate: DEFAULT_SCALING_RATE,
         }
     }
 

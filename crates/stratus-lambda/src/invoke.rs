@@ -6,7 +6,7 @@
 //! and "Invoke" (<https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html>).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,14 +17,16 @@ use stratus_core::{AwsError, AwsResult};
 use stratus_sandbox::env::{
     EnvSpec, Environment, InitOutcome, Invocation, LogSink, MAX_RESPONSE_BYTES, Outcome,
 };
+use stratus_sandbox::isolation::{Isolation, RUNTIME_DIR, SDK_DIR, TASK_ROOT};
 use stratus_sandbox::runtime::{self, Family};
 use stratus_store::{LogEvent, Store};
 
 use crate::model::FunctionRecord;
 use crate::service::Lambda;
 
-/// The account's concurrent executions limit (AWS's default quota).
-pub const ACCOUNT_CONCURRENCY: usize = 1000;
+/// The account's concurrent executions limit (AWS's default quota; the
+/// server's is `Config::account_concurrency`, see [`crate::concurrency`]).
+pub const ACCOUNT_CONCURRENCY: usize = stratus_core::config::DEFAULT_ACCOUNT_CONCURRENCY as usize;
 
 /// AWS's limit on a synchronous invoke request payload: 6 MB.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
@@ -63,27 +65,49 @@ pub struct InvokeResponse {
     pub payload: Bytes,
 }
 
-struct EnvEntry {
-    env: Environment,
-    revision: String,
-    last_used: Mutex<Instant>,
+/// What an invocation runs and how it was asked for.
+pub(crate) struct InvokeTarget {
+    /// The ARN the caller used (`invoked_function_arn` in the context):
+    /// unqualified, or with the version or alias given.
+    pub(crate) invoked_arn: String,
+    /// The function's reserved concurrency.
+    pub(crate) reserved: Option<u32>,
+    /// A provisioned concurrency environment checked out for it, if one was idle.
+    pub(crate) provisioned: Option<crate::provisioned::ProvisionedTicket>,
 }
 
-/// Environments by function, idle ones ready for reuse.
-pub struct Pool {
-    idle: Mutex<HashMap<(String, String), Vec<Arc<EnvEntry>>>>,
-    in_flight: AtomicUsize,
+pub(crate) struct EnvEntry {
+    pub(crate) env: Environment,
+    pub(crate) revision: String,
+    pub(crate) last_used: Mutex<Instant>,
 }
+
+/// On-demand environments by function version, idle ones ready for reuse.
+/// The key's name is [`crate::versions::pool_key`]: the function name for
+/// `$LATEST`, `name:N` for version N. Provisioned concurrency environments
+/// live apart ([`crate::provisioned`]).
+pub struct Pool {
+    idle: Mutex<IdleMap>,
+}
+
+/// Idle environments by (region, pool key).
+type IdleMap = HashMap<(String, String), Vec<Arc<EnvEntry>>>;
 
 impl Pool {
     pub(crate) fn new() -> Pool {
         Pool {
             idle: Mutex::new(HashMap::new()),
-            in_flight: AtomicUsize::new(0),
         }
     }
 
     fn take(&self, region: &str, name: &str, revision: &str) -> Option<Arc<EnvEntry>> {
+        let e = self.take_idle(region, name, revision)?;
+        // Thaw it (outside the pool lock): one write to the freezer.
+        e.env.begin_use();
+        Some(e)
+    }
+
+    fn take_idle(&self, region: &str, name: &str, revision: &str) -> Option<Arc<EnvEntry>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&(region.to_string(), name.to_string()))?;
         while let Some(e) = list.pop() {
@@ -97,6 +121,12 @@ impl Pool {
 
     fn put(&self, region: &str, name: &str, e: Arc<EnvEntry>) {
         *e.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        if e.env.can_freeze() {
+            // Idle environments are frozen (no CPU) until the next invoke.
+            let token = e.env.end_use();
+            let e2 = e.clone();
+            tokio::spawn(async move { e2.env.freeze_when_idle(token).await });
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.entry((region.to_string(), name.to_string()))
             .or_default()
@@ -152,6 +182,39 @@ impl Pool {
         }
     }
 
+    /// Shuts down idle environments, least recently used first, until the
+    /// memory they use adds up to `bytes` (the host is short of memory).
+    /// Returns how many were reclaimed.
+    pub(crate) fn reclaim(&self, bytes: u64, grace: Duration) -> usize {
+        let mut victims = Vec::new();
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut all: Vec<(Instant, Arc<EnvEntry>)> = idle
+                .values()
+                .flatten()
+                .map(|e| (*e.last_used.lock().unwrap_or_else(|p| p.into_inner()), e.clone()))
+                .collect();
+            all.sort_by_key(|(t, _)| *t);
+            let mut freed = 0u64;
+            for (_, e) in all {
+                if freed >= bytes {
+                    break;
+                }
+                freed += e.env.memory_usage_bytes().max(1);
+                victims.push(e);
+            }
+            for list in idle.values_mut() {
+                list.retain(|e| !victims.iter().any(|v| Arc::ptr_eq(v, e)));
+            }
+            idle.retain(|_, l| !l.is_empty());
+        }
+        let n = victims.len();
+        for e in victims {
+            tokio::spawn(async move { e.env.shutdown(grace).await });
+        }
+        n
+    }
+
     /// Shuts every idle environment down (server shutdown): SIGTERM, `grace`,
     /// then SIGKILL, all in parallel.
     pub async fn shutdown_all(&self, grace: Duration) {
@@ -172,7 +235,7 @@ impl Pool {
     }
 }
 
-fn retire(e: Arc<EnvEntry>) {
+pub(crate) fn retire(e: Arc<EnvEntry>) {
     tokio::spawn(async move { e.env.shutdown(Duration::from_millis(500)).await });
 }
 
@@ -193,14 +256,6 @@ impl LogSink for StoreSink {
             timestamp: timestamp_ms,
             message: line.to_string(),
         });
-    }
-}
-
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -261,8 +316,8 @@ impl Lambda {
                 "Value '{l}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [None, Tail]"
             )]));
         }
-        let (mut rec, qualifier) =
-            self.resolve(region, &req.function_name, req.qualifier.as_deref())?;
+        let (mut rec, mut target) =
+            self.invoke_target(region, &req.function_name, req.qualifier.as_deref())?;
         let payload = if req.payload.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
@@ -311,7 +366,7 @@ impl Lambda {
             || rec.config.last_update_status.as_deref() == Some("InProgress")
         {
             let notified = self.state_change.notified();
-            rec = self.load(region, &rec.config.function_name)?;
+            rec = self.reload(region, &rec)?;
             if !(rec.config.state == "Pending"
                 || rec.config.last_update_status.as_deref() == Some("InProgress"))
             {
@@ -332,18 +387,12 @@ impl Lambda {
             )));
         }
 
-        if self.pool.in_flight.fetch_add(1, Ordering::SeqCst) >= ACCOUNT_CONCURRENCY {
-            self.pool.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return Err(
-                AwsError::new(429, "TooManyRequestsException", "Rate Exceeded.")
-                    .with_field("Reason", "ConcurrentInvocationLimitExceeded"),
-            );
-        }
-        let _guard = InFlight(&self.pool.in_flight);
+        // Reserved concurrency, the unreserved pool, provisioned environments.
+        let _lease = self.admit(region, &rec, &mut target)?;
         self.run(
             region,
             &rec,
-            &qualifier,
+            target,
             payload,
             client_context,
             req.log_type.as_deref() == Some("Tail"),
@@ -355,18 +404,29 @@ impl Lambda {
         self: &Arc<Self>,
         region: &str,
         rec: &FunctionRecord,
-        qualifier: &str,
+        mut target: InvokeTarget,
         payload: Bytes,
         client_context: Option<String>,
         tail: bool,
     ) -> AwsResult<InvokeResponse> {
         let name = &rec.config.function_name;
+        // The version that runs (X-Amz-Executed-Version, START line).
+        let qualifier = rec.config.version.as_str();
+        let pool_key = crate::versions::pool_key(rec);
         let request_id = stratus_core::request_id();
         let invoke_start = Instant::now();
         let mut init_ms: Option<f64> = None;
-        let entry = match self.pool.take(region, name, &rec.config.revision_id) {
+        let ticket = target.provisioned.take();
+        let warm = match ticket.as_ref().and_then(|t| t.entry()) {
+            Some(e) => Some(e),
+            None => self.pool.take(region, &pool_key, &rec.config.revision_id),
+        };
+        let entry = match warm {
             Some(e) => e,
             None => {
+                // A new on-demand environment: the concurrency scaling rate.
+                self.sched
+                    .scaling_token(region, name, target.reserved.is_some())?;
                 let t0 = Instant::now();
                 let entry = match self.cold_start(region, rec).await {
                     Ok(e) => e,
@@ -403,7 +463,7 @@ impl Lambda {
                     request_id: request_id.clone(),
                     payload,
                     deadline_ms,
-                    invoked_function_arn: rec.config.function_arn.clone(),
+                    invoked_function_arn: target.invoked_arn.clone(),
                     trace_id: trace_id(),
                     client_context,
                     cognito_identity: None,
@@ -414,6 +474,7 @@ impl Lambda {
         let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
         env.drain_output().await;
         let mut healthy = true;
+        let mut oom = false;
         let mut status_suffix = String::new();
         let (function_error, body) = match outcome {
             Outcome::Response(b) => (None, b),
@@ -453,18 +514,29 @@ impl Lambda {
                 let msg =
                     format!("RequestId: {request_id} Error: Runtime exited with error: {desc}");
                 env.platform_line(&msg);
-                status_suffix = "Status: error\tError Type: Runtime.ExitError\t".into();
+                // Killed for reaching the memory limit: AWS's OOM error.
+                let error_type = if env.oom_killed() {
+                    oom = true;
+                    "Runtime.OutOfMemory"
+                } else {
+                    "Runtime.ExitError"
+                };
+                status_suffix = format!("Status: error\tError Type: {error_type}\t");
                 (
                     Some("Unhandled".to_string()),
-                    error_payload("Runtime.ExitError", &msg),
+                    error_payload(error_type, &msg),
                 )
             }
         };
-        let max_mem = env
-            .peak_rss_kb()
-            .map(|kb| kb.div_ceil(1024))
-            .unwrap_or(0)
-            .min(rec.config.memory_size as u64);
+        // Max Memory Used: the cgroup's peak (at the limit after an OOM kill).
+        let max_mem = if oom {
+            rec.config.memory_size as u64
+        } else {
+            env.max_memory_used_kb()
+                .map(|kb| kb.div_ceil(1024))
+                .unwrap_or(0)
+                .min(rec.config.memory_size as u64)
+        };
         env.platform_line(&format!("END RequestId: {request_id}"));
         env.platform_line(&report_line(
             &request_id,
@@ -479,8 +551,16 @@ impl Lambda {
         } else {
             None
         };
-        if healthy && !env.is_dead() {
-            self.pool.put(region, name, entry);
+        let reusable = healthy && !env.is_dead();
+        if let Some(t) = ticket {
+            // A provisioned environment goes back to its pool; a lost one is
+            // replaced.
+            drop(entry);
+            if t.checkin(reusable) {
+                self.reconcile_provisioned(region, name);
+            }
+        } else if reusable {
+            self.pool.put(region, &pool_key, entry);
         } else {
             retire(entry);
         }
@@ -522,7 +602,13 @@ impl Lambda {
                 "INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
             ),
         );
-        push(e, format!("START RequestId: {request_id} Version: $LATEST"));
+        push(
+            e,
+            format!(
+                "START RequestId: {request_id} Version: {}",
+                rec.config.version
+            ),
+        );
         push(e, format!("END RequestId: {request_id}"));
         push(
             e,
@@ -546,12 +632,38 @@ impl Lambda {
             } else {
                 None
             },
-            executed_version: Some("$LATEST".into()),
+            executed_version: Some(rec.config.version.clone()),
             payload: body,
         }
     }
 
-    async fn cold_start(
+    /// Reclaims idle environments, least recently used first, while the
+    /// host's MemAvailable is below `--min-free-memory-mb` (default: 10% of
+    /// MemTotal). Called before each cold start and by the reaper.
+    pub(crate) fn reclaim_memory(&self) -> usize {
+        let Some((total, avail)) = stratus_sandbox::isolation::host_memory_mb() else {
+            return 0;
+        };
+        let min_free = self.config.min_free_memory_mb.unwrap_or(total / 10);
+        if avail >= min_free {
+            return 0;
+        }
+        let n = self.pool.reclaim(
+            (min_free - avail) * 1024 * 1024,
+            Duration::from_millis(self.config.shutdown_grace_ms),
+        );
+        if n > 0 {
+            tracing::info!(
+                reclaimed = n,
+                available_mb = avail,
+                min_free_mb = min_free,
+                "host memory is short: reclaimed idle execution environments"
+            );
+        }
+        n
+    }
+
+    pub(crate) async fn cold_start(
         self: &Arc<Self>,
         region: &str,
         rec: &FunctionRecord,
@@ -572,7 +684,34 @@ impl Lambda {
                 task_root.display()
             ))));
         }
-        let rt_dir = &self.runtime_dir;
+        self.reclaim_memory();
+        let (isolation, interpreter) = self
+            .sandbox
+            .spec(
+                c.memory_size,
+                c.ephemeral_storage.size,
+                &task_root,
+                None,
+                resolved.family,
+                resolved.interpreter.as_deref(),
+            )
+            .map_err(|m| ColdStartError::Refused(AwsError::new(502, "InvalidRuntimeException", m)))?;
+        // In namespace mode the runtime sees its code at /var/task and the
+        // bootstraps at /var/runtime, as on AWS.
+        let ns = isolation.mode == Isolation::Namespace;
+        let mut resolved = resolved;
+        resolved.interpreter = interpreter;
+        let host_task_root = task_root.clone();
+        let task_root = if ns {
+            std::path::PathBuf::from(TASK_ROOT)
+        } else {
+            task_root
+        };
+        let rt_dir = &if ns {
+            std::path::PathBuf::from(RUNTIME_DIR)
+        } else {
+            self.runtime_dir.clone()
+        };
         let command: Vec<String> = match resolved.family {
             Family::Python => vec![
                 resolved.interpreter.clone().unwrap_or_default(),
@@ -591,7 +730,19 @@ impl Lambda {
             ],
             Family::Provided => {
                 let b = task_root.join("bootstrap");
-                if !b.is_file() {
+                // The sandbox user must be able to run it (others' x bit).
+                if ns
+                    && std::fs::metadata(host_task_root.join("bootstrap"))
+                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o001 == 0)
+                {
+                    let msg = "RequestId: Error: fork/exec /var/task/bootstrap: permission denied";
+                    return Err(ColdStartError::Init {
+                        env: None,
+                        error_type: "Runtime.InvalidEntrypoint".into(),
+                        body: error_payload("Runtime.InvalidEntrypoint", msg),
+                    });
+                }
+                if !host_task_root.join("bootstrap").is_file() {
                     let msg =
                         "Couldn't find valid bootstrap(s): [/var/task/bootstrap /opt/bootstrap]";
                     let body = error_payload("Runtime.InvalidEntrypoint", msg);
@@ -606,7 +757,13 @@ impl Lambda {
         };
         let env_id = stratus_core::hex32();
         let now = stratus_core::time::now_ms();
-        let stream = format!("{}/[$LATEST]{}", stratus_core::time::date_path(now), env_id);
+        // `YYYY/MM/DD/[$LATEST]<id>` or `YYYY/MM/DD/[1]<id>` for version 1.
+        let stream = format!(
+            "{}/[{}]{}",
+            stratus_core::time::date_path(now),
+            c.version,
+            env_id
+        );
         let group = c.logging_config.log_group.clone();
         let vars = self.process_vars(region, rec, &resolved, &task_root, &group, &stream);
         let sink = Arc::new(StoreSink {
@@ -619,6 +776,7 @@ impl Lambda {
             command,
             cwd: task_root,
             vars,
+            isolation,
         };
         let env =
             Environment::start(spec, env_id, sink)
@@ -644,10 +802,16 @@ impl Lambda {
             }),
             InitOutcome::Exited(desc) => {
                 let msg = format!("RequestId: Error: Runtime exited with error: {desc}");
+                // Killed for reaching the memory limit: AWS's OOM error.
+                let error_type = if env.oom_killed() {
+                    "Runtime.OutOfMemory"
+                } else {
+                    "Runtime.ExitError"
+                };
                 Err(ColdStartError::Init {
                     env: Some(env),
-                    error_type: "Runtime.ExitError".into(),
-                    body: error_payload("Runtime.ExitError", &msg),
+                    error_type: error_type.into(),
+                    body: error_payload(error_type, &msg),
                 })
             }
             InitOutcome::Timeout => {
@@ -671,11 +835,27 @@ impl Lambda {
         stream: &str,
     ) -> Vec<(String, String)> {
         let c = &rec.config;
-        let host_path = std::env::var("PATH").unwrap_or_default();
+        let ns = self.sandbox.mode() == Isolation::Namespace;
+        // Inside a namespace environment the host's PATH means nothing; the
+        // interpreter's own directory stands in for it.
+        let host_path = if ns {
+            rt.interpreter
+                .as_deref()
+                .and_then(|i| std::path::Path::new(i).parent())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "/usr/local/sbin:/usr/sbin:/sbin".into())
+        } else {
+            std::env::var("PATH").unwrap_or_default()
+        };
+        let (runtime_dir, sdk_dir) = if ns {
+            (RUNTIME_DIR.into(), SDK_DIR.into())
+        } else {
+            (self.runtime_dir.clone(), self.config.sdk_dir.clone())
+        };
         let task = task_root.to_string_lossy().into_owned();
         let mut v: Vec<(String, String)> = vec![
             ("AWS_LAMBDA_FUNCTION_NAME".into(), c.function_name.clone()),
-            ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".into(), c.version.clone()),
             (
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
                 c.memory_size.to_string(),
@@ -686,13 +866,16 @@ impl Lambda {
             ("LAMBDA_TASK_ROOT".into(), task.clone()),
             (
                 "LAMBDA_RUNTIME_DIR".into(),
-                self.runtime_dir.to_string_lossy().into_owned(),
+                runtime_dir.to_string_lossy().into_owned(),
             ),
             ("TZ".into(), ":UTC".into()),
             ("LANG".into(), "en_US.UTF-8".into()),
             ("AWS_LAMBDA_LOG_GROUP_NAME".into(), group.into()),
             ("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream.into()),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+            (
+                "AWS_LAMBDA_INITIALIZATION_TYPE".into(),
+                rec.initialization_type().into(),
+            ),
             ("AWS_ACCESS_KEY_ID".into(), "test".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
             ("AWS_SESSION_TOKEN".into(), "test".into()),
@@ -713,8 +896,7 @@ impl Lambda {
             Family::Python => {
                 v.push((
                     "STRATUS_SDK_PATH".into(),
-                    self.config
-                        .sdk_dir
+                    sdk_dir
                         .join("python")
                         .to_string_lossy()
                         .into_owned(),
@@ -723,8 +905,7 @@ impl Lambda {
             Family::Node => {
                 v.push((
                     "STRATUS_SDK_PATH".into(),
-                    self.config
-                        .sdk_dir
+                    sdk_dir
                         .join("node/node_modules")
                         .to_string_lossy()
                         .into_owned(),
@@ -746,7 +927,7 @@ impl Lambda {
     }
 }
 
-enum ColdStartError {
+pub(crate) enum ColdStartError {
     Refused(AwsError),
     Init {
         env: Option<Environment>,

@@ -97,6 +97,35 @@ pub struct FunctionRecord {
     pub code_hex: String,
     /// Bytes of the package once unzipped.
     pub unzipped_size: u64,
+    /// ReservedConcurrentExecutions (PutFunctionConcurrency); function-level,
+    /// kept on the `$LATEST` record only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrency: Option<u32>,
+    /// The number the next PublishVersion takes (numbers are never reused,
+    /// even after a version is deleted); `0` in records written before
+    /// versions existed means 1. On the `$LATEST` record only.
+    #[serde(default)]
+    pub next_version: u64,
+    /// On a published version: the fingerprint of the code and configuration
+    /// it was published from (see [`crate::versions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Not stored: set on the copy handed to a cold start that allocates a
+    /// provisioned concurrency environment.
+    #[serde(skip)]
+    pub provisioned_init: bool,
+}
+
+impl FunctionRecord {
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE` for an environment started from this
+    /// record: `provisioned-concurrency` or `on-demand`.
+    pub fn initialization_type(&self) -> &'static str {
+        if self.provisioned_init {
+            "provisioned-concurrency"
+        } else {
+            "on-demand"
+        }
+    }
 }
 
 /// The optional settings CreateFunction and UpdateFunctionConfiguration share.

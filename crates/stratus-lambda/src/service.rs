@@ -32,9 +32,17 @@ pub struct Lambda {
     /// Wakes invokes waiting for a Pending function to become Active.
     pub(crate) state_change: Notify,
     /// Serialises control-plane writes so read-modify-write is atomic.
-    write_lock: tokio::sync::Mutex<()>,
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// Concurrency counters: reserved, unreserved pool, scaling rate.
+    pub(crate) sched: Arc<crate::concurrency::Scheduler>,
+    /// Provisioned concurrency environments.
+    pub(crate) provisioned: crate::provisioned::Provisioned,
+    /// Cached version and alias records.
+    pub(crate) qualified: crate::versions::QualifiedCache,
     /// `LAMBDA_RUNTIME_DIR`: where the embedded bootstraps are written.
     pub(crate) runtime_dir: PathBuf,
+    /// Isolation mode, cgroups and root view of execution environments.
+    pub(crate) sandbox: Arc<stratus_sandbox::isolation::Sandbox>,
     /// Function records by (region, name), kept in step with the store (this
     /// process is the store's only writer) so invokes skip SQLite and JSON.
     cache: std::sync::RwLock<std::collections::HashMap<(String, String), Arc<FunctionRecord>>>,
@@ -54,15 +62,34 @@ impl Lambda {
     ///
     /// Errors: the data directory is not writable.
     pub fn new(config: Config, store: Store) -> std::io::Result<Arc<Lambda>> {
+        let sandbox = Arc::new(stratus_sandbox::isolation::Sandbox::plain());
+        Self::with_sandbox(config, store, sandbox)
+    }
+
+    /// [`Lambda::new`] with the server's isolation setup (`stratus server`
+    /// builds it with [`stratus_sandbox::isolation::Sandbox::setup`]; `new`
+    /// uses plain processes without cgroups).
+    pub fn with_sandbox(
+        config: Config,
+        store: Store,
+        sandbox: Arc<stratus_sandbox::isolation::Sandbox>,
+    ) -> std::io::Result<Arc<Lambda>> {
         let runtime_dir = runtime::install_bootstraps(&config.data_dir.join("runtime"))?;
         std::fs::create_dir_all(config.data_dir.join("code"))?;
         let lambda = Arc::new(Lambda {
             pool: Pool::new(),
+            sched: crate::concurrency::Scheduler::new(
+                config.account_concurrency,
+                config.scaling_rate,
+            ),
+            provisioned: crate::provisioned::Provisioned::new(),
+            qualified: Default::default(),
             config,
             store,
             state_change: Notify::new(),
             write_lock: tokio::sync::Mutex::new(()),
             runtime_dir,
+            sandbox,
             cache: Default::default(),
         });
         Ok(lambda)
@@ -73,8 +100,13 @@ impl Lambda {
         &self.config
     }
 
-    /// Completes Pending / InProgress transitions left by a previous run.
+    /// Completes Pending / InProgress transitions left by a previous run,
+    /// computes each region's unreserved concurrency and provisions the
+    /// stored provisioned concurrency configurations again.
     pub async fn recover(self: &Arc<Self>) {
+        self.refresh_all_unreserved();
+        self.recover_versions();
+        self.recover_provisioned();
         let Ok(all) = self.store.list_all(KIND_FUNCTION) else {
             return;
         };
@@ -148,8 +180,9 @@ impl Lambda {
         AwsError::not_found(format!("Function not found: {a}"))
     }
 
-    /// Resolves a `FunctionName` parameter to a stored function and the
-    /// qualifier asked for (only `$LATEST` exists until versions land).
+    /// Resolves a `FunctionName` parameter and `Qualifier` to the record of
+    /// `$LATEST`, a version, or the version an alias points to, and the
+    /// qualifier asked for (`$LATEST` when none).
     pub fn resolve(
         &self,
         region: &str,
@@ -168,14 +201,12 @@ impl Lambda {
             (None, Some(b)) => b.to_string(),
             (None, None) => "$LATEST".to_string(),
         };
-        let rec = self.load(region, &r.name)?;
-        if q != "$LATEST" {
-            return Err(self.not_found(region, &r.name, Some(&q)));
-        }
+        let explicit = r.qualifier.is_some() || qualifier.is_some();
+        let rec = self.load_qualified(region, &r.name, explicit.then_some(q.as_str()))?;
         Ok((rec, q))
     }
 
-    fn check_ref(&self, region: &str, r: &FunctionRef) -> AwsResult<()> {
+    pub(crate) fn check_ref(&self, region: &str, r: &FunctionRef) -> AwsResult<()> {
         if let Some(acct) = &r.account
             && acct != &self.config.account_id
         {
@@ -218,7 +249,12 @@ impl Lambda {
 
     /// Decodes and checks a base64 zip, stores it under `<data>/code/<hex>.zip`.
     /// Returns (hex sha, base64 sha, size, unzipped size).
-    fn accept_zip(&self, zip_b64: &str) -> AwsResult<(String, String, u64, u64)> {
+    /// Decodes a base64 zip, checks it and unpacks it (once per code
+    /// revision, under `<data>/code/<hex>/`, which also verifies every entry's
+    /// CRC), then stores the zip under `<data>/code/<hex>.zip`. A package that
+    /// fails any check leaves nothing behind.
+    /// Returns (hex sha, base64 sha, size, unzipped size).
+    async fn accept_zip(&self, zip_b64: &str) -> AwsResult<(String, String, u64, u64)> {
         let zip = b64().decode(zip_b64.as_bytes()).map_err(|_| {
             AwsError::invalid_request_content(
                 "Could not decode ZipFile: it must be a base64-encoded .zip archive.",
@@ -235,25 +271,44 @@ impl Lambda {
                 ),
             ));
         }
-        let info = package::inspect_zip(&zip, package::MAX_UNZIPPED_BYTES)
-            .map_err(|e| AwsError::invalid_parameter(e.aws_message()))?;
         let digest = Sha256::digest(&zip);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let sha_b64 = b64().encode(digest);
         let path = self.code_zip_path(&hex);
-        if !path.exists() {
-            let tmp = path.with_extension(format!("tmp-{}", stratus_core::hex32()));
-            std::fs::write(&tmp, &zip)
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| {
+        let dir = self.code_dir(&hex);
+        let size = zip.len() as u64;
+        let unzipped = tokio::task::spawn_blocking(move || -> AwsResult<u64> {
+            let info = package::inspect_zip(&zip, package::MAX_UNZIPPED_BYTES)
+                .map_err(|e| AwsError::invalid_parameter(e.aws_message()))?;
+            if info.file_count == 0 && info.symlink_count == 0 {
+                return Err(AwsError::invalid_parameter(
+                    "Could not unzip uploaded file. Please check your file, then try to upload again. (The archive holds no files.)",
+                ));
+            }
+            if !dir.exists() {
+                match package::unpack_zip(&zip, &dir, package::MAX_UNZIPPED_BYTES) {
+                    Ok(_) => {}
+                    // Another request unpacked the same package meanwhile.
+                    Err(_) if dir.exists() => {}
+                    Err(e) if e.is_client_error() => return Err(AwsError::invalid_parameter(e.aws_message())),
+                    Err(e) => return Err(AwsError::service(format!("could not unpack the package: {e}"))),
+                }
+            }
+            if !path.exists() {
+                let tmp = path.with_extension(format!("tmp-{}", stratus_core::hex32()));
+                std::fs::write(&tmp, &zip).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
                     let _ = std::fs::remove_file(&tmp);
                     AwsError::service(format!("could not store the package: {e}"))
                 })?;
-        }
-        Ok((hex, sha_b64, zip.len() as u64, info.total_unzipped_bytes))
+            }
+            Ok(info.total_unzipped_bytes)
+        })
+        .await
+        .map_err(|e| AwsError::service(format!("package check failed: {e}")))??;
+        Ok((hex, sha_b64, size, unzipped))
     }
 
-    fn save(&self, region: &str, rec: &FunctionRecord) -> AwsResult<()> {
+    pub(crate) fn save(&self, region: &str, rec: &FunctionRecord) -> AwsResult<()> {
         let body = serde_json::to_string(rec).map_err(|e| AwsError::service(e.to_string()))?;
         self.store
             .put(KIND_FUNCTION, region, &rec.config.function_name, &body)?;
@@ -295,11 +350,6 @@ impl Lambda {
                 "stratus runs .zip deployment packages; container images (PackageType Image) are not supported yet.",
             ));
         }
-        if input.publish == Some(true) {
-            return Err(AwsError::invalid_parameter(
-                "Publish=true needs function versions, which this version of stratus does not provide yet.",
-            ));
-        }
         let runtime_id = input.config.runtime.clone().ok_or_else(|| {
             AwsError::invalid_parameter("Runtime and Handler are mandatory parameters for functions created with deployment packages.")
         })?;
@@ -322,7 +372,7 @@ impl Lambda {
                 ));
             }
         };
-        let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64)?;
+        let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64).await?;
         let name = fref.name.clone();
         let now = stratus_core::time::now_ms();
         let c = &input.config;
@@ -371,13 +421,18 @@ impl Lambda {
             },
             logging_config: logging_config(c.logging_config.as_ref(), &name, None),
         };
-        let rec = FunctionRecord {
+        let mut rec = FunctionRecord {
             config,
             tags: input.tags.clone().unwrap_or_default(),
             code_hex: hex,
             unzipped_size: unzipped,
+            reserved_concurrency: None,
+            next_version: 1,
+            fingerprint: None,
+            provisioned_init: false,
         };
         let body = serde_json::to_string(&rec).map_err(|e| AwsError::service(e.to_string()))?;
+        let mut published = None;
         {
             let _g = self.write_lock.lock().await;
             if !self.store.insert_new(KIND_FUNCTION, region, &name, &body)? {
@@ -385,10 +440,23 @@ impl Lambda {
                     "Function already exist: {name}"
                 )));
             }
+            if input.publish == Some(true) {
+                let (v, _) = self.publish_locked(region, &mut rec, None)?;
+                self.save(region, &rec)?;
+                published = Some(v);
+            }
         }
         self.clone()
             .finish_update(region.to_string(), name, rec.config.revision_id.clone());
-        to_value(&rec.config)
+        match published {
+            // With Publish, the answer is version 1's configuration under
+            // the function's unqualified ARN.
+            Some(mut v) => {
+                v.config.function_arn = rec.config.function_arn.clone();
+                to_value(&v.config)
+            }
+            None => to_value(&rec.config),
+        }
     }
 
     /// Unpacks the code of a function (once per code revision) in the
@@ -467,8 +535,14 @@ impl Lambda {
             "Configuration": to_value(&rec.config)?,
             "Code": {"RepositoryType": "S3", "Location": location},
         });
-        if !rec.tags.is_empty() {
-            out["Tags"] = json!(rec.tags);
+        // Tags and reserved concurrency belong to the function, whatever
+        // version or alias was asked for.
+        let function = self.load(region, &rec.config.function_name)?;
+        if !function.tags.is_empty() {
+            out["Tags"] = json!(function.tags);
+        }
+        if let Some(n) = function.reserved_concurrency {
+            out["Concurrency"] = json!({"ReservedConcurrentExecutions": n});
         }
         Ok(out)
     }
@@ -476,7 +550,7 @@ impl Lambda {
     /// The package bytes of a function, for `Code.Location` downloads.
     pub fn code_bytes(&self, region: &str, name: &str, hex: &str) -> AwsResult<Vec<u8>> {
         let rec = self.load(region, name)?;
-        if rec.code_hex != hex {
+        if rec.code_hex != hex && !self.version_has_code(region, name, hex) {
             return Err(AwsError::not_found(
                 "The code package is no longer current for this function.",
             ));
@@ -562,7 +636,7 @@ impl Lambda {
         Ok(resp)
     }
 
-    fn check_revision(rec: &FunctionRecord, revision: Option<&str>) -> AwsResult<()> {
+    pub(crate) fn check_revision(rec: &FunctionRecord, revision: Option<&str>) -> AwsResult<()> {
         if let Some(r) = revision
             && r != rec.config.revision_id
         {
@@ -575,7 +649,7 @@ impl Lambda {
         Ok(())
     }
 
-    fn check_not_in_progress(rec: &FunctionRecord) -> AwsResult<()> {
+    pub(crate) fn check_not_in_progress(rec: &FunctionRecord) -> AwsResult<()> {
         if rec.config.last_update_status.as_deref() == Some("InProgress")
             || rec.config.state == "Pending"
         {
@@ -598,11 +672,6 @@ impl Lambda {
         let input: UpdateCodeInput = parse_body(body)?;
         let fref = FunctionRef::parse(function_name, "functionName")?;
         self.check_ref(region, &fref)?;
-        if input.publish == Some(true) {
-            return Err(AwsError::invalid_parameter(
-                "Publish=true needs function versions, which this version of stratus does not provide yet.",
-            ));
-        }
         if let Some(a) = &input.architectures {
             validate_architectures(a)?;
         }
@@ -626,7 +695,7 @@ impl Lambda {
         };
         // Validate before taking the lock so a bad package writes nothing.
         self.load(region, &fref.name)?;
-        let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64)?;
+        let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64).await?;
         let g = self.write_lock.lock().await;
         let mut rec = self.load(region, &fref.name)?;
         Self::check_revision(&rec, input.revision_id.as_deref())?;
@@ -643,6 +712,15 @@ impl Lambda {
         }
         self.mark_in_progress(&mut rec);
         self.save(region, &rec)?;
+        // With Publish, the new code becomes a version too (it turns Active
+        // once the package is unpacked) and the answer is that version's.
+        let published = if input.publish == Some(true) {
+            let (v, _) = self.publish_locked(region, &mut rec, None)?;
+            self.save(region, &rec)?;
+            Some(v)
+        } else {
+            None
+        };
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
         self.clone().finish_update(
@@ -650,7 +728,7 @@ impl Lambda {
             rec.config.function_name.clone(),
             rec.config.revision_id.clone(),
         );
-        to_value(&rec.config)
+        to_value(&published.as_ref().unwrap_or(&rec).config)
     }
 
     fn mark_in_progress(&self, rec: &mut FunctionRecord) {
@@ -735,7 +813,7 @@ impl Lambda {
     /// DeleteFunction (`DELETE /2015-03-31/functions/{FunctionName}`, 204):
     /// removes the function and shuts its environments down.
     pub async fn delete_function(
-        &self,
+        self: &Arc<Self>,
         region: &str,
         function_name: &str,
         qualifier: Option<&str>,
@@ -746,17 +824,16 @@ impl Lambda {
         let _g = self.write_lock.lock().await;
         let rec = self.load(region, &fref.name)?;
         if let Some(q) = q {
-            if q == "$LATEST" {
-                return Err(AwsError::invalid_parameter(
-                    "$LATEST version cannot be deleted without deleting the function.",
-                ));
-            }
-            return Err(self.not_found(region, &fref.name, Some(&q)));
+            // One version (never $LATEST, never one an alias points at).
+            return self.delete_version_locked(region, &fref.name, &q);
         }
         self.store
             .delete(KIND_FUNCTION, region, &rec.config.function_name)?;
         self.cache_remove(region, &rec.config.function_name);
         self.pool.retire_function(region, &rec.config.function_name);
+        // Its versions, aliases and provisioned concurrency go with it.
+        self.delete_all_qualified_locked(region, &rec.config.function_name);
+        self.sched.forget(region, &rec.config.function_name);
         Ok(())
     }
 
@@ -833,8 +910,8 @@ impl Lambda {
                 "TotalCodeSize": 80_530_636_800u64,
                 "CodeSizeUnzipped": package::MAX_UNZIPPED_BYTES,
                 "CodeSizeZipped": package::MAX_ZIPPED_UPLOAD_BYTES,
-                "ConcurrentExecutions": crate::invoke::ACCOUNT_CONCURRENCY,
-                "UnreservedConcurrentExecutions": crate::invoke::ACCOUNT_CONCURRENCY,
+                "ConcurrentExecutions": self.sched.limit(),
+                "UnreservedConcurrentExecutions": self.unreserved(region)?,
             },
             "AccountUsage": {"TotalCodeSize": total, "FunctionCount": all.len()},
         }))
@@ -888,8 +965,22 @@ impl Lambda {
         self.pool.idle_count()
     }
 
-    /// Shuts down idle environments past the idle timeout.
-    pub fn reap_idle(&self) {
+    /// Execution environments whose resources (processes, cgroup) are not
+    /// all released yet: busy, idle and shutting down.
+    pub fn environments(&self) -> usize {
+        stratus_sandbox::env::live_environments()
+    }
+
+    /// The isolation setup environments start with.
+    pub fn sandbox(&self) -> &Arc<stratus_sandbox::isolation::Sandbox> {
+        &self.sandbox
+    }
+
+    /// Shuts down idle on-demand environments past the idle timeout (never
+    /// provisioned concurrency ones) and replaces lost provisioned ones.
+    pub fn reap_idle(self: &Arc<Self>) {
+        self.reclaim_memory();
+        self.provisioned_tick();
         self.pool.reap(
             std::time::Duration::from_secs(self.config.idle_timeout_secs),
             std::time::Duration::from_millis(self.config.shutdown_grace_ms),
@@ -898,6 +989,11 @@ impl Lambda {
 
     /// Shuts every environment down (SIGTERM, grace period, SIGKILL).
     pub async fn shutdown(&self) {
+        self.provisioned
+            .shutdown_all(std::time::Duration::from_millis(
+                self.config.shutdown_grace_ms,
+            ))
+            .await;
         self.pool
             .shutdown_all(std::time::Duration::from_millis(
                 self.config.shutdown_grace_ms,

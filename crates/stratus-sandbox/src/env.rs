@@ -20,6 +20,18 @@ use axum::routing::{get, post};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
+use crate::cgroup::{EnvCgroup, Limits, PIDS_MAX};
+use crate::isolation::{INIT_ARG, InitConfig, Isolation, IsolationSpec, SANDBOX_UID};
+
+/// Environments whose resources (process tree, cgroup) are not yet all
+/// released, in this server process.
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Number of environments started and not yet fully cleaned up.
+pub fn live_environments() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
 /// AWS's limit on a synchronous response payload: 6 MB (6,291,456 bytes).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
 
@@ -35,7 +47,7 @@ pub trait LogSink: Send + Sync + 'static {
 }
 
 /// What starts an environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EnvSpec {
     /// Program and arguments of the runtime process.
     pub command: Vec<String>,
@@ -44,6 +56,9 @@ pub struct EnvSpec {
     /// Environment variables of the runtime process (the Runtime API address
     /// is added by [`Environment::start`]).
     pub vars: Vec<(String, String)>,
+    /// Isolation mode, limits and root view (see [`crate::isolation`]). In
+    /// `namespace` mode `command`, `cwd` and `vars` are as seen inside.
+    pub isolation: IsolationSpec,
 }
 
 /// One invocation handed to the runtime through `/invocation/next`.
@@ -119,6 +134,35 @@ struct Shared {
     signals: mpsc::UnboundedSender<Signal>,
     work: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
     current: Mutex<Option<String>>,
+    /// The runtime is blocked in `/invocation/next` waiting for work.
+    waiting: AtomicBool,
+    waiting_changed: tokio::sync::Notify,
+}
+
+/// An environment's cgroup and what was last read from it.
+struct CgState {
+    cg: EnvCgroup,
+    peak_kb: AtomicU64,
+    oom_kills: AtomicU64,
+}
+
+impl CgState {
+    fn refresh(&self) {
+        if let Some(b) = self.cg.peak_bytes() {
+            self.peak_kb.fetch_max(b / 1024, Ordering::SeqCst);
+        }
+        if let Some(n) = self.cg.oom_kills() {
+            self.oom_kills.fetch_max(n, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Busy/idle and frozen state (freezing happens only while idle).
+#[derive(Default)]
+struct Usage {
+    busy: bool,
+    frozen: bool,
+    generation: u64,
 }
 
 /// A running execution environment.
@@ -139,6 +183,9 @@ pub struct Environment {
     server: tokio::task::JoinHandle<()>,
     /// When the environment was started.
     pub started: Instant,
+    cg: Option<Arc<CgState>>,
+    usage: Mutex<Usage>,
+    mode: Isolation,
 }
 
 fn header(h: &mut HeaderMap, name: &'static str, v: &str) {
@@ -154,9 +201,13 @@ fn api_error(status: StatusCode, error_type: &str, msg: &str) -> Response {
 
 async fn next(State(s): State<Arc<Shared>>) -> Response {
     let _ = s.signals.send(Signal::Next);
+    s.waiting.store(true, Ordering::SeqCst);
+    s.waiting_changed.notify_waiters();
     let inv = {
         let mut rx = s.work.lock().await;
-        match rx.recv().await {
+        let got = rx.recv().await;
+        s.waiting.store(false, Ordering::SeqCst);
+        match got {
             Some(inv) => inv,
             None => {
                 return api_error(
@@ -341,6 +392,8 @@ impl Environment {
             signals: sig_tx.clone(),
             work: tokio::sync::Mutex::new(work_rx),
             current: Mutex::new(None),
+            waiting: AtomicBool::new(false),
+            waiting_changed: tokio::sync::Notify::new(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -353,28 +406,94 @@ impl Environment {
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES * 4))
             .with_state(shared.clone());
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
 
-        let mut cmd = tokio::process::Command::new(&spec.command[0]);
-        cmd.args(&spec.command[1..])
-            .current_dir(&spec.cwd)
-            .env_clear()
-            .envs(spec.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
+        if spec.command.is_empty() {
+            server.abort();
+            return Err(std::io::Error::other("no runtime command"));
+        }
+        let iso = &spec.isolation;
+        let cg = match &iso.cgroups {
+            Some(root) => match root.create(
+                &id,
+                Limits {
+                    memory_mb: iso.memory_mb.max(1),
+                    pids_max: PIDS_MAX,
+                },
+            ) {
+                Ok(cg) => Some(Arc::new(CgState {
+                    cg,
+                    peak_kb: AtomicU64::new(0),
+                    oom_kills: AtomicU64::new(0),
+                })),
+                Err(e) => {
+                    server.abort();
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let namespace = iso.mode == Isolation::Namespace;
+        let mut cmd = if namespace {
+            // The sandbox helper (this binary) builds the namespaces and
+            // execs the runtime; see crate::isolation.
+            let mut c = tokio::process::Command::new("/proc/self/exe");
+            c.arg(INIT_ARG)
+                .current_dir("/")
+                .env_clear()
+                .stdin(std::process::Stdio::piped());
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&spec.command[0]);
+            c.args(&spec.command[1..])
+                .current_dir(&spec.cwd)
+                .env_clear()
+                .envs(spec.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+                .stdin(std::process::Stdio::null());
+            c
+        };
+        cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // Paths the child writes `0` to, to join the environment's cgroup
+        // before it execs (built here: no allocation after fork).
+        let join: Vec<std::ffi::CString> = cg
+            .as_ref()
+            .map(|c| {
+                c.cg.procs_files()
+                    .iter()
+                    .filter_map(|p| {
+                        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         // The environment must not outlive the server, even when the server
         // is SIGKILLed: the kernel kills it when its parent goes away.
-        // SAFETY: prctl is async-signal-safe and touches no shared state.
+        // SAFETY: prctl, open, write and close are async-signal-safe and the
+        // paths were allocated before fork.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                for p in &join {
+                    let fd = libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let rc = libc::write(fd, b"0".as_ptr() as *const libc::c_void, 1);
+                    libc::close(fd);
+                    if rc != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -383,12 +502,38 @@ impl Environment {
             Ok(c) => c,
             Err(e) => {
                 server.abort();
+                if let Some(c) = &cg {
+                    c.cg.try_destroy();
+                }
                 return Err(std::io::Error::new(
                     e.kind(),
                     format!("{}: {e}", spec.command[0]),
                 ));
             }
         };
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        if namespace && let Some(mut stdin) = child.stdin.take() {
+            let mut env = spec.vars.clone();
+            env.retain(|(k, _)| k != "AWS_LAMBDA_RUNTIME_API");
+            env.push(("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.clone()));
+            let cfg = InitConfig {
+                root: iso.root_dir.clone(),
+                mounts: iso.mounts.clone(),
+                hostname: crate::isolation::HOSTNAME.into(),
+                uid: SANDBOX_UID,
+                gid: SANDBOX_UID,
+                cwd: spec.cwd.clone(),
+                command: spec.command.clone(),
+                env,
+                seccomp: true,
+            };
+            let json = serde_json::to_vec(&cfg).unwrap_or_default();
+            use tokio::io::AsyncWriteExt;
+            // The helper reads its configuration before anything else; if
+            // it died instead, the exit is reported like any other.
+            let _ = stdin.write_all(&json).await;
+            drop(stdin);
+        }
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let tail = Arc::new(Mutex::new(None));
         let mut pipes = Vec::new();
@@ -402,8 +547,13 @@ impl Environment {
         }
         let dead = Arc::new(AtomicBool::new(false));
         let dead2 = dead.clone();
+        let cg2 = cg.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
+            // Final memory figures before the cgroup goes away.
+            if let Some(c) = &cg2 {
+                c.refresh();
+            }
             dead2.store(true, Ordering::SeqCst);
             let desc = match status {
                 Ok(s) => describe_exit(s),
@@ -415,6 +565,17 @@ impl Environment {
                 unsafe { libc::kill(-pid, libc::SIGKILL) };
             }
             let _ = sig_tx.send(Signal::Exited(desc));
+            // Kill anything that left the process group and remove the
+            // cgroup (processes may take a moment to exit).
+            if let Some(c) = cg2 {
+                for _ in 0..500 {
+                    if c.cg.try_destroy() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            LIVE.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(Environment {
             id,
@@ -430,6 +591,12 @@ impl Environment {
             pipes,
             server,
             started: Instant::now(),
+            cg,
+            usage: Mutex::new(Usage {
+                busy: true,
+                ..Usage::default()
+            }),
+            mode: iso.mode,
         })
     }
 
@@ -458,6 +625,11 @@ impl Environment {
                 Ok(None) => return InitOutcome::Exited("environment closed".into()),
                 Ok(Some(Signal::Next)) => {
                     let _ = self.peak_rss_kb();
+                    // Init runs unthrottled; invocations get the CPU share
+                    // of the function's memory size.
+                    if let Some(c) = &self.cg {
+                        c.cg.limit_cpu();
+                    }
                     return InitOutcome::Ready;
                 }
                 Ok(Some(Signal::InitError { error_type, body })) => {
@@ -581,11 +753,144 @@ impl Environment {
         }
     }
 
+    /// Max Memory Used in kB: the cgroup's peak when the environment has a
+    /// cgroup (what AWS reports), else the runtime process's peak RSS.
+    pub fn max_memory_used_kb(&self) -> Option<u64> {
+        if let Some(c) = &self.cg {
+            if !self.is_dead() {
+                c.refresh();
+            }
+            match c.peak_kb.load(Ordering::SeqCst) {
+                0 => {}
+                kb => return Some(kb),
+            }
+        }
+        self.peak_rss_kb()
+    }
+
+    /// True if the kernel's OOM killer killed a process of this environment
+    /// (its cgroup reached the memory limit).
+    pub fn oom_killed(&self) -> bool {
+        match &self.cg {
+            Some(c) => {
+                if !self.is_dead() {
+                    c.refresh();
+                }
+                c.oom_kills.load(Ordering::SeqCst) > 0
+            }
+            None => false,
+        }
+    }
+
+    /// Memory the environment uses now, in bytes (cgroup usage, else RSS).
+    pub fn memory_usage_bytes(&self) -> u64 {
+        if let Some(b) = self.cg.as_ref().and_then(|c| c.cg.usage_bytes()) {
+            return b;
+        }
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    }
+
+    /// The environment's cgroup directories (empty without cgroups).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cg
+            .as_ref()
+            .map(|c| c.cg.dirs().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// CPU time the environment has used, in ns (needs cgroups).
+    pub fn cpu_usage_ns(&self) -> Option<u64> {
+        self.cg.as_ref().and_then(|c| c.cg.cpu_usage_ns())
+    }
+
+    /// `process` or `namespace`.
+    pub fn isolation(&self) -> Isolation {
+        self.mode
+    }
+
+    /// True while the environment's cgroup is frozen (idle).
+    pub fn is_frozen(&self) -> bool {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).frozen
+    }
+
+    fn thaw_now(&self) {
+        if let Some(c) = &self.cg {
+            let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = c.cg.thaw();
+            u.frozen = false;
+        }
+    }
+
+    /// Marks the environment in use (an invocation is about to be handed
+    /// to it) and thaws it if it is frozen: one write to the freezer.
+    pub fn begin_use(&self) {
+        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        u.busy = true;
+        u.generation += 1;
+        if u.frozen {
+            if let Some(c) = &self.cg {
+                let _ = c.cg.thaw();
+            }
+            u.frozen = false;
+        }
+    }
+
+    /// Marks the environment idle; returns a token for
+    /// [`Environment::freeze_when_idle`].
+    pub fn end_use(&self) -> u64 {
+        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        u.busy = false;
+        u.generation += 1;
+        u.generation
+    }
+
+    /// True if the environment can be frozen (it has a freezer cgroup).
+    pub fn can_freeze(&self) -> bool {
+        self.cg.is_some()
+    }
+
+    /// Freezes the environment once the runtime is back in
+    /// `/invocation/next` (at most 1 s after the invocation ended), unless it
+    /// has been taken for another invocation since `token` was issued.
+    pub async fn freeze_when_idle(&self, token: u64) {
+        let Some(c) = &self.cg else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let changed = self.shared.waiting_changed.notified();
+            if self.shared.waiting.load(Ordering::SeqCst) {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        if !u.busy && u.generation == token && !u.frozen && !self.is_dead() {
+            // Keep Max Memory Used current before the environment sleeps.
+            c.refresh();
+            if c.cg.freeze().is_ok() {
+                u.frozen = true;
+            }
+        }
+    }
+
     /// Kills the whole process group at once (SIGKILL).
     pub fn kill(&self) {
         let pid = self.pid();
         if pid > 0 && !self.is_dead() {
             let _ = self.peak_rss_kb();
+            self.thaw_now();
             // SAFETY: signalling the process group we created.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
@@ -596,6 +901,8 @@ impl Environment {
     pub async fn shutdown(&self, grace: Duration) {
         let pid = self.pid();
         if pid > 0 && !self.is_dead() {
+            // A frozen environment cannot handle SIGTERM.
+            self.thaw_now();
             // SAFETY: signalling the process group we created.
             unsafe { libc::kill(-pid, libc::SIGTERM) };
             let end = Instant::now() + grace;

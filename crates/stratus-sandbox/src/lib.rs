@@ -1,7 +1,9 @@
 //! Execution environments: runtime processes, their Runtime API endpoints,
 //! runtime resolution and deployment package unpacking.
 
+pub mod cgroup;
 pub mod env;
+pub mod isolation;
 pub mod package;
 pub mod runtime;
 

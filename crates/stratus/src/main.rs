@@ -92,6 +92,31 @@ struct ServerArgs {
     /// `--runtime python3.12=/usr/bin/python3.12` or `--runtime nodejs=/opt/node22/bin/node`.
     #[arg(long = "runtime", value_name = "ID=PROGRAM")]
     runtimes: Vec<String>,
+    /// How execution environments are isolated: `namespace` (own mount, PID,
+    /// IPC and UTS namespaces, read-only root view, unprivileged user,
+    /// seccomp; needs root) or `process` (plain child processes). Default:
+    /// namespace where the host allows it, else process with a warning.
+    #[arg(long, env = "STRATUS_ISOLATION", value_parser = ["process", "namespace"])]
+    isolation: Option<String>,
+    /// Reclaim idle environments, least recently used first, while the
+    /// host's available memory is below this many MB (default: 10% of RAM).
+    #[arg(long, env = "STRATUS_MIN_FREE_MEMORY_MB")]
+    min_free_memory_mb: Option<u64>,
+    /// Host path made visible read-only inside namespace environments (at
+    /// the same path), e.g. an interpreter a custom runtime runs;
+    /// repeatable, or `:`-separated in the environment variable.
+    #[arg(long = "sandbox-path", env = "STRATUS_SANDBOX_PATHS", value_delimiter = ':')]
+    sandbox_paths: Vec<PathBuf>,
+    /// The account's concurrent executions quota per region (AWS's default
+    /// 1,000); synchronous invocations past it get 429 TooManyRequestsException.
+    #[arg(long, env = "STRATUS_ACCOUNT_CONCURRENCY", default_value_t = stratus_core::config::DEFAULT_ACCOUNT_CONCURRENCY,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    account_concurrency: u32,
+    /// Concurrency scaling rate: new execution environments per function per
+    /// 10 seconds (AWS's rate: 1,000).
+    #[arg(long, env = "STRATUS_SCALING_RATE", default_value_t = stratus_core::config::DEFAULT_SCALING_RATE,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    scaling_rate: u32,
 }
 
 #[derive(Args)]
@@ -109,6 +134,15 @@ struct LogsArgs {
 }
 
 fn main() {
+    // The execution environment helper (see stratus_sandbox::isolation) is
+    // this same binary, started by the server with a hidden first argument.
+    let args: Vec<String> = std::env::args_os()
+        .take(3)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.get(1).map(String::as_str) == Some(stratus_sandbox::isolation::INIT_ARG) {
+        std::process::exit(stratus_sandbox::isolation::init_main(&args));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Server(a) => run_server(a),
@@ -167,6 +201,14 @@ fn run_server(a: ServerArgs) -> i32 {
     config.idle_timeout_secs = a.idle_timeout;
     config.strict_runtimes = a.strict_runtimes;
     config.runtime_overrides = overrides;
+    config.isolation = a
+        .isolation
+        .as_deref()
+        .and_then(stratus_core::config::Isolation::parse);
+    config.min_free_memory_mb = a.min_free_memory_mb;
+    config.sandbox_paths = a.sandbox_paths.into_iter().filter(|p| !p.as_os_str().is_empty()).collect();
+    config.account_concurrency = a.account_concurrency;
+    config.scaling_rate = a.scaling_rate;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -193,12 +235,33 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let mut config = config;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
-    let lambda = stratus_lambda::Lambda::new(config.clone(), store.clone())
+    // Each environment holds a few descriptors (Runtime API listener, output pipes).
+    stratus_sandbox::isolation::raise_fd_limit();
+    let sandbox = stratus_sandbox::isolation::Sandbox::setup(
+        config.isolation,
+        &config.data_dir,
+        &config.data_dir.join("runtime"),
+        &config.sdk_dir,
+        &config.sandbox_paths,
+    )?;
+    for w in sandbox.warnings() {
+        eprintln!("stratus: warning: {w}");
+    }
+    let sandbox = Arc::new(sandbox);
+    let isolation = sandbox.mode().as_str();
+    let cgroups = sandbox.cgroups().map(|c| {
+        serde_json::json!({
+            "version": c.version().as_str(),
+            "dirs": c.instance_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        })
+    });
+    let lambda = stratus_lambda::Lambda::with_sandbox(config.clone(), store.clone(), sandbox.clone())
         .map_err(|e| format!("cannot prepare {}: {e}", config.data_dir.display()))?;
     lambda.recover().await;
     let health = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "isolation": "process",
+        "isolation": isolation,
+        "cgroups": cgroups,
         "dataDir": config.data_dir.display().to_string(),
     });
     let app = stratus_api::router(stratus_api::Edge {
@@ -208,7 +271,8 @@ async fn serve(config: Config) -> Result<(), String> {
 
     let reaper = {
         let lambda = lambda.clone();
-        let every = Duration::from_secs(config.idle_timeout_secs.clamp(1, 10));
+        // Every second: idle timeouts and host memory pressure.
+        let every = Duration::from_secs(1);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -217,14 +281,21 @@ async fn serve(config: Config) -> Result<(), String> {
         })
     };
 
+    // SIGTERM / SIGINT handlers are in place before the server says it is
+    // listening, so a signal right after that line shuts it down cleanly.
+    let stop = shutdown_signal();
     println!("stratus listening on {}", config.edge_url());
     println!(
-        "isolation mode: process; data dir: {}",
+        "isolation mode: {isolation}; cgroups: {}; data dir: {}",
+        sandbox.cgroups().map_or("none", |c| c.version().as_str()),
         config.data_dir.display()
     );
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let mut rx = stop_rx.clone();
         async move {
@@ -232,13 +303,15 @@ async fn serve(config: Config) -> Result<(), String> {
         }
     });
     let server = tokio::spawn(async move { server.await });
-    shutdown_signal().await;
+    stop.await;
     eprintln!("stratus: shutting down");
     let _ = stop_tx.send(true);
     reaper.abort();
     // Environments get their grace period, then are killed; in-flight
     // requests are not waited for longer than that.
     lambda.shutdown().await;
+    // Whatever is left (environments still busy) goes with its cgroups.
+    sandbox.destroy();
     let _ = tokio::time::timeout(
         Duration::from_millis(config.shutdown_grace_ms + 500),
         server,
@@ -248,18 +321,24 @@ async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers now; the future completes on
+/// the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! {
+                    _ = t.recv() => {}
+                    _ = i.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

@@ -6,7 +6,11 @@
 //   index.counter   warm-reuse probe
 'use strict';
 
+const { randomUUID } = require('node:crypto');
+
 const initPid = process.pid;
+// Identifies this execution environment, whatever PID namespace it runs in.
+const envId = randomUUID().replace(/-/g, '');
 let count = 0;
 
 exports.handler = async (event, context) => {
@@ -72,5 +76,5 @@ exports.thrower = async (event) => {
 
 exports.counter = async (event, context) => {
   count += 1;
-  return { count, pid: initPid, awsRequestId: context.awsRequestId };
+  return { count, envId, pid: initPid, awsRequestId: context.awsRequestId };
 };

@@ -5,7 +5,7 @@ Handler entry points (set the function's Handler to ``app.<name>``):
 * ``app.handler``  -- dispatches on ``event["action"]`` (see ACTIONS below);
   the default action is ``echo``.
 * ``app.raise_error`` -- always raises (Unhandled error payload).
-* ``app.counter`` -- warm-reuse probe (count + pid).
+* ``app.counter`` -- warm-reuse probe (count + environment id).
 
 Used through the stratus python bootstrap (runtime ``python3.x``) and through
 awslambdaric (``tests/functions/python_ric``), so it must not depend on either.
@@ -13,8 +13,10 @@ awslambdaric (``tests/functions/python_ric``), so it must not depend on either.
 
 import logging
 import os
+import socket
 import sys
 import time
+import uuid
 
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
@@ -24,6 +26,10 @@ logger.setLevel(logging.INFO)
 _INIT_PID = os.getpid()
 _INIT_TIME = time.time()
 _COUNT = 0
+# Identifies this execution environment (its runtime process), whatever PID
+# namespace it runs in.
+_ENV_ID = uuid.uuid4().hex
+_HELD = []
 
 ENV_VARS = [
     "AWS_LAMBDA_FUNCTION_NAME",
@@ -108,7 +114,8 @@ def _raise(event, context):
 
 def _sleep(event, context):
     time.sleep(float(event.get("seconds", 5)))
-    return {"slept": event.get("seconds", 5), "pid": _INIT_PID}
+    return {"slept": event.get("seconds", 5), "env_id": _ENV_ID, "pid": _INIT_PID,
+            "log_stream_name": context.log_stream_name}
 
 
 def _exit(event, context):
@@ -126,8 +133,17 @@ def _log(event, context):
 def _counter(event, context):
     global _COUNT
     _COUNT += 1
-    return {"count": _COUNT, "pid": _INIT_PID, "init_time": _INIT_TIME,
-            "aws_request_id": context.aws_request_id}
+    return {"count": _COUNT, "env_id": _ENV_ID, "pid": _INIT_PID, "init_time": _INIT_TIME,
+            "aws_request_id": context.aws_request_id, "log_stream_name": context.log_stream_name}
+
+
+def _hold(event, context):
+    # Open a TCP connection to the test and keep it for the life of this
+    # environment: the test sees it close when the runtime process ends.
+    conn = socket.create_connection((event["host"], int(event["port"])), timeout=10)
+    conn.sendall((_ENV_ID + "\n").encode())
+    _HELD.append(conn)
+    return _counter(event, context)
 
 
 def _big(event, context):
@@ -144,6 +160,7 @@ ACTIONS = {
     "exit": _exit,
     "log": _log,
     "counter": _counter,
+    "hold": _hold,
     "big": _big,
     "sdk": _sdk,
     "read": _read,

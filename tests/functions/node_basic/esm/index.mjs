@@ -1,7 +1,9 @@
 // Node.js ES module test function (handler: index.handler).
+import { randomUUID } from 'node:crypto';
 import { platform } from 'node:os';
 
 const initPid = process.pid;
+const envId = randomUUID().replace(/-/g, '');
 let count = 0;
 
 export const handler = async (event, context) => {
@@ -11,6 +13,7 @@ export const handler = async (event, context) => {
     platform: platform(),
     event,
     count,
+    envId,
     pid: initPid,
     awsRequestId: context.awsRequestId,
     functionName: context.functionName,
