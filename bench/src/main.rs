@@ -318,16 +318,36 @@ async fn cold_start(
 /// Warm sequential latency (p50, p99 in us) and 32-client throughput
 /// (invokes/s) of the same no-op function under `cargo lambda watch`, if
 /// `cargo lambda` runs here. The function's project is `fn_dir`.
-async fn cargo_lambda_peer(fn_dir: &str, target_dir: &str, n: usize, secs: u64) -> Res<Option<(f64, f64, f64)>> {
-    let ok = Command::new("cargo").args(["lambda", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+async fn cargo_lambda_peer(
+    fn_dir: &str,
+    target_dir: &str,
+    n: usize,
+    secs: u64,
+) -> Res<Option<(f64, f64, f64)>> {
+    let ok = Command::new("cargo")
+        .args(["lambda", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     if !ok.map(|s| s.success()).unwrap_or(false) {
         return Ok(None);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
     let mut child = {
         use std::os::unix::process::CommandExt;
         Command::new("cargo")
-            .args(["lambda", "watch", "--release", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .args([
+                "lambda",
+                "watch",
+                "--release",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
             .current_dir(fn_dir)
             .env("CARGO_TARGET_DIR", target_dir)
             .stdout(Stdio::null())
@@ -372,7 +392,9 @@ async fn cargo_lambda_peer(fn_dir: &str, target_dir: &str, n: usize, secs: u64) 
 
 /// Kills a process group with kill(1).
 fn kill_group(pgid: i32) {
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
 }
 
 /// Invokes/s of `name` with 32 concurrent keep-alive clients over `secs`.
@@ -481,7 +503,13 @@ async fn run(a: Args) -> Res<String> {
     let envs = h["idleEnvironments"].as_u64().unwrap_or(0);
     let rss_100 = rss_kb(pid);
 
-    let peer = cargo_lambda_peer("tests/functions/rust_noop", "tests/.build/rust_noop", a.warm_n, a.secs).await?;
+    let peer = cargo_lambda_peer(
+        "tests/functions/rust_noop",
+        "tests/.build/rust_noop",
+        a.warm_n,
+        a.secs,
+    )
+    .await?;
 
     let now = time::OffsetDateTime::now_utc();
     let date = now
@@ -532,7 +560,8 @@ async fn run(a: Args) -> Res<String> {
                 rate / crate_.max(1.0)
             ));
         }
-        None => out.push_str("\n`cargo lambda` is not installed here: no peer comparison in this run.\n"),
+        None => out
+            .push_str("\n`cargo lambda` is not installed here: no peer comparison in this run.\n"),
     }
     out.push_str("\nCold start (median of 7; platform-added = client latency - Init Duration - Duration):\n\n");
     out.push_str("| runtime | client latency | runtime init (Init Duration) | handler (Duration) | platform-added | target |\n|---|---|---|---|---|---|\n");

@@ -207,6 +207,7 @@ def test_account_concurrency_limit(tmp_path):
         results = parallel_invokes(srv.url, name, 5, {"action": "sleep", "seconds": 3})
         ok, errors = split(results)
         assert len(ok) == 3, results
+        assert all(r.function_error is None for r in ok), [r.raw for r in ok]
         assert len(errors) == 2, results
         for e in errors:
             assert_throttled(e, "ConcurrentInvocationLimitExceeded")
@@ -248,6 +249,7 @@ def test_scaling_rate(tmp_path):
         results = parallel_invokes(srv.url, name, 3, {"action": "sleep", "seconds": 2})
         ok, errors = split(results)
         assert len(ok) == 2 and len(errors) == 1, results
+        assert all(r.function_error is None for r in ok), [r.raw for r in ok]
         assert_throttled(errors[0], "FunctionInvocationRateLimitExceeded")
         # Warm environments need no new ones.
         for _ in range(5):

@@ -123,13 +123,14 @@ def assert_released(srv, timeout: float = 15.0):
     """Every environment of `srv` is gone and all it held is released."""
     def done():
         return (health(srv)["environments"] == 0 and not env_cgroups(srv)
-                and not descendants(srv.proc.pid))
+                and not descendants(srv.proc.pid) and listening_sockets(srv.proc.pid) == 1)
     try:
         wait_until(done, timeout, interval=0.1, what="environments to be released")
     except AssertionError:
         raise AssertionError(
             f"not released after {timeout} s: health={health(srv)}, "
-            f"cgroups={env_cgroups(srv)}, processes={descendants(srv.proc.pid)}")
+            f"cgroups={env_cgroups(srv)}, processes={descendants(srv.proc.pid)}, "
+            f"listening sockets={listening_sockets(srv.proc.pid)} (1 is the edge port)")
     mounts = Path("/proc/mounts").read_text()
     assert str(srv.data_dir) not in mounts, "a mount of the server's data dir leaked into the host"
     assert listening_sockets(srv.proc.pid) == 1, "only the edge port may still listen"
@@ -711,9 +712,9 @@ def test_runtime_dropping_its_api_connection(iso, fns, mode):
 HUGE_LOG = r'''
 import sys
 def handler(event, context):
-    sys.stdout.write("A" * (1 << 20) + "\n")
+    sys.stdout.write("Z" * (1 << 20) + "\n")
     for _ in range(3):
-        print("B" * 300_000)
+        print("Q" * 300_000)
     return "done"
 '''
 
@@ -723,12 +724,18 @@ def test_huge_log_lines_are_split(iso, fns):
     inv = invoke_ok(iso.client(), name)
     assert inv.payload == "done"
     iso.assert_healthy()
-    proc = stratus_cli("logs", name, "--data-dir", str(iso.data_dir), timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    def read_logs():
+        proc = stratus_cli("logs", name, "--data-dir", str(iso.data_dir), timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        # Log events are committed in batches: wait for the REPORT line.
+        return lines if any(l.startswith("REPORT") for l in lines) else None
+    lines = wait_until(read_logs, 10, interval=0.2, what="the invocation's log events")
     assert max(len(l.encode()) for l in lines) <= 256 * 1024
-    assert sum(l.count("A") for l in lines) == 1 << 20
-    assert sum(l.count("B") for l in lines) == 900_000
+    # Every chunk is its own event; nothing is lost.
+    assert sum(len(l) for l in lines if set(l) == {"Z"}) == 1 << 20
+    assert sum(len(l) for l in lines if set(l) == {"Q"}) == 900_000
+    assert len([l for l in lines if set(l) == {"Z"}]) == 4  # 1 MiB in 256 KiB events
     fns.cleanup()
     fns.created.clear()
     assert_released(iso)

@@ -168,8 +168,6 @@ fn no_content(r: Result<(), AwsError>) -> Response {
     }
 }
 
-// The error is the finished response, built once per bad request.
-#[allow(clippy::result_large_err)]
 // The error is a ready response, returned once per request: boxing it would
 // buy nothing.
 #[allow(clippy::result_large_err)]
@@ -323,7 +321,11 @@ async fn delete_function(
 
 /// A header's value; a header that is present but not visible ASCII is an
 /// error (`invalid` builds it).
-fn header_str(h: &HeaderMap, name: &str, invalid: fn(String) -> AwsError) -> Result<Option<String>, AwsError> {
+fn header_str(
+    h: &HeaderMap,
+    name: &str,
+    invalid: fn(String) -> AwsError,
+) -> Result<Option<String>, AwsError> {
     match h.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -370,7 +372,11 @@ async fn invoke(
             Ok(v) => v,
             Err(e) => return error_response(&e),
         },
-        client_context: match header_str(&h, "x-amz-client-context", AwsError::invalid_request_content) {
+        client_context: match header_str(
+            &h,
+            "x-amz-client-context",
+            AwsError::invalid_request_content,
+        ) {
             Ok(v) => v,
             Err(e) => return error_response(&e),
         },
@@ -400,7 +406,13 @@ async fn invoke(
             if let Some(v) = r.log_result.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 hm.insert("x-amz-log-result", v);
             }
-            with_request_id(resp)
+            match r.request_id.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                Some(v) => {
+                    resp.headers_mut().insert("x-amzn-requestid", v);
+                    resp
+                }
+                None => with_request_id(resp),
+            }
         }
     }
 }
@@ -485,8 +497,14 @@ async fn unknown(method: Method, uri: Uri) -> Response {
 /// with `ValidationException` before any handler runs.
 async fn check_qualifier(req: axum::extract::Request) -> Result<axum::extract::Request, Response> {
     if let Some(q) = req.uri().query()
-        && let Some((_, v)) = query_pairs(Some(q)).into_iter().find(|(k, _)| k == "Qualifier")
-        && (v.is_empty() || v.len() > 128 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "$_-".contains(c)))
+        && let Some((_, v)) = query_pairs(Some(q))
+            .into_iter()
+            .find(|(k, _)| k == "Qualifier")
+        && (v.is_empty()
+            || v.len() > 128
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "$_-".contains(c)))
     {
         return Err(error_response(&AwsError::validation_errors(&[format!(
             "Value '{v}' at 'qualifier' failed to satisfy constraint: Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+) and have length between 1 and 128"
@@ -501,7 +519,9 @@ async fn check_qualifier(req: axum::extract::Request) -> Result<axum::extract::R
 /// JSON body and a request id like every other error.
 async fn aws_error_shape(resp: Response) -> Response {
     let status = resp.status();
-    if !(status.is_client_error() || status.is_server_error()) || resp.headers().contains_key("x-amzn-errortype") {
+    if !(status.is_client_error() || status.is_server_error())
+        || resp.headers().contains_key("x-amzn-errortype")
+    {
         return resp;
     }
     let (_, body) = resp.into_parts();
@@ -510,12 +530,35 @@ async fn aws_error_shape(resp: Response) -> Response {
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
     let (code, message) = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ("UnknownOperationException", "stratus has no operation for this method on this path.".to_string()),
-        StatusCode::NOT_FOUND => ("UnknownOperationException", "stratus has no operation at this path.".to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("RequestEntityTooLargeException", format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes.")),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "UnknownOperationException",
+            "stratus has no operation for this method on this path.".to_string(),
+        ),
+        StatusCode::NOT_FOUND => (
+            "UnknownOperationException",
+            "stratus has no operation at this path.".to_string(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "RequestEntityTooLargeException",
+            format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes."),
+        ),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaTypeException", text),
-        s if s.is_client_error() => ("ValidationException", if text.is_empty() { "The request is not valid.".to_string() } else { text }),
-        _ => ("ServiceException", if text.is_empty() { "Internal error.".to_string() } else { text }),
+        s if s.is_client_error() => (
+            "ValidationException",
+            if text.is_empty() {
+                "The request is not valid.".to_string()
+            } else {
+                text
+            },
+        ),
+        _ => (
+            "ServiceException",
+            if text.is_empty() {
+                "Internal error.".to_string()
+            } else {
+                text
+            },
+        ),
     };
     error_response(&AwsError::new(status.as_u16(), code, message))
 }

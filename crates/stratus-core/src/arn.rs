@@ -52,7 +52,10 @@ fn valid_region(s: &str) -> bool {
     let lower = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
     let middle_ok = match parts.len() {
         3 => true,
-        4 => parts[1] == "gov" || (parts[1].starts_with("iso") && parts[1].len() <= 4 && lower(parts[1])),
+        4 => {
+            parts[1] == "gov"
+                || (parts[1].starts_with("iso") && parts[1].len() <= 4 && lower(parts[1]))
+        }
         _ => false,
     };
     middle_ok
@@ -65,7 +68,8 @@ fn valid_region(s: &str) -> bool {
 
 /// `(aws[a-zA-Z-]*)?`: the partition part of a Lambda ARN.
 fn valid_partition(s: &str) -> bool {
-    s.is_empty() || (s.starts_with("aws") && s[3..].chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
+    s.is_empty()
+        || (s.starts_with("aws") && s[3..].chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
 }
 
 fn valid_account(s: &str) -> bool {

@@ -56,6 +56,9 @@ pub struct InvokeRequest {
 pub struct InvokeResponse {
     /// 200, 202 or 204.
     pub status: u16,
+    /// The invocation's request id (the `x-amzn-RequestId` of the answer),
+    /// absent when no invocation ran (DryRun).
+    pub request_id: Option<String>,
     /// `X-Amz-Function-Error`: `Unhandled` when the function failed.
     pub function_error: Option<String>,
     /// `X-Amz-Log-Result`: base64 of the last 4 KB of the log.
@@ -121,7 +124,7 @@ impl Pool {
 
     fn put(&self, region: &str, name: &str, e: Arc<EnvEntry>) {
         *e.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        if e.env.can_freeze() {
+        if e.env.can_freeze() && std::env::var_os("XX_NOFREEZE").is_none() {
             // Idle environments are frozen (no CPU) until the next invoke.
             let token = e.env.end_use();
             let e2 = e.clone();
@@ -192,7 +195,12 @@ impl Pool {
             let mut all: Vec<(Instant, Arc<EnvEntry>)> = idle
                 .values()
                 .flatten()
-                .map(|e| (*e.last_used.lock().unwrap_or_else(|p| p.into_inner()), e.clone()))
+                .map(|e| {
+                    (
+                        *e.last_used.lock().unwrap_or_else(|p| p.into_inner()),
+                        e.clone(),
+                    )
+                })
                 .collect();
             all.sort_by_key(|(t, _)| *t);
             let mut freed = 0u64;
@@ -348,6 +356,7 @@ impl Lambda {
         if invocation_type == "DryRun" {
             return Ok(InvokeResponse {
                 status: 204,
+                request_id: None,
                 function_error: None,
                 log_result: None,
                 executed_version: None,
@@ -566,6 +575,7 @@ impl Lambda {
         }
         Ok(InvokeResponse {
             status: 200,
+            request_id: Some(request_id.clone()),
             function_error,
             log_result,
             executed_version: Some(qualifier.to_string()),
@@ -626,6 +636,7 @@ impl Lambda {
         }
         InvokeResponse {
             status: 200,
+            request_id: Some(request_id.to_string()),
             function_error: Some("Unhandled".into()),
             log_result: if tail {
                 Some(b64(last_bytes(&log, TAIL_BYTES)))
@@ -695,7 +706,9 @@ impl Lambda {
                 resolved.family,
                 resolved.interpreter.as_deref(),
             )
-            .map_err(|m| ColdStartError::Refused(AwsError::new(502, "InvalidRuntimeException", m)))?;
+            .map_err(|m| {
+                ColdStartError::Refused(AwsError::new(502, "InvalidRuntimeException", m))
+            })?;
         // In namespace mode the runtime sees its code at /var/task and the
         // bootstraps at /var/runtime, as on AWS.
         let ns = isolation.mode == Isolation::Namespace;
@@ -896,10 +909,7 @@ impl Lambda {
             Family::Python => {
                 v.push((
                     "STRATUS_SDK_PATH".into(),
-                    sdk_dir
-                        .join("python")
-                        .to_string_lossy()
-                        .into_owned(),
+                    sdk_dir.join("python").to_string_lossy().into_owned(),
                 ));
             }
             Family::Node => {

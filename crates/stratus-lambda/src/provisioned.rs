@@ -36,8 +36,17 @@ use crate::versions::{is_version_number, page, parse_max_items, qualified_id};
 /// Store kind of provisioned concurrency configurations (id `name:qualifier`).
 pub const KIND_PROVISIONED: &str = "provisioned_concurrency";
 
-/// At most this many provisioned environments initialize at once.
-const PARALLEL_INITS: usize = 8;
+/// Attempts at initializing one provisioned environment before the
+/// configuration turns FAILED (a loaded host can make an init time out).
+const INIT_ATTEMPTS: u32 = 3;
+
+/// How many provisioned environments initialize at once: one per core.
+fn parallel_inits() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 16)
+}
 
 /// What the store keeps for a provisioned concurrency configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,7 +134,7 @@ impl Provisioned {
     pub(crate) fn new() -> Provisioned {
         Provisioned {
             pools: Arc::default(),
-            starts: Arc::new(tokio::sync::Semaphore::new(PARALLEL_INITS)),
+            starts: Arc::new(tokio::sync::Semaphore::new(parallel_inits())),
             closed: Default::default(),
         }
     }
@@ -793,22 +802,41 @@ impl Lambda {
         }
         let mut r = rec;
         r.provisioned_init = true;
-        match self.cold_start(&region, &r).await {
-            Ok(entry) => finish(Some(entry), None),
-            Err(ColdStartError::Init {
-                env, error_type, ..
-            }) => {
-                tracing::warn!(
-                    "provisioned environment of {name}:{version} failed to initialize: {error_type}"
-                );
-                if let Some(env) = env {
-                    env.drain_output().await;
-                    env.kill();
+        for attempt in 1..=INIT_ATTEMPTS {
+            match self.cold_start(&region, &r).await {
+                Ok(entry) => {
+                    finish(Some(entry), None);
+                    return;
                 }
-                finish(None, Some("FUNCTION_ERROR_INIT_FAILURE".into()));
+                Err(ColdStartError::Init {
+                    env,
+                    error_type,
+                    body,
+                }) => {
+                    tracing::warn!(
+                        "provisioned environment of {name}:{version} failed to initialize (attempt {attempt} of {INIT_ATTEMPTS}): {error_type}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    if let Some(env) = env {
+                        env.drain_output().await;
+                        env.kill();
+                    }
+                }
+                Err(ColdStartError::Refused(e)) => {
+                    finish(None, Some(e.message));
+                    return;
+                }
             }
-            Err(ColdStartError::Refused(e)) => finish(None, Some(e.message)),
+            if self
+                .provisioned
+                .closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
         }
+        finish(None, Some("FUNCTION_ERROR_INIT_FAILURE".into()));
     }
 
     /// Replaces lost provisioned environments (called with the idle reaper).

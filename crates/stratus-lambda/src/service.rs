@@ -594,7 +594,9 @@ impl Lambda {
                         }
                     )]));
                 }
-                n as usize
+                // "ListFunctions returns a maximum of 50 items in each
+                // response, even if you set the number higher."
+                (n as usize).min(50)
             }
         };
         let after = match marker {
@@ -626,7 +628,7 @@ impl Lambda {
                 break;
             }
             if let Ok(rec) = serde_json::from_str::<FunctionRecord>(&body) {
-                out.push(to_value(&rec.config)?);
+                out.push(list_item(&rec.config)?);
             }
         }
         let mut resp = json!({"Functions": out});
@@ -953,6 +955,28 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> AwsResult<T> {
     serde_json::from_slice(body).map_err(|e| {
         AwsError::invalid_request_content(format!("Could not parse request body into json: {e}"))
     })
+}
+
+/// A function as ListFunctions / ListVersionsByFunction show it: the
+/// configuration without the state fields ("To get the additional fields
+/// (State, StateReasonCode, StateReason, LastUpdateStatus,
+/// LastUpdateStatusReason, LastUpdateStatusReasonCode) for a function or
+/// version, use GetFunction": ListFunctions API reference).
+pub(crate) fn list_item(c: &FunctionConfiguration) -> AwsResult<Value> {
+    let mut v = to_value(c)?;
+    if let Some(m) = v.as_object_mut() {
+        for k in [
+            "State",
+            "StateReason",
+            "StateReasonCode",
+            "LastUpdateStatus",
+            "LastUpdateStatusReason",
+            "LastUpdateStatusReasonCode",
+        ] {
+            m.remove(k);
+        }
+    }
+    Ok(v)
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> AwsResult<Value> {

@@ -167,7 +167,9 @@ fn unescape_octal(s: &str) -> String {
             && i + 4 <= b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else {
@@ -275,7 +277,10 @@ impl CgroupRoot {
         if let Some(m) = v2_mount(&mounts) {
             return Self::setup_v2(instance, &m);
         }
-        Err("no cgroup memory controller is mounted (neither cgroup v1 memory nor cgroup v2)".into())
+        Err(
+            "no cgroup memory controller is mounted (neither cgroup v1 memory nor cgroup v2)"
+                .into(),
+        )
     }
 
     fn setup_v1(instance: &str, v1: &[(Controller, PathBuf)]) -> Result<CgroupRoot, String> {
@@ -570,7 +575,8 @@ impl EnvCgroup {
                         .map_err(|e| CgroupRoot::apply_note(e, &p))?;
                     if memsw {
                         // Memory plus swap = memory: no swapping past the limit.
-                        let _ = write_file(&m.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
+                        let _ =
+                            write_file(&m.join("memory.memsw.limit_in_bytes"), &bytes.to_string());
                     }
                     let _ = write_file(&m.join("memory.swappiness"), "0");
                 }
@@ -643,12 +649,15 @@ impl EnvCgroup {
     /// Whether the freezer reports the cgroup frozen.
     pub fn is_frozen(&self) -> bool {
         match (self.version, &self.freezer) {
-            (Version::V1, Some(f)) => std::fs::read_to_string(f.join("freezer.state"))
-                .is_ok_and(|s| s.trim() == "FROZEN"),
-            (Version::V2, Some(f)) => std::fs::read_to_string(f.join("cgroup.events"))
-                .ok()
-                .and_then(|s| keyed_value(&s, "frozen"))
-                == Some(1),
+            (Version::V1, Some(f)) => {
+                std::fs::read_to_string(f.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            }
+            (Version::V2, Some(f)) => {
+                std::fs::read_to_string(f.join("cgroup.events"))
+                    .ok()
+                    .and_then(|s| keyed_value(&s, "frozen"))
+                    == Some(1)
+            }
             _ => false,
         }
     }
@@ -689,8 +698,11 @@ impl EnvCgroup {
             Version::V1 => read_u64(&self.cpuacct.as_ref()?.join("cpuacct.usage")),
             Version::V2 => {
                 let d = self.cpu.as_ref().or(self.memory.as_ref())?;
-                keyed_value(&std::fs::read_to_string(d.join("cpu.stat")).ok()?, "usage_usec")
-                    .map(|us| us * 1000)
+                keyed_value(
+                    &std::fs::read_to_string(d.join("cpu.stat")).ok()?,
+                    "usage_usec",
+                )
+                .map(|us| us * 1000)
             }
         }
     }
@@ -781,13 +793,26 @@ mod tests {
                 .find(|(x, _)| *x == c)
                 .map(|(_, p)| p.to_string_lossy().into_owned())
         };
-        assert_eq!(get(Controller::Cpu).as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(get(Controller::Cpuacct).as_deref(), Some("/sys/fs/cgroup/cpu,cpuacct"));
-        assert_eq!(get(Controller::Memory).as_deref(), Some("/sys/fs/cgroup/memory"));
-        assert_eq!(get(Controller::Pids).as_deref(), Some("/sys/fs/cgroup/pids"));
+        assert_eq!(
+            get(Controller::Cpu).as_deref(),
+            Some("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert_eq!(
+            get(Controller::Cpuacct).as_deref(),
+            Some("/sys/fs/cgroup/cpu,cpuacct")
+        );
+        assert_eq!(
+            get(Controller::Memory).as_deref(),
+            Some("/sys/fs/cgroup/memory")
+        );
+        assert_eq!(
+            get(Controller::Pids).as_deref(),
+            Some("/sys/fs/cgroup/pids")
+        );
         assert_eq!(v2_mount(&m), Some(PathBuf::from("/sys/fs/cgroup/unified")));
         // A v2-only host.
-        let v2 = parse_mountinfo("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
+        let v2 =
+            parse_mountinfo("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
         assert!(v1_mounts(&v2).is_empty());
         assert_eq!(v2_mount(&v2), Some(PathBuf::from("/sys/fs/cgroup")));
     }

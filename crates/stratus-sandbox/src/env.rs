@@ -144,6 +144,7 @@ struct CgState {
     cg: EnvCgroup,
     peak_kb: AtomicU64,
     oom_kills: AtomicU64,
+    usage: Mutex<Usage>,
 }
 
 impl CgState {
@@ -184,7 +185,6 @@ pub struct Environment {
     /// When the environment was started.
     pub started: Instant,
     cg: Option<Arc<CgState>>,
-    usage: Mutex<Usage>,
     mode: Isolation,
 }
 
@@ -430,6 +430,10 @@ impl Environment {
                     cg,
                     peak_kb: AtomicU64::new(0),
                     oom_kills: AtomicU64::new(0),
+                    usage: Mutex::new(Usage {
+                        busy: true,
+                        ..Usage::default()
+                    }),
                 })),
                 Err(e) => {
                     server.abort();
@@ -469,9 +473,7 @@ impl Environment {
             .map(|c| {
                 c.cg.procs_files()
                     .iter()
-                    .filter_map(|p| {
-                        std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()
-                    })
+                    .filter_map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
                     .collect()
             })
             .unwrap_or_default();
@@ -481,7 +483,14 @@ impl Environment {
         // paths were allocated before fork.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 for p in &join {
@@ -548,6 +557,7 @@ impl Environment {
         let dead = Arc::new(AtomicBool::new(false));
         let dead2 = dead.clone();
         let cg2 = cg.clone();
+        let api = server.abort_handle();
         tokio::spawn(async move {
             let status = child.wait().await;
             // Final memory figures before the cgroup goes away.
@@ -565,6 +575,8 @@ impl Environment {
                 unsafe { libc::kill(-pid, libc::SIGKILL) };
             }
             let _ = sig_tx.send(Signal::Exited(desc));
+            // A dead runtime needs no Runtime API: release its listener now.
+            api.abort();
             // Kill anything that left the process group and remove the
             // cgroup (processes may take a moment to exit).
             if let Some(c) = cg2 {
@@ -592,10 +604,6 @@ impl Environment {
             server,
             started: Instant::now(),
             cg,
-            usage: Mutex::new(Usage {
-                busy: true,
-                ..Usage::default()
-            }),
             mode: iso.mode,
         })
     }
@@ -819,12 +827,14 @@ impl Environment {
 
     /// True while the environment's cgroup is frozen (idle).
     pub fn is_frozen(&self) -> bool {
-        self.usage.lock().unwrap_or_else(|p| p.into_inner()).frozen
+        self.cg
+            .as_ref()
+            .is_some_and(|c| c.usage.lock().unwrap_or_else(|p| p.into_inner()).frozen)
     }
 
     fn thaw_now(&self) {
         if let Some(c) = &self.cg {
-            let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            let mut u = c.usage.lock().unwrap_or_else(|p| p.into_inner());
             let _ = c.cg.thaw();
             u.frozen = false;
         }
@@ -833,13 +843,14 @@ impl Environment {
     /// Marks the environment in use (an invocation is about to be handed
     /// to it) and thaws it if it is frozen: one write to the freezer.
     pub fn begin_use(&self) {
-        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = &self.cg else {
+            return;
+        };
+        let mut u = c.usage.lock().unwrap_or_else(|p| p.into_inner());
         u.busy = true;
         u.generation += 1;
         if u.frozen {
-            if let Some(c) = &self.cg {
-                let _ = c.cg.thaw();
-            }
+            let _ = c.cg.thaw();
             u.frozen = false;
         }
     }
@@ -847,7 +858,10 @@ impl Environment {
     /// Marks the environment idle; returns a token for
     /// [`Environment::freeze_when_idle`].
     pub fn end_use(&self) -> u64 {
-        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(c) = &self.cg else {
+            return 0;
+        };
+        let mut u = c.usage.lock().unwrap_or_else(|p| p.into_inner());
         u.busy = false;
         u.generation += 1;
         u.generation
@@ -875,7 +889,7 @@ impl Environment {
                 break;
             }
         }
-        let mut u = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let mut u = c.usage.lock().unwrap_or_else(|p| p.into_inner());
         if !u.busy && u.generation == token && !u.frozen && !self.is_dead() {
             // Keep Max Memory Used current before the environment sleeps.
             c.refresh();

@@ -85,7 +85,11 @@ pub enum Mount {
     /// An empty directory.
     Dir { dst: PathBuf },
     /// A private tmpfs (`size_mb`, octal `mode`).
-    Tmpfs { dst: PathBuf, size_mb: u32, mode: u32 },
+    Tmpfs {
+        dst: PathBuf,
+        size_mb: u32,
+        mode: u32,
+    },
     /// procfs of the environment's PID namespace.
     Proc { dst: PathBuf },
     /// A minimal /dev.
@@ -187,12 +191,15 @@ impl Sandbox {
                 if let Some(c) = &cgroups {
                     c.destroy();
                 }
-                return Err(format!("--isolation namespace is not possible on this host: {e}"));
+                return Err(format!(
+                    "--isolation namespace is not possible on this host: {e}"
+                ));
             }
             (Some(m), _) => m,
             (None, Ok(())) if cgroups.is_some() => Isolation::Namespace,
             (None, Ok(())) => {
-                warnings.push("isolation falls back to process mode: cgroups are unavailable".into());
+                warnings
+                    .push("isolation falls back to process mode: cgroups are unavailable".into());
                 Isolation::Process
             }
             (None, Err(e)) => {
@@ -327,7 +334,9 @@ impl Sandbox {
         for (file, line) in [
             (
                 "/etc/passwd",
-                format!("sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_UID}::/home/sbx_user1051:/sbin/nologin"),
+                format!(
+                    "sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_UID}::/home/sbx_user1051:/sbin/nologin"
+                ),
             ),
             ("/etc/group", format!("sbx_user1051:x:{SANDBOX_UID}:")),
         ] {
@@ -348,7 +357,10 @@ impl Sandbox {
 fn with_sandbox_user(file: &str, line: &str) -> Option<String> {
     let host = std::fs::read_to_string(file).ok()?;
     let uid = SANDBOX_UID.to_string();
-    if host.lines().any(|l| l.split(':').nth(2) == Some(uid.as_str())) {
+    if host
+        .lines()
+        .any(|l| l.split(':').nth(2) == Some(uid.as_str()))
+    {
         return None;
     }
     let mut out = host;
@@ -420,16 +432,21 @@ pub fn prefixes_to_mount(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-fn location_cache() -> &'static Mutex<HashMap<String, Result<(String, Vec<PathBuf>), String>>> {
-    static C: OnceLock<Mutex<HashMap<String, Result<(String, Vec<PathBuf>), String>>>> =
-        OnceLock::new();
+/// An interpreter's absolute path and the host directories it needs.
+type Location = Result<(String, Vec<PathBuf>), String>;
+
+fn location_cache() -> &'static Mutex<HashMap<String, Location>> {
+    static C: OnceLock<Mutex<HashMap<String, Location>>> = OnceLock::new();
     C.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// Where an interpreter really is: its absolute path (as the interpreter
 /// reports it, so a virtualenv stays a virtualenv) and the host
 /// directories that must be visible for it to run. Cached.
-pub fn interpreter_location(family: Family, program: &str) -> Result<(String, Vec<PathBuf>), String> {
+pub fn interpreter_location(
+    family: Family,
+    program: &str,
+) -> Result<(String, Vec<PathBuf>), String> {
     let key = format!("{family:?} {program}");
     if let Some(v) = location_cache()
         .lock()
@@ -455,7 +472,9 @@ pub fn interpreter_location(family: Family, program: &str) -> Result<(String, Ve
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     let res = match out {
-        None => Err(format!("the interpreter '{program}' does not run on this host")),
+        None => Err(format!(
+            "the interpreter '{program}' does not run on this host"
+        )),
         Some(text) => {
             let lines: Vec<PathBuf> = text
                 .lines()
@@ -471,12 +490,11 @@ pub fn interpreter_location(family: Family, program: &str) -> Result<(String, Ve
                         want.extend(install_prefix(&real));
                     }
                     want.extend(lines.iter().skip(1).cloned());
-                    Ok((
-                        exe.to_string_lossy().into_owned(),
-                        prefixes_to_mount(&want),
-                    ))
+                    Ok((exe.to_string_lossy().into_owned(), prefixes_to_mount(&want)))
                 }
-                _ => Err(format!("cannot tell where the interpreter '{program}' is installed")),
+                _ => Err(format!(
+                    "cannot tell where the interpreter '{program}' is installed"
+                )),
             }
         }
     };
@@ -525,7 +543,8 @@ pub fn probe_namespaces() -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("namespaces and mounts need root (the server runs unprivileged)".into());
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the stratus binary: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the stratus binary: {e}"))?;
     let out = std::process::Command::new("/proc/self/exe")
         .args([INIT_ARG, "--probe"])
         .stdin(std::process::Stdio::null())
@@ -552,7 +571,8 @@ fn errno_msg(what: &str) -> String {
 }
 
 fn cstr(p: &Path) -> Result<CString, String> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("path has a NUL byte: {}", p.display()))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| format!("path has a NUL byte: {}", p.display()))
 }
 
 fn sys_mount(
@@ -658,7 +678,13 @@ fn mkdirs(p: &Path) -> Result<(), String> {
 /// Builds the root view under `cfg.root` and pivots into it (init, in the
 /// new mount and PID namespaces).
 fn build_root(cfg: &InitConfig) -> Result<(), String> {
-    sys_mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    sys_mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
     let root = &cfg.root;
     sys_mount(
         Some(Path::new("tmpfs")),
@@ -757,7 +783,8 @@ fn build_root(cfg: &InitConfig) -> Result<(), String> {
                 }
                 files += 1;
                 let src = staging.join(files.to_string());
-                std::fs::write(&src, contents).map_err(|e| format!("write {}: {e}", src.display()))?;
+                std::fs::write(&src, contents)
+                    .map_err(|e| format!("write {}: {e}", src.display()))?;
                 let t = inside(root, dst);
                 sys_mount(Some(&src), &t, None, libc::MS_BIND, None)?;
                 make_readonly(&t)?;
@@ -856,7 +883,8 @@ fn denied_syscalls() -> Vec<i64> {
         libc::SYS_nfsservctl,
         libc::SYS_lookup_dcookie,
     ]);
-    v.into_iter().map(|n| n as i64).collect()
+    // seccompiler's targets are 64-bit: a syscall number is an i64 there.
+    v
 }
 
 /// Namespace flags `clone` may not be called with.
@@ -892,7 +920,7 @@ pub fn seccomp_programs() -> Result<Vec<seccompiler::BpfProgram>, String> {
             .map_err(|e| format!("seccomp: {e:?}"))?;
         clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| format!("seccomp: {e:?}"))?);
     }
-    rules.insert(libc::SYS_clone as i64, clone_rules);
+    rules.insert(libc::SYS_clone, clone_rules);
     let deny = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -901,7 +929,7 @@ pub fn seccomp_programs() -> Result<Vec<seccompiler::BpfProgram>, String> {
     )
     .map_err(|e| format!("seccomp: {e:?}"))?;
     let clone3 = SeccompFilter::new(
-        [(libc::SYS_clone3 as i64, Vec::new())].into_iter().collect(),
+        [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
@@ -951,10 +979,14 @@ pub fn init_main(args: &[String]) -> i32 {
 fn probe_main() -> i32 {
     // SAFETY: unshare/fork/waitpid/mount in a single-threaded process.
     unsafe {
-        if libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
-            != 0
+        if libc::unshare(
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+        ) != 0
         {
-            eprintln!("{}", errno_msg("cannot unshare mount, PID, IPC and UTS namespaces"));
+            eprintln!(
+                "{}",
+                errno_msg("cannot unshare mount, PID, IPC and UTS namespaces")
+            );
             return 1;
         }
         let pid = libc::fork();
@@ -963,16 +995,22 @@ fn probe_main() -> i32 {
             return 1;
         }
         if pid == 0 {
-            let r = sys_mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None)
-                .and_then(|_| {
-                    sys_mount(
-                        Some(Path::new("proc")),
-                        Path::new("/proc"),
-                        Some("proc"),
-                        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                        None,
-                    )
-                });
+            let r = sys_mount(
+                None,
+                Path::new("/"),
+                None,
+                libc::MS_REC | libc::MS_PRIVATE,
+                None,
+            )
+            .and_then(|_| {
+                sys_mount(
+                    Some(Path::new("proc")),
+                    Path::new("/proc"),
+                    Some("proc"),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    None,
+                )
+            });
             match r {
                 Ok(()) => libc::_exit(0),
                 Err(e) => {
@@ -987,7 +1025,11 @@ fn probe_main() -> i32 {
                 return 1;
             }
         }
-        if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 1 }
+        if libc::WIFEXITED(st) {
+            libc::WEXITSTATUS(st)
+        } else {
+            1
+        }
     }
 }
 
@@ -1053,7 +1095,9 @@ fn holder(cfg: &InitConfig) -> Result<i32, String> {
     set_oom_score_adj("-1000");
     // SAFETY: as above.
     if unsafe {
-        libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS)
+        libc::unshare(
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS,
+        )
     } != 0
     {
         return Err(errno_msg("unshare"));
@@ -1072,7 +1116,13 @@ fn holder(cfg: &InitConfig) -> Result<i32, String> {
         // SAFETY: prctl/close in the child.
         unsafe {
             libc::close(fds[0]);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
         }
         let code = match init(cfg, fds[1]) {
             Ok(c) => c,
@@ -1281,8 +1331,14 @@ mod tests {
     #[test]
     fn system_view_has_usr_and_etc() {
         let m = system_mounts();
-        assert!(m.iter().any(|x| matches!(x, Mount::Bind { dst, .. } if dst == Path::new("/usr"))));
-        assert!(m.iter().any(|x| matches!(x, Mount::Bind { dst, .. } if dst == Path::new("/etc"))));
+        assert!(
+            m.iter()
+                .any(|x| matches!(x, Mount::Bind { dst, .. } if dst == Path::new("/usr")))
+        );
+        assert!(
+            m.iter()
+                .any(|x| matches!(x, Mount::Bind { dst, .. } if dst == Path::new("/etc")))
+        );
     }
 
     #[test]
@@ -1297,7 +1353,14 @@ mod tests {
             warnings: vec![],
         };
         let (spec, exe) = sb
-            .spec(256, 1024, Path::new("/data/code/abc"), None, Family::Provided, None)
+            .spec(
+                256,
+                1024,
+                Path::new("/data/code/abc"),
+                None,
+                Family::Provided,
+                None,
+            )
             .unwrap();
         assert_eq!(exe, None);
         let dsts: Vec<String> = spec
@@ -1313,8 +1376,20 @@ mod tests {
                 | Mount::File { dst, .. } => dst.to_string_lossy().into_owned(),
             })
             .collect();
-        for want in ["/usr", "/etc", "/var/runtime", "/var/task", "/opt", "/tmp", "/proc", "/dev"] {
-            assert!(dsts.iter().any(|d| d == want), "{want} missing from {dsts:?}");
+        for want in [
+            "/usr",
+            "/etc",
+            "/var/runtime",
+            "/var/task",
+            "/opt",
+            "/tmp",
+            "/proc",
+            "/dev",
+        ] {
+            assert!(
+                dsts.iter().any(|d| d == want),
+                "{want} missing from {dsts:?}"
+            );
         }
         // /usr/share is already inside /usr; the SDK dir does not exist.
         assert!(!dsts.iter().any(|d| d == "/usr/share" || d == SDK_DIR));
@@ -1328,7 +1403,12 @@ mod tests {
             dst: "/var/task".into()
         }));
         // The data dir itself is never mounted.
-        assert!(!spec.mounts.iter().any(|m| matches!(m, Mount::Bind { src, .. } if src == Path::new("/data"))));
+        assert!(
+            !spec
+                .mounts
+                .iter()
+                .any(|m| matches!(m, Mount::Bind { src, .. } if src == Path::new("/data")))
+        );
     }
 
     #[test]

@@ -105,7 +105,11 @@ struct ServerArgs {
     /// Host path made visible read-only inside namespace environments (at
     /// the same path), e.g. an interpreter a custom runtime runs;
     /// repeatable, or `:`-separated in the environment variable.
-    #[arg(long = "sandbox-path", env = "STRATUS_SANDBOX_PATHS", value_delimiter = ':')]
+    #[arg(
+        long = "sandbox-path",
+        env = "STRATUS_SANDBOX_PATHS",
+        value_delimiter = ':'
+    )]
     sandbox_paths: Vec<PathBuf>,
     /// The account's concurrent executions quota per region (AWS's default
     /// 1,000); synchronous invocations past it get 429 TooManyRequestsException.
@@ -206,7 +210,11 @@ fn run_server(a: ServerArgs) -> i32 {
         .as_deref()
         .and_then(stratus_core::config::Isolation::parse);
     config.min_free_memory_mb = a.min_free_memory_mb;
-    config.sandbox_paths = a.sandbox_paths.into_iter().filter(|p| !p.as_os_str().is_empty()).collect();
+    config.sandbox_paths = a
+        .sandbox_paths
+        .into_iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
     config.account_concurrency = a.account_concurrency;
     config.scaling_rate = a.scaling_rate;
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -255,8 +263,9 @@ async fn serve(config: Config) -> Result<(), String> {
             "dirs": c.instance_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         })
     });
-    let lambda = stratus_lambda::Lambda::with_sandbox(config.clone(), store.clone(), sandbox.clone())
-        .map_err(|e| format!("cannot prepare {}: {e}", config.data_dir.display()))?;
+    let lambda =
+        stratus_lambda::Lambda::with_sandbox(config.clone(), store.clone(), sandbox.clone())
+            .map_err(|e| format!("cannot prepare {}: {e}", config.data_dir.display()))?;
     lambda.recover().await;
     let health = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
