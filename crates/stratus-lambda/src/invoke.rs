@@ -124,7 +124,7 @@ impl Pool {
 
     fn put(&self, region: &str, name: &str, e: Arc<EnvEntry>) {
         *e.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        if e.env.can_freeze() && std::env::var_os("XX_NOFREEZE").is_none() {
+        if e.env.can_freeze() {
             // Idle environments are frozen (no CPU) until the next invoke.
             let token = e.env.end_use();
             let e2 = e.clone();

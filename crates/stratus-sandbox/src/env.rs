@@ -23,6 +23,10 @@ use tokio::sync::mpsc;
 use crate::cgroup::{EnvCgroup, Limits, PIDS_MAX};
 use crate::isolation::{INIT_ARG, InitConfig, Isolation, IsolationSpec, SANDBOX_UID};
 
+/// How long an idle environment runs on after its runtime is back in
+/// `/invocation/next` before it is frozen.
+pub const FREEZE_DELAY: Duration = Duration::from_millis(10);
+
 /// Environments whose resources (process tree, cgroup) are not yet all
 /// released, in this server process.
 static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -873,8 +877,10 @@ impl Environment {
     }
 
     /// Freezes the environment once the runtime is back in
-    /// `/invocation/next` (at most 1 s after the invocation ended), unless it
-    /// has been taken for another invocation since `token` was issued.
+    /// `/invocation/next` (at most 1 s after the invocation ended) and
+    /// [`FREEZE_DELAY`] has passed, unless it has been taken for another
+    /// invocation since `token` was issued. The delay spares environments
+    /// under steady load a freeze and thaw per invocation.
     pub async fn freeze_when_idle(&self, token: u64) {
         let Some(c) = &self.cg else {
             return;
@@ -889,6 +895,7 @@ impl Environment {
                 break;
             }
         }
+        tokio::time::sleep(FREEZE_DELAY).await;
         let mut u = c.usage.lock().unwrap_or_else(|p| p.into_inner());
         if !u.busy && u.generation == token && !u.frozen && !self.is_dead() {
             // Keep Max Memory Used current before the environment sleeps.
