@@ -19,7 +19,11 @@ use stratus_core::error::ErrorKind;
 use stratus_core::{AwsError, DEFAULT_REGION};
 use stratus_lambda::{InvokeRequest, Lambda};
 
+pub mod json_rpc;
+mod lambda_layers;
 mod lambda_versions;
+
+pub use json_rpc::JsonServices;
 
 /// Largest request body the edge accepts (69,905,067 bytes: a 50 MB zip in
 /// base64 inside JSON, the limit AWS names for CreateFunction).
@@ -36,7 +40,14 @@ pub struct Edge {
 
 /// Builds the edge router.
 pub fn router(edge: Edge) -> Router {
+    router_with(edge, JsonServices::new())
+}
+
+/// Builds the edge router with the json-protocol services answering
+/// `POST /` by `X-Amz-Target` (see [`json_rpc`]).
+pub fn router_with(edge: Edge, json_services: JsonServices) -> Router {
     Router::new()
+        .route("/", axum::routing::post(json_rpc::dispatch))
         .route(
             "/2015-03-31/functions",
             post(create_function).get(list_functions),
@@ -93,9 +104,33 @@ pub fn router(edge: Edge) -> Router {
             "/2017-03-31/tags/{arn}",
             get(list_tags).post(tag_resource).delete(untag_resource),
         )
+        .route("/2018-10-31/layers", get(lambda_layers::list_layers))
+        .route("/2018-10-31/layers/", get(lambda_layers::list_layers))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            post(lambda_layers::publish_layer_version).get(lambda_layers::list_layer_versions),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(lambda_layers::get_layer_version).delete(lambda_layers::delete_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy",
+            post(lambda_layers::add_layer_version_permission)
+                .get(lambda_layers::get_layer_version_policy),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
+            axum::routing::delete(lambda_layers::remove_layer_version_permission),
+        )
+        .route(
+            "/_stratus/layers/{region}/{name}/{version}/{file}",
+            get(lambda_layers::layer_download),
+        )
         .route("/_stratus/health", get(health))
         .route("/_stratus/code/{region}/{name}/{file}", get(code_download))
         .fallback(unknown)
+        .layer(axum::Extension(json_services))
         .layer(axum::middleware::map_response(aws_error_shape))
         .layer(axum::middleware::map_request(check_qualifier))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))

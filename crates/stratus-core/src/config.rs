@@ -45,6 +45,10 @@ pub struct Config {
     /// Concurrency scaling rate: new execution environments each function may
     /// start per 10 seconds (AWS's rate: 1,000), refilled continuously.
     pub scaling_rate: u32,
+    /// Speeds up platform-internal timers by this factor (`--time-scale`,
+    /// default 1): Application Auto Scaling's metric period and cooldowns.
+    /// Never function timeouts, and never wall-clock schedules.
+    pub time_scale: f64,
 }
 
 /// AWS's default concurrent executions quota per account and region.
@@ -102,6 +106,7 @@ impl Config {
             runtime_overrides: HashMap::new(),
             account_concurrency: DEFAULT_ACCOUNT_CONCURRENCY,
             scaling_rate: DEFAULT_SCALING_RATE,
+            time_scale: 1.0,
         }
     }
 

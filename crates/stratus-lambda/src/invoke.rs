@@ -555,12 +555,28 @@ impl Lambda {
             init_ms,
             &status_suffix,
         ));
+        // The same figures for Telemetry API subscribers (platform.report).
+        let status = match (status_suffix.as_str(), &function_error) {
+            (s, _) if s.starts_with("Status: timeout") => "timeout",
+            (s, _) if s.starts_with("Status: error") => "error",
+            (_, Some(_)) => "failure",
+            _ => "success",
+        };
+        env.telemetry_report(
+            &request_id,
+            status,
+            None,
+            duration_ms,
+            rec.config.memory_size,
+            max_mem,
+            init_ms,
+        );
         let log_result = if tail {
             Some(b64(last_bytes(&env.end_capture().await, TAIL_BYTES)))
         } else {
             None
         };
-        let reusable = healthy && !env.is_dead();
+        let reusable = healthy && !env.is_dead() && !env.extension_crashed();
         if let Some(t) = ticket {
             // A provisioned environment goes back to its pool; a lost one is
             // replaced.
@@ -696,13 +712,18 @@ impl Lambda {
             ))));
         }
         self.reclaim_memory();
-        let (isolation, interpreter) = self
+        // The function's layers, merged into one /opt (see crate::layers).
+        let opt_dir = self
+            .layers_opt_dir(rec)
+            .await
+            .map_err(ColdStartError::Refused)?;
+        let (mut isolation, interpreter) = self
             .sandbox
             .spec(
                 c.memory_size,
                 c.ephemeral_storage.size,
                 &task_root,
-                None,
+                opt_dir.as_deref(),
                 resolved.family,
                 resolved.interpreter.as_deref(),
             )
@@ -725,7 +746,15 @@ impl Lambda {
         } else {
             self.runtime_dir.clone()
         };
+        // A custom runtime may come from a layer: /opt/bootstrap.
+        let opt_bootstrap = crate::layers::opt_bootstrap(
+            resolved.family,
+            &host_task_root,
+            opt_dir.as_deref(),
+            ns,
+        );
         let command: Vec<String> = match resolved.family {
+            Family::Provided if opt_bootstrap.is_some() => opt_bootstrap.into_iter().collect(),
             Family::Python => vec![
                 resolved.interpreter.clone().unwrap_or_default(),
                 "-u".into(),
@@ -779,6 +808,9 @@ impl Lambda {
         );
         let group = c.logging_config.log_group.clone();
         let vars = self.process_vars(region, rec, &resolved, &task_root, &group, &stream);
+        // Layer paths, AWS_LAMBDA_EXEC_WRAPPER and external extensions.
+        let (command, vars, extensions) =
+            self.layer_environment(rec, resolved.family, opt_dir.as_deref(), &mut isolation, command, vars);
         let sink = Arc::new(StoreSink {
             store: self.store.clone(),
             region: region.to_string(),
@@ -790,6 +822,7 @@ impl Lambda {
             cwd: task_root,
             vars,
             isolation,
+            extensions,
         };
         let env =
             Environment::start(spec, env_id, sink)

@@ -4,6 +4,7 @@
 pub mod aliases;
 pub mod concurrency;
 pub mod invoke;
+pub mod layers;
 pub mod model;
 pub mod provisioned;
 pub mod service;

@@ -49,6 +49,32 @@ pub struct FunctionConfiguration {
     pub ephemeral_storage: EphemeralStorage,
     pub snap_start: SnapStartResponse,
     pub logging_config: LoggingConfig,
+    /// The function's layers in order (absent without layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<Layer>>,
+}
+
+/// `Layer`: a layer version a function uses, as FunctionConfiguration shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Layer {
+    pub arn: String,
+    /// Size of the layer archive in bytes.
+    pub code_size: u64,
+}
+
+/// What a function keeps of each of its layer versions, so it runs with them
+/// even after a version is deleted (see [`crate::layers`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerCode {
+    /// The layer version ARN.
+    pub arn: String,
+    /// Hex SHA-256 of the layer's zip (names its files under `<data>/code/`).
+    pub code_hex: String,
+    /// Size of the archive in bytes.
+    pub code_size: u64,
+    /// Bytes of the archive once unzipped.
+    pub unzipped_size: u64,
 }
 
 /// `EnvironmentResponse`.
@@ -114,6 +140,9 @@ pub struct FunctionRecord {
     /// provisioned concurrency environment.
     #[serde(skip)]
     pub provisioned_init: bool,
+    /// The function's layers, in order (`config.layers` shows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_code: Vec<LayerCode>,
 }
 
 impl FunctionRecord {
@@ -406,6 +435,15 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
             }
         }
     }
+    if let Some(l) = &c.layers
+        && l.iter().any(|a| !crate::layers::valid_layer_version_arn(a))
+    {
+        f.push(constraint(
+            format!("[{}]", l.join(", ")),
+            "layers",
+            "Member must satisfy constraint: [Member must have length less than or equal to 140, Member must have length greater than or equal to 1, Member must satisfy regular expression pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+)]",
+        ));
+    }
     if !f.is_empty() {
         return Err(AwsError::validation_errors(&f));
     }
@@ -438,11 +476,12 @@ pub fn validate_config(c: &ConfigInput) -> Result<(), AwsError> {
         }
     }
     if let Some(l) = &c.layers
-        && !l.is_empty()
+        && l.len() > crate::layers::MAX_FUNCTION_LAYERS
     {
-        return Err(AwsError::invalid_parameter(
-            "Layers are not supported by this version of stratus; remove Layers from the request.",
-        ));
+        return Err(AwsError::invalid_parameter(format!(
+            "Cannot reference more than {} layers.",
+            crate::layers::MAX_FUNCTION_LAYERS
+        )));
     }
     Ok(())
 }

@@ -115,8 +115,7 @@ impl Lambda {
                 && (rec.config.state == "Pending"
                     || rec.config.last_update_status.as_deref() == Some("InProgress"))
             {
-                self.clone()
-                    .finish_update(region, name, rec.config.revision_id.clone());
+                self.settle(&region, &name, &rec.config.revision_id).await;
             }
         }
     }
@@ -254,7 +253,7 @@ impl Lambda {
     /// CRC), then stores the zip under `<data>/code/<hex>.zip`. A package that
     /// fails any check leaves nothing behind.
     /// Returns (hex sha, base64 sha, size, unzipped size).
-    async fn accept_zip(&self, zip_b64: &str) -> AwsResult<(String, String, u64, u64)> {
+    pub(crate) async fn accept_zip(&self, zip_b64: &str) -> AwsResult<(String, String, u64, u64)> {
         let zip = b64().decode(zip_b64.as_bytes()).map_err(|_| {
             AwsError::invalid_request_content(
                 "Could not decode ZipFile: it must be a base64-encoded .zip archive.",
@@ -372,7 +371,18 @@ impl Lambda {
                 ));
             }
         };
+        let layer_code = match &input.config.layers {
+            Some(arns) => self.resolve_layers(region, arns, &[])?,
+            None => Vec::new(),
+        };
         let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64).await?;
+        crate::layers::check_total_size(unzipped, &layer_code)?;
+        self.warn_incompatible_layers(
+            region,
+            &layer_code,
+            Some(&runtime_id),
+            architectures.first().map(String::as_str),
+        );
         let name = fref.name.clone();
         let now = stratus_core::time::now_ms();
         let c = &input.config;
@@ -420,6 +430,7 @@ impl Lambda {
                 optimization_status: "Off".into(),
             },
             logging_config: logging_config(c.logging_config.as_ref(), &name, None),
+            layers: crate::layers::config_layers(&layer_code),
         };
         let mut rec = FunctionRecord {
             config,
@@ -430,6 +441,7 @@ impl Lambda {
             next_version: 1,
             fingerprint: None,
             provisioned_init: false,
+            layer_code,
         };
         let body = serde_json::to_string(&rec).map_err(|e| AwsError::service(e.to_string()))?;
         let mut published = None;
@@ -446,9 +458,7 @@ impl Lambda {
                 published = Some(v);
             }
         }
-        self.clone()
-            .finish_update(region.to_string(), name, rec.config.revision_id.clone());
-        match published {
+        let answer = match published {
             // With Publish, the answer is version 1's configuration under
             // the function's unqualified ARN.
             Some(mut v) => {
@@ -456,64 +466,68 @@ impl Lambda {
                 to_value(&v.config)
             }
             None => to_value(&rec.config),
-        }
+        };
+        self.settle(region, &name, &rec.config.revision_id).await;
+        answer
     }
 
-    /// Unpacks the code of a function (once per code revision) in the
-    /// background, then moves State Pending -> Active and LastUpdateStatus
-    /// InProgress -> Successful (or Failed with AWS's reason code).
-    pub(crate) fn finish_update(self: Arc<Self>, region: String, name: String, revision: String) {
-        tokio::spawn(async move {
-            let rec = match self.load(&region, &name) {
-                Ok(r) if r.config.revision_id == revision => r,
-                _ => return,
-            };
-            let dir = self.code_dir(&rec.code_hex);
-            let zip_path = self.code_zip_path(&rec.code_hex);
-            let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
-                if dir.exists() {
-                    return Ok(());
-                }
-                let bytes = std::fs::read(&zip_path).map_err(|e| e.to_string())?;
-                package::unpack_zip(&bytes, &dir, package::MAX_UNZIPPED_BYTES)
-                    .map(|_| ())
-                    .map_err(|e| e.aws_message())
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-            let _g = self.write_lock.lock().await;
-            let Ok(mut rec) = self.load(&region, &name) else {
-                return;
-            };
-            if rec.config.revision_id != revision {
-                return;
+    /// Unpacks the code of a function if that has not happened yet (uploads
+    /// are unpacked while they are checked; a restart may leave one to do),
+    /// then moves State Pending -> Active and LastUpdateStatus InProgress ->
+    /// Successful (or Failed with AWS's reason code). Callers answer with the
+    /// Pending / InProgress configuration, as AWS does, and settle right
+    /// after, so the function is Active before the client's next call.
+    pub(crate) async fn settle(&self, region: &str, name: &str, revision: &str) {
+        let (region, name) = (region.to_string(), name.to_string());
+        let rec = match self.load(&region, &name) {
+            Ok(r) if r.config.revision_id == revision => r,
+            _ => return,
+        };
+        let dir = self.code_dir(&rec.code_hex);
+        let zip_path = self.code_zip_path(&rec.code_hex);
+        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if dir.exists() {
+                return Ok(());
             }
-            match result {
-                Ok(()) => {
-                    rec.config.state = "Active".into();
-                    rec.config.state_reason = None;
-                    rec.config.state_reason_code = None;
-                    rec.config.last_update_status = Some("Successful".into());
-                    rec.config.last_update_status_reason = None;
-                    rec.config.last_update_status_reason_code = None;
-                }
-                Err(msg) => {
-                    tracing::error!("unpacking {name}: {msg}");
-                    if rec.config.state == "Pending" {
-                        rec.config.state = "Failed".into();
-                        rec.config.state_reason = Some(msg.clone());
-                        rec.config.state_reason_code = Some("InvalidZipFileException".into());
-                    }
-                    rec.config.last_update_status = Some("Failed".into());
-                    rec.config.last_update_status_reason = Some(msg);
-                    rec.config.last_update_status_reason_code =
-                        Some("InvalidZipFileException".into());
-                }
+            let bytes = std::fs::read(&zip_path).map_err(|e| e.to_string())?;
+            package::unpack_zip(&bytes, &dir, package::MAX_UNZIPPED_BYTES)
+                .map(|_| ())
+                .map_err(|e| e.aws_message())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let _g = self.write_lock.lock().await;
+        let Ok(mut rec) = self.load(&region, &name) else {
+            return;
+        };
+        if rec.config.revision_id != revision {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                rec.config.state = "Active".into();
+                rec.config.state_reason = None;
+                rec.config.state_reason_code = None;
+                rec.config.last_update_status = Some("Successful".into());
+                rec.config.last_update_status_reason = None;
+                rec.config.last_update_status_reason_code = None;
             }
-            let _ = self.save(&region, &rec);
-            drop(_g);
-            self.state_change.notify_waiters();
-        });
+            Err(msg) => {
+                tracing::error!("unpacking {name}: {msg}");
+                if rec.config.state == "Pending" {
+                    rec.config.state = "Failed".into();
+                    rec.config.state_reason = Some(msg.clone());
+                    rec.config.state_reason_code = Some("InvalidZipFileException".into());
+                }
+                rec.config.last_update_status = Some("Failed".into());
+                rec.config.last_update_status_reason = Some(msg);
+                rec.config.last_update_status_reason_code =
+                    Some("InvalidZipFileException".into());
+            }
+        }
+        let _ = self.save(&region, &rec);
+        drop(_g);
+        self.state_change.notify_waiters();
     }
 
     /// GetFunction (`GET /2015-03-31/functions/{FunctionName}`).
@@ -702,6 +716,7 @@ impl Lambda {
         let mut rec = self.load(region, &fref.name)?;
         Self::check_revision(&rec, input.revision_id.as_deref())?;
         Self::check_not_in_progress(&rec)?;
+        crate::layers::check_total_size(unzipped, &rec.layer_code)?;
         if input.dry_run == Some(true) {
             return to_value(&rec.config);
         }
@@ -725,12 +740,9 @@ impl Lambda {
         };
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
-        self.clone().finish_update(
-            region.to_string(),
-            rec.config.function_name.clone(),
-            rec.config.revision_id.clone(),
-        );
-        to_value(&published.as_ref().unwrap_or(&rec).config)
+        let answer = to_value(&published.as_ref().unwrap_or(&rec).config);
+        self.settle(region, &rec.config.function_name, &rec.config.revision_id).await;
+        answer
     }
 
     fn mark_in_progress(&self, rec: &mut FunctionRecord) {
@@ -760,6 +772,7 @@ impl Lambda {
         let mut rec = self.load(region, &fref.name)?;
         Self::check_revision(&rec, input.revision_id.as_deref())?;
         Self::check_not_in_progress(&rec)?;
+        let runtime_changed = input.runtime.is_some();
         let c = &mut rec.config;
         if let Some(v) = input.runtime {
             c.runtime = Some(v);
@@ -793,6 +806,21 @@ impl Lambda {
         if let Some(l) = input.logging_config.as_ref() {
             c.logging_config = logging_config(Some(l), &c.function_name, Some(&c.logging_config));
         }
+        if let Some(arns) = &input.layers {
+            let layer_code = self.resolve_layers(region, arns, &rec.layer_code)?;
+            crate::layers::check_total_size(rec.unzipped_size, &layer_code)?;
+            rec.config.layers = crate::layers::config_layers(&layer_code);
+            rec.layer_code = layer_code;
+        }
+        let c = &mut rec.config;
+        if input.layers.is_some() || runtime_changed {
+            self.warn_incompatible_layers(
+                region,
+                &rec.layer_code,
+                c.runtime.as_deref(),
+                c.architectures.first().map(String::as_str),
+            );
+        }
         let handler_needed =
             c.runtime.as_deref().and_then(runtime::family_of) != Some(Family::Provided);
         if handler_needed && c.handler.is_none() {
@@ -804,12 +832,9 @@ impl Lambda {
         self.save(region, &rec)?;
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
-        self.clone().finish_update(
-            region.to_string(),
-            rec.config.function_name.clone(),
-            rec.config.revision_id.clone(),
-        );
-        to_value(&rec.config)
+        let answer = to_value(&rec.config);
+        self.settle(region, &rec.config.function_name, &rec.config.revision_id).await;
+        answer
     }
 
     /// DeleteFunction (`DELETE /2015-03-31/functions/{FunctionName}`, 204):

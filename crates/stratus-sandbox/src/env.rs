@@ -17,7 +17,6 @@ use axum::extract::{DefaultBodyLimit, Path as AxPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::mpsc;
 
 use crate::cgroup::{EnvCgroup, Limits, PIDS_MAX};
@@ -63,6 +62,8 @@ pub struct EnvSpec {
     /// Isolation mode, limits and root view (see [`crate::isolation`]). In
     /// `namespace` mode `command`, `cwd` and `vars` are as seen inside.
     pub isolation: IsolationSpec,
+    /// Extensions API and Telemetry API settings (see [`crate::extensions`]).
+    pub extensions: crate::extensions::ExtensionsSpec,
 }
 
 /// One invocation handed to the runtime through `/invocation/next`.
@@ -141,6 +142,8 @@ struct Shared {
     /// The runtime is blocked in `/invocation/next` waiting for work.
     waiting: AtomicBool,
     waiting_changed: tokio::sync::Notify,
+    /// Extensions API and Telemetry API state.
+    ext: Arc<crate::extensions::Extensions>,
 }
 
 /// An environment's cgroup and what was last read from it.
@@ -185,6 +188,8 @@ pub struct Environment {
     tail: Arc<Mutex<Option<Vec<u8>>>>,
     sink: Arc<dyn LogSink>,
     pipes: Vec<i32>,
+    /// Held by an output reader while it turns bytes it read into lines.
+    io: Arc<tokio::sync::Mutex<()>>,
     server: tokio::task::JoinHandle<()>,
     /// When the environment was started.
     pub started: Instant,
@@ -342,37 +347,83 @@ fn fionread(fd: i32) -> i32 {
     if rc < 0 { 0 } else { n }
 }
 
-fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
-    r: R,
+/// Reads one output pipe of an environment and turns it into log lines.
+///
+/// The pipe is read with non-blocking `read(2)` under `io`, so
+/// [`Environment::drain_output`] can take `io` and know that every byte that
+/// has left the pipe has also reached the log (and the Tail capture).
+fn spawn_reader(
+    fd: std::os::fd::OwnedFd,
     sink: Arc<dyn LogSink>,
     tail: Arc<Mutex<Option<Vec<u8>>>>,
+    io: Arc<tokio::sync::Mutex<()>>,
 ) {
     tokio::spawn(async move {
-        let mut r = BufReader::with_capacity(64 * 1024, r);
-        let mut buf = Vec::with_capacity(1024);
+        // tokio's `into_owned_fd` hands the pipe back in blocking mode; a
+        // blocking read would stall a runtime worker (and the whole server).
+        // SAFETY: fcntl on the descriptor we own.
+        unsafe {
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+            let fl = libc::fcntl(raw, libc::F_GETFL);
+            libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+        // SAFETY: the File owns the pipe's descriptor and lives inside the
+        // AsyncFd until the registration is dropped with it.
+        let Ok(afd) = (unsafe { tokio::io::unix::AsyncFd::register(std::fs::File::from(fd)) }) else {
+            return;
+        };
+        let mut pending: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if buf.last() == Some(&b'\n') {
-                buf.pop();
-            }
-            let ts = stratus_core::time::now_ms();
-            for chunk in buf.chunks(MAX_LOG_LINE) {
-                // Runtimes write a multi-line record as one line with `\r`
-                // for its inner newlines (AWS's convention for stdout); the
-                // record is one log event with real newlines.
-                let line = String::from_utf8_lossy(chunk).replace('\r', "\n");
-                if let Some(t) = tail.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                    t.extend_from_slice(line.as_bytes());
-                    t.push(b'\n');
+            let Ok(mut ready) = afd.readable().await else {
+                break;
+            };
+            let _held = io.lock().await;
+            let res = ready.try_io(|inner| {
+                use std::io::Read;
+                (&*inner.get_ref()).read(&mut chunk)
+            });
+            let n = match res {
+                Err(_would_block) => continue,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(Err(_)) | Ok(Ok(0)) => {
+                    if !pending.is_empty() {
+                        emit_line(&pending, &sink, &tail);
+                    }
+                    break;
                 }
-                sink.line(ts, &line);
+                Ok(Ok(n)) => n,
+            };
+            pending.extend_from_slice(&chunk[..n]);
+            let mut start = 0;
+            while let Some(pos) = pending[start..].iter().position(|b| *b == b'\n') {
+                emit_line(&pending[start..start + pos], &sink, &tail);
+                start += pos + 1;
+            }
+            pending.drain(..start);
+            // A line longer than one log event is cut into events.
+            while pending.len() >= MAX_LOG_LINE {
+                emit_line(&pending[..MAX_LOG_LINE], &sink, &tail);
+                pending.drain(..MAX_LOG_LINE);
             }
         }
     });
+}
+
+/// One line of output: to the log sink, and to the Tail capture if active.
+fn emit_line(raw: &[u8], sink: &Arc<dyn LogSink>, tail: &Arc<Mutex<Option<Vec<u8>>>>) {
+    let ts = stratus_core::time::now_ms();
+    for chunk in raw.chunks(MAX_LOG_LINE) {
+        // Runtimes write a multi-line record as one line with `\r` for its
+        // inner newlines (AWS's convention for stdout); the record is one log
+        // event with real newlines.
+        let line = String::from_utf8_lossy(chunk).replace('\r', "\n");
+        if let Some(t) = tail.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            t.extend_from_slice(crate::extensions::visible(&line).as_bytes());
+            t.push(b'\n');
+        }
+        sink.line(ts, &line);
+    }
 }
 
 impl Environment {
@@ -392,12 +443,25 @@ impl Environment {
         let runtime_api = format!("127.0.0.1:{}", addr.port());
         let (sig_tx, sig_rx) = mpsc::unbounded_channel();
         let (work_tx, work_rx) = mpsc::channel(1);
+        // An extension's init failure ends the init phase like the runtime's.
+        let ext_tx = sig_tx.clone();
+        let ext = crate::extensions::Extensions::new(spec.extensions.clone(), move |t, b| {
+            let _ = ext_tx.send(Signal::InitError {
+                error_type: t,
+                body: b,
+            });
+        });
+        let tap: Arc<dyn LogSink> = Arc::new(crate::extensions::Tap {
+            inner: sink.clone(),
+            ext: ext.clone(),
+        });
         let shared = Arc::new(Shared {
             signals: sig_tx.clone(),
             work: tokio::sync::Mutex::new(work_rx),
             current: Mutex::new(None),
             waiting: AtomicBool::new(false),
             waiting_changed: tokio::sync::Notify::new(),
+            ext: ext.clone(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -407,6 +471,11 @@ impl Environment {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
+            .nest_service(
+                "/2020-01-01",
+                crate::extensions::extension_api(ext.clone()),
+            )
+            .nest_service("/2022-07-01", crate::extensions::telemetry_api(ext))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES * 4))
             .with_state(shared.clone());
@@ -550,13 +619,18 @@ impl Environment {
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let tail = Arc::new(Mutex::new(None));
         let mut pipes = Vec::new();
+        let io = Arc::new(tokio::sync::Mutex::new(()));
         if let Some(out) = child.stdout.take() {
             pipes.push(out.as_raw_fd());
-            spawn_reader(out, sink.clone(), tail.clone());
+            if let Ok(fd) = out.into_owned_fd() {
+                spawn_reader(fd, tap.clone(), tail.clone(), io.clone());
+            }
         }
         if let Some(err) = child.stderr.take() {
             pipes.push(err.as_raw_fd());
-            spawn_reader(err, sink.clone(), tail.clone());
+            if let Ok(fd) = err.into_owned_fd() {
+                spawn_reader(fd, tap.clone(), tail.clone(), io.clone());
+            }
         }
         let dead = Arc::new(AtomicBool::new(false));
         let dead2 = dead.clone();
@@ -605,11 +679,17 @@ impl Environment {
             tail,
             sink,
             pipes,
+            io,
             server,
             started: Instant::now(),
             cg,
             mode: iso.mode,
         })
+    }
+
+    /// The Extensions API and Telemetry API state.
+    pub(crate) fn extensions(&self) -> &Arc<crate::extensions::Extensions> {
+        &self.shared.ext
     }
 
     /// The runtime process id (its process group id too).
@@ -636,6 +716,10 @@ impl Environment {
                 }
                 Ok(None) => return InitOutcome::Exited("environment closed".into()),
                 Ok(Some(Signal::Next)) => {
+                    // Init ends when every registered extension is in `next` too.
+                    if let Err(o) = self.extensions_init_done(deadline).await {
+                        return o;
+                    }
                     let _ = self.peak_rss_kb();
                     // Init runs unthrottled; invocations get the CPU share
                     // of the function's memory size.
@@ -677,9 +761,16 @@ impl Environment {
     /// attributed to that invocation.
     pub async fn drain_output(&self) {
         for _ in 0..100 {
-            if self.is_dead() || self.pipes.iter().all(|fd| fionread(*fd) == 0) {
-                tokio::task::yield_now().await;
+            if self.is_dead() {
                 return;
+            }
+            {
+                // Holding `io`, no reader is between a read and its log
+                // lines: an empty pipe means everything printed is logged.
+                let _held = self.io.lock().await;
+                if self.pipes.iter().all(|fd| fionread(*fd) == 0) {
+                    return;
+                }
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
@@ -710,6 +801,7 @@ impl Environment {
             return Outcome::Exited("runtime is not running".into());
         }
         let id = inv.request_id.clone();
+        self.extensions_invoke(&inv);
         match tokio::time::timeout_at(deadline, self.work_tx.send(inv)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Outcome::Exited("runtime is not running".into()),
@@ -725,18 +817,22 @@ impl Environment {
                     return Outcome::Timeout;
                 }
                 Ok(None) => return Outcome::Exited("environment closed".into()),
+                // The invocation ends when the extensions are done too.
                 Ok(Some(Signal::Response { id: rid, body })) if rid == id => {
-                    return Outcome::Response(body);
+                    let o = Outcome::Response(body);
+                    return self.extensions_invoke_done(o, deadline).await;
                 }
                 Ok(Some(Signal::Error {
                     id: rid,
                     error_type,
                     body,
                 })) if rid == id => {
-                    return Outcome::FunctionError { error_type, body };
+                    let o = Outcome::FunctionError { error_type, body };
+                    return self.extensions_invoke_done(o, deadline).await;
                 }
                 Ok(Some(Signal::TooLarge { id: rid, size })) if rid == id => {
-                    return Outcome::ResponseTooLarge(size);
+                    let o = Outcome::ResponseTooLarge(size);
+                    return self.extensions_invoke_done(o, deadline).await;
                 }
                 Ok(Some(Signal::Exited(d))) => return Outcome::Exited(d),
                 Ok(Some(_)) => continue,
@@ -895,6 +991,8 @@ impl Environment {
                 break;
             }
         }
+        // Telemetry API subscribers get what is buffered before the freeze.
+        self.extensions_settle().await;
         tokio::time::sleep(FREEZE_DELAY).await;
         let mut u = c.usage.lock().unwrap_or_else(|p| p.into_inner());
         if !u.busy && u.generation == token && !u.frozen && !self.is_dead() {
@@ -924,6 +1022,9 @@ impl Environment {
         if pid > 0 && !self.is_dead() {
             // A frozen environment cannot handle SIGTERM.
             self.thaw_now();
+            // SHUTDOWN to extensions first; with external ones the phase
+            // may take up to 2 s.
+            let grace = self.extensions_shutdown(grace).await;
             // SAFETY: signalling the process group we created.
             unsafe { libc::kill(-pid, libc::SIGTERM) };
             let end = Instant::now() + grace;

@@ -121,6 +121,19 @@ struct ServerArgs {
     #[arg(long, env = "STRATUS_SCALING_RATE", default_value_t = stratus_core::config::DEFAULT_SCALING_RATE,
           value_parser = clap::value_parser!(u32).range(1..))]
     scaling_rate: u32,
+    /// Speed up platform-internal timers by this factor: Application Auto
+    /// Scaling's metric period (60 s) and cooldowns run this many times
+    /// faster. Function timeouts and wall-clock schedules are unchanged.
+    #[arg(long, env = "STRATUS_TIME_SCALE", default_value_t = 1.0,
+          value_parser = parse_time_scale)]
+    time_scale: f64,
+}
+
+fn parse_time_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.001..=100_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' is not a factor between 0.001 and 100000")),
+    }
 }
 
 #[derive(Args)]
@@ -146,6 +159,11 @@ fn main() {
         .collect();
     if args.get(1).map(String::as_str) == Some(stratus_sandbox::isolation::INIT_ARG) {
         std::process::exit(stratus_sandbox::isolation::init_main(&args));
+    }
+    // The extensions launcher, run inside an execution environment whose
+    // layers have extensions (see stratus_sandbox::extensions).
+    if args.get(1).map(String::as_str) == Some(stratus_sandbox::extensions::LAUNCHER_ARG) {
+        std::process::exit(stratus_sandbox::extensions::launcher_main());
     }
     let cli = Cli::parse();
     let code = match cli.command {
@@ -217,6 +235,7 @@ fn run_server(a: ServerArgs) -> i32 {
         .collect();
     config.account_concurrency = a.account_concurrency;
     config.scaling_rate = a.scaling_rate;
+    config.time_scale = a.time_scale;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -273,10 +292,23 @@ async fn serve(config: Config) -> Result<(), String> {
         "cgroups": cgroups,
         "dataDir": config.data_dir.display().to_string(),
     });
-    let app = stratus_api::router(stratus_api::Edge {
-        lambda: lambda.clone(),
-        health: Arc::new(health),
-    });
+    let autoscaling = stratus_autoscaling::AutoScaling::new(lambda.clone(), store.clone(), &config);
+    let autoscaling_engine = autoscaling.spawn_engine();
+    let json_services = stratus_api::JsonServices::new().with(
+        stratus_autoscaling::TARGET_PREFIX,
+        "1.1",
+        move |region, op, body| {
+            let a = autoscaling.clone();
+            async move { a.call(&region, &op, &body).await }
+        },
+    );
+    let app = stratus_api::router_with(
+        stratus_api::Edge {
+            lambda: lambda.clone(),
+            health: Arc::new(health),
+        },
+        json_services,
+    );
 
     let reaper = {
         let lambda = lambda.clone();
@@ -316,6 +348,7 @@ async fn serve(config: Config) -> Result<(), String> {
     eprintln!("stratus: shutting down");
     let _ = stop_tx.send(true);
     reaper.abort();
+    autoscaling_engine.abort();
     // Environments get their grace period, then are killed; in-flight
     // requests are not waited for longer than that.
     lambda.shutdown().await;
