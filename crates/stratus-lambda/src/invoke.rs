@@ -773,10 +773,11 @@ impl Lambda {
             Family::Provided => {
                 let b = task_root.join("bootstrap");
                 // The sandbox user must be able to run it (others' x bit).
-                if ns
-                    && std::fs::metadata(host_task_root.join("bootstrap"))
-                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o001 == 0)
-                {
+                // In process mode any x bit will do (the server's own user).
+                if std::fs::metadata(host_task_root.join("bootstrap")).is_ok_and(|m| {
+                    let mode = m.permissions().mode();
+                    m.is_file() && (mode & 0o111 == 0 || (ns && mode & 0o001 == 0))
+                }) {
                     let msg = "RequestId: Error: fork/exec /var/task/bootstrap: permission denied";
                     return Err(ColdStartError::Init {
                         env: None,
