@@ -11,21 +11,19 @@
 //! Usage: `stratus-bench --stratus target/release/stratus --noop-zip PATH [--out bench/RESULTS.md]`
 //! (`bench/run` builds everything and passes these).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::client::conn::http1::SendRequest;
-use serde_json::{Value, json};
+use serde_json::Value;
+use stratus_bench::{
+    self as common, BaseArgs, Conn, Res, Stop, append_section, call, connect, create, field_ms,
+    invoke, invoke_tail, or_exit, pct, report_line, retire, rss_kb, start_server, utc_date, zip_of,
+};
 
-type Res<T> = Result<T, String>;
+const PROG: &str = "stratus-bench";
 
 /// Memory of the benchmark functions: 1,769 MB is one full vCPU on AWS (and
 /// under stratus's cgroup CPU limits), so the figures measure the platform,
@@ -33,221 +31,20 @@ type Res<T> = Result<T, String>;
 const BENCH_MEMORY_MB: u32 = 1769;
 
 struct Args {
-    stratus: PathBuf,
-    noop_zip: PathBuf,
-    out: PathBuf,
+    base: BaseArgs,
     warm_n: usize,
-    secs: u64,
+    secs: usize,
 }
 
 fn parse_args() -> Res<Args> {
-    let mut a = Args {
-        stratus: "target/release/stratus".into(),
-        noop_zip: "tests/.build/rust_noop.zip".into(),
-        out: "bench/RESULTS.md".into(),
-        warm_n: 5000,
-        secs: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
-        match k.as_str() {
-            "--stratus" => a.stratus = v.into(),
-            "--noop-zip" => a.noop_zip = v.into(),
-            "--out" => a.out = v.into(),
-            "--warm" => a.warm_n = v.parse().map_err(|e| format!("--warm: {e}"))?,
-            "--secs" => a.secs = v.parse().map_err(|e| format!("--secs: {e}"))?,
-            _ => return Err(format!("unknown argument {k}")),
-        }
-    }
-    Ok(a)
+    let (mut warm_n, mut secs) = (5000, 5);
+    let base = common::parse_args(&mut [("--warm", &mut warm_n), ("--secs", &mut secs)])?;
+    Ok(Args { base, warm_n, secs })
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-    startup: Duration,
-    _dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-fn start_server(bin: &PathBuf) -> Res<Server> {
-    let dir = std::env::temp_dir().join(format!("stratus-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("STRATUS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let out = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(out).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .ok_or("server exited before listening")?
-            .map_err(|e| e.to_string())?;
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    let startup = t0.elapsed();
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server {
-        child,
-        addr,
-        startup,
-        _dir: dir,
-    })
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-async fn connect(addr: &str) -> Res<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    Ok(send)
-}
-
-struct Resp {
-    status: u16,
-    headers: hyper::HeaderMap,
-    body: Bytes,
-}
-
-async fn call(
-    s: &mut SendRequest<Full<Bytes>>,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Bytes,
-) -> Res<Resp> {
-    s.ready().await.map_err(|e| e.to_string())?;
-    let mut b = Request::builder().method(method).uri(path).header("host", "127.0.0.1").header(
-        "authorization",
-        "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0",
-    );
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = b.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let resp = s.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn zip_of(files: &[(&str, &[u8], u32)]) -> Res<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (name, data, mode) in files {
-        let opts = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
-        w.start_file(*name, opts).map_err(|e| e.to_string())?;
-        w.write_all(data).map_err(|e| e.to_string())?;
-    }
-    Ok(w.finish().map_err(|e| e.to_string())?.into_inner())
-}
-
-async fn create(
-    s: &mut SendRequest<Full<Bytes>>,
-    name: &str,
-    runtime: &str,
-    handler: &str,
-    zip: &[u8],
-) -> Res<()> {
-    let body = json!({
-        "FunctionName": name, "Runtime": runtime, "Handler": handler,
-        "Role": "arn:aws:iam::123456789012:role/bench", "MemorySize": BENCH_MEMORY_MB, "Timeout": 30,
-        "Code": {"ZipFile": base64::engine::general_purpose::STANDARD.encode(zip)},
-    });
-    let r = call(
-        s,
-        "POST",
-        "/2015-03-31/functions",
-        &[("content-type", "application/json")],
-        Bytes::from(body.to_string()),
-    )
-    .await?;
-    if r.status != 201 {
-        return Err(format!(
-            "create {name}: {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        ));
-    }
-    Ok(())
-}
-
-async fn invoke(
-    s: &mut SendRequest<Full<Bytes>>,
-    name: &str,
-    payload: &'static str,
-    tail: bool,
-) -> Res<Resp> {
-    let path = format!("/2015-03-31/functions/{name}/invocations");
-    let h: &[(&str, &str)] = if tail {
-        &[("x-amz-log-type", "Tail")]
-    } else {
-        &[]
-    };
-    let r = call(s, "POST", &path, h, Bytes::from_static(payload.as_bytes())).await?;
-    if r.status != 200 || r.headers.contains_key("x-amz-function-error") {
-        return Err(format!(
-            "invoke {name}: {} {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        ));
-    }
-    Ok(r)
-}
-
-fn field_ms(report: &str, key: &str) -> Option<f64> {
-    report
-        .split('\t')
-        .find_map(|p| p.trim().strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches(" ms").parse().ok())
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+/// Creates `name` at [`BENCH_MEMORY_MB`] with a 30 s timeout.
+async fn create_fn(s: &mut Conn, name: &str, runtime: &str, handler: &str, zip: &[u8]) -> Res<()> {
+    create(s, name, runtime, handler, zip, BENCH_MEMORY_MB, 30).await
 }
 
 struct Cold {
@@ -262,49 +59,12 @@ struct Cold {
 /// an update does on AWS), then invoke once with LogType Tail and read the
 /// REPORT line. Platform-added time = client latency - Init Duration -
 /// Duration. Median of `reps`.
-async fn cold_start(
-    s: &mut SendRequest<Full<Bytes>>,
-    name: &str,
-    runtime: &str,
-    reps: usize,
-) -> Res<Cold> {
+async fn cold_start(s: &mut Conn, name: &str, runtime: &str, reps: usize) -> Res<Cold> {
     let mut rows = Vec::new();
     for i in 0..reps {
-        let body = json!({"Description": format!("cold {i}")}).to_string();
-        let path = format!("/2015-03-31/functions/{name}/configuration");
-        let r = call(
-            s,
-            "PUT",
-            &path,
-            &[("content-type", "application/json")],
-            Bytes::from(body),
-        )
-        .await?;
-        if r.status != 200 {
-            return Err(format!(
-                "update {name}: {}",
-                String::from_utf8_lossy(&r.body)
-            ));
-        }
-        // Let the update finish so the invoke does not wait on it.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let t = Instant::now();
-        let r = invoke(s, name, "{}", true).await?;
-        let client = t.elapsed().as_secs_f64() * 1000.0;
-        let log = r
-            .headers
-            .get("x-amz-log-result")
-            .and_then(|v| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(v.as_bytes())
-                    .ok()
-            })
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let report = log
-            .lines()
-            .find(|l| l.starts_with("REPORT"))
-            .ok_or("no REPORT line")?;
+        retire(s, name, i, Duration::from_millis(50)).await?;
+        let (client, log) = invoke_tail(s, name, "{}").await?;
+        let report = report_line(&log).ok_or("no REPORT line")?;
         let init = field_ms(report, "Init Duration:").ok_or("cold invoke has no Init Duration")?;
         let dur = field_ms(report, "Duration:").ok_or("no Duration")?;
         rows.push((client, init, dur));
@@ -320,6 +80,22 @@ async fn cold_start(
     })
 }
 
+/// Warm sequential latency of `name` over one connection: 200 invokes to
+/// warm up, then `n` timed ones. Returns (p50, p99) in us.
+async fn warm_latency(c: &mut Conn, name: &str, n: usize) -> Res<(f64, f64)> {
+    for _ in 0..200 {
+        invoke(c, name, "{}", false).await?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        invoke(c, name, "{}", false).await?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok((pct(&lat, 0.5), pct(&lat, 0.99)))
+}
+
 /// Warm sequential latency (p50, p99 in us) and 32-client throughput
 /// (invokes/s) of the same no-op function under `cargo lambda watch`, if
 /// `cargo lambda` runs here. The function's project is `fn_dir`.
@@ -327,7 +103,7 @@ async fn cargo_lambda_peer(
     fn_dir: &str,
     target_dir: &str,
     n: usize,
-    secs: u64,
+    secs: usize,
 ) -> Res<Option<(f64, f64, f64)>> {
     let ok = Command::new("cargo")
         .args(["lambda", "--version"])
@@ -376,18 +152,9 @@ async fn cargo_lambda_peer(
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
-        for _ in 0..200 {
-            invoke(&mut c, "bootstrap", "{}", false).await?;
-        }
-        let mut lat = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            invoke(&mut c, "bootstrap", "{}", false).await?;
-            lat.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        lat.sort_by(f64::total_cmp);
+        let (p50, p99) = warm_latency(&mut c, "bootstrap", n).await?;
         let rate = throughput(&addr, "bootstrap", secs).await?;
-        Ok(Some((pct(&lat, 0.5), pct(&lat, 0.99), rate)))
+        Ok(Some((p50, p99, rate)))
     }
     .await;
     kill_group(pgid);
@@ -403,7 +170,7 @@ fn kill_group(pgid: i32) {
 }
 
 /// Invokes/s of `name` with 32 concurrent keep-alive clients over `secs`.
-async fn throughput(addr: &str, name: &'static str, secs: u64) -> Res<f64> {
+async fn throughput(addr: &str, name: &'static str, secs: usize) -> Res<f64> {
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -423,7 +190,7 @@ async fn throughput(addr: &str, name: &'static str, secs: u64) -> Res<f64> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let c0 = count.load(Ordering::Relaxed);
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tokio::time::sleep(Duration::from_secs(secs as u64)).await;
     let c1 = count.load(Ordering::Relaxed);
     let rate = (c1 - c0) as f64 / t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -434,27 +201,26 @@ async fn throughput(addr: &str, name: &'static str, secs: u64) -> Res<f64> {
 }
 
 async fn run(a: Args) -> Res<String> {
-    let noop = std::fs::read(&a.noop_zip)
-        .map_err(|e| format!("{}: {e} (build it with bench/run)", a.noop_zip.display()))?;
-    let srv = start_server(&a.stratus)?;
+    let noop = a.base.read_noop_zip()?;
+    let srv = start_server(&a.base.stratus, None, &[], Stop::Term)?;
     let pid = srv.child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle_rss = rss_kb(pid);
     let mut s = connect(&srv.addr).await?;
 
-    create(&mut s, "noop", "provided.al2023", "bootstrap", &noop).await?;
+    create_fn(&mut s, "noop", "provided.al2023", "bootstrap", &noop).await?;
     let py = zip_of(&[(
         "app.py",
         b"def handler(event, context):\n    return event\n",
         0o644,
     )])?;
-    create(&mut s, "py-noop", "python3.12", "app.handler", &py).await?;
+    create_fn(&mut s, "py-noop", "python3.12", "app.handler", &py).await?;
     let js = zip_of(&[(
         "index.js",
         b"exports.handler = async (event) => event;\n",
         0o644,
     )])?;
-    create(&mut s, "node-noop", "nodejs20.x", "index.handler", &js).await?;
+    create_fn(&mut s, "node-noop", "nodejs20.x", "index.handler", &js).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let mut colds = Vec::new();
@@ -467,17 +233,7 @@ async fn run(a: Args) -> Res<String> {
     }
 
     // Warm sequential latency.
-    for _ in 0..200 {
-        invoke(&mut s, "noop", "{}", false).await?;
-    }
-    let mut lat = Vec::with_capacity(a.warm_n);
-    for _ in 0..a.warm_n {
-        let t = Instant::now();
-        invoke(&mut s, "noop", "{}", false).await?;
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    lat.sort_by(f64::total_cmp);
-    let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
+    let (p50, p99) = warm_latency(&mut s, "noop", a.warm_n).await?;
 
     // Throughput with 32 concurrent clients.
     let rate = throughput(&srv.addr, "noop", a.secs).await?;
@@ -489,7 +245,7 @@ async fn run(a: Args) -> Res<String> {
         b"import time\ndef handler(event, context):\n    time.sleep(0.3)\n    return 1\n",
         0o644,
     )])?;
-    create(&mut s, "sleeper", "python3.12", "app.handler", &sleeper).await?;
+    create_fn(&mut s, "sleeper", "python3.12", "app.handler", &sleeper).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_kb(pid);
     let mut tasks = Vec::new();
@@ -517,12 +273,7 @@ async fn run(a: Args) -> Res<String> {
     )
     .await?;
 
-    let now = time::OffsetDateTime::now_utc();
-    let date = now
-        .format(&time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_default();
+    let date = utc_date();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -531,9 +282,7 @@ async fn run(a: Args) -> Res<String> {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = common::cores();
     let mut out = String::new();
     out.push_str(&format!("\n## Lambda core: {date}\n\n"));
     out.push_str(&format!("Machine: {cores} cores ({cpu}). Server: release build, default isolation ({isolation}), functions at {BENCH_MEMORY_MB} MB (one vCPU), loopback HTTP/1.1 keep-alive clients.\n\n"));
@@ -582,33 +331,8 @@ async fn run(a: Args) -> Res<String> {
 
 #[tokio::main]
 async fn main() {
-    let a = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("stratus-bench: {e}");
-            std::process::exit(2);
-        }
-    };
-    let out_path = a.out.clone();
-    match run(a).await {
-        Ok(section) => {
-            print!("{section}");
-            let mut f = match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&out_path)
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    eprintln!("stratus-bench: {}: {e}", out_path.display());
-                    std::process::exit(1);
-                }
-            };
-            let _ = f.write_all(section.as_bytes());
-        }
-        Err(e) => {
-            eprintln!("stratus-bench: {e}");
-            std::process::exit(1);
-        }
-    }
+    let a = or_exit(PROG, 2, parse_args());
+    let out = a.base.out.clone();
+    let section = or_exit(PROG, 1, run(a).await);
+    append_section(PROG, &out, &section);
 }

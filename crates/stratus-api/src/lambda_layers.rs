@@ -172,9 +172,7 @@ pub(crate) async fn layer_download(
     Path((region, name, version, file)): Path<(String, String, String, String)>,
 ) -> Response {
     let Some(hex) = file.strip_suffix(".zip") else {
-        return error_response(&stratus_core::AwsError::not_found(
-            "No such layer archive.",
-        ));
+        return error_response(&stratus_core::AwsError::not_found("No such layer archive."));
     };
     match s.lambda.layer_bytes(&region, &name, &version, hex) {
         Ok(b) => with_request_id(([("content-type", "application/zip")], b).into_response()),

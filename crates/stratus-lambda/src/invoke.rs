@@ -747,12 +747,8 @@ impl Lambda {
             self.runtime_dir.clone()
         };
         // A custom runtime may come from a layer: /opt/bootstrap.
-        let opt_bootstrap = crate::layers::opt_bootstrap(
-            resolved.family,
-            &host_task_root,
-            opt_dir.as_deref(),
-            ns,
-        );
+        let opt_bootstrap =
+            crate::layers::opt_bootstrap(resolved.family, &host_task_root, opt_dir.as_deref(), ns);
         let command: Vec<String> = match resolved.family {
             Family::Provided if opt_bootstrap.is_some() => opt_bootstrap.into_iter().collect(),
             Family::Python => vec![
@@ -810,8 +806,14 @@ impl Lambda {
         let group = c.logging_config.log_group.clone();
         let vars = self.process_vars(region, rec, &resolved, &task_root, &group, &stream);
         // Layer paths, AWS_LAMBDA_EXEC_WRAPPER and external extensions.
-        let (command, vars, extensions) =
-            self.layer_environment(rec, resolved.family, opt_dir.as_deref(), &mut isolation, command, vars);
+        let (command, vars, extensions) = self.layer_environment(
+            rec,
+            resolved.family,
+            opt_dir.as_deref(),
+            &mut isolation,
+            command,
+            vars,
+        );
         let sink = Arc::new(StoreSink {
             store: self.store.clone(),
             region: region.to_string(),

@@ -714,9 +714,7 @@ impl Lambda {
                 return Err(missing());
             }
             let n = parse_version_number(v)?;
-            let (rec, i) = self
-                .find_version(region, name, n)
-                .map_err(|_| missing())?;
+            let (rec, i) = self.find_version(region, name, n).map_err(|_| missing())?;
             let lv = &rec.versions[i];
             out.push(LayerCode {
                 arn: a.clone(),
@@ -778,7 +776,12 @@ impl Lambda {
             h.update(l.code_hex.as_bytes());
             h.update(b"\n");
         }
-        let key: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let key: String = h
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let root = self.config.data_dir.join("opt");
         let dir = root.join(&key);
         if dir.is_dir() {

@@ -521,8 +521,7 @@ impl Lambda {
                 }
                 rec.config.last_update_status = Some("Failed".into());
                 rec.config.last_update_status_reason = Some(msg);
-                rec.config.last_update_status_reason_code =
-                    Some("InvalidZipFileException".into());
+                rec.config.last_update_status_reason_code = Some("InvalidZipFileException".into());
             }
         }
         let _ = self.save(&region, &rec);
@@ -741,7 +740,8 @@ impl Lambda {
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
         let answer = to_value(&published.as_ref().unwrap_or(&rec).config);
-        self.settle(region, &rec.config.function_name, &rec.config.revision_id).await;
+        self.settle(region, &rec.config.function_name, &rec.config.revision_id)
+            .await;
         answer
     }
 
@@ -833,7 +833,8 @@ impl Lambda {
         drop(g);
         self.pool.retire_function(region, &rec.config.function_name);
         let answer = to_value(&rec.config);
-        self.settle(region, &rec.config.function_name, &rec.config.revision_id).await;
+        self.settle(region, &rec.config.function_name, &rec.config.revision_id)
+            .await;
         answer
     }
 

@@ -369,7 +369,8 @@ fn spawn_reader(
         }
         // SAFETY: the File owns the pipe's descriptor and lives inside the
         // AsyncFd until the registration is dropped with it.
-        let Ok(afd) = (unsafe { tokio::io::unix::AsyncFd::register(std::fs::File::from(fd)) }) else {
+        let Ok(afd) = (unsafe { tokio::io::unix::AsyncFd::register(std::fs::File::from(fd)) })
+        else {
             return;
         };
         let mut pending: Vec<u8> = Vec::with_capacity(4096);
@@ -381,7 +382,7 @@ fn spawn_reader(
             let _held = io.lock().await;
             let res = ready.try_io(|inner| {
                 use std::io::Read;
-                (&*inner.get_ref()).read(&mut chunk)
+                inner.get_ref().read(&mut chunk)
             });
             let n = match res {
                 Err(_would_block) => continue,
@@ -471,10 +472,7 @@ impl Environment {
             )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .nest_service(
-                "/2020-01-01",
-                crate::extensions::extension_api(ext.clone()),
-            )
+            .nest_service("/2020-01-01", crate::extensions::extension_api(ext.clone()))
             .nest_service("/2022-07-01", crate::extensions::telemetry_api(ext))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES * 4))
@@ -1022,6 +1020,9 @@ impl Environment {
         if pid > 0 && !self.is_dead() {
             // A frozen environment cannot handle SIGTERM.
             self.thaw_now();
+            // ... nor SHUTDOWN: no freeze still pending from its last
+            // invocation may take it from here on.
+            self.begin_use();
             // SHUTDOWN to extensions first; with external ones the phase
             // may take up to 2 s.
             let grace = self.extensions_shutdown(grace).await;

@@ -470,7 +470,8 @@ async fn next(State(x): State<Arc<Extensions>>, h: HeaderMap) -> Response {
                 )
                     .into_response();
                 if let Ok(v) = HeaderValue::from_str(&uuid()) {
-                    r.headers_mut().insert("lambda-extension-event-identifier", v);
+                    r.headers_mut()
+                        .insert("lambda-extension-event-identifier", v);
                 }
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     r.headers_mut().insert("lambda-extension-identifier", v);
@@ -518,7 +519,11 @@ async fn report_error(x: Arc<Extensions>, h: HeaderMap, body: Bytes, exit: bool)
         let name = e.name.clone();
         let detail = serde_json::from_slice::<Value>(&body)
             .ok()
-            .and_then(|v| v.get("errorMessage").and_then(Value::as_str).map(str::to_string))
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .map(|m| format!(": {m}"))
             .unwrap_or_default();
         let msg = format!("RequestId: Error: extension {name} reported {error_type}{detail}");

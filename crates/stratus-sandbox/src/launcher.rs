@@ -113,14 +113,19 @@ pub fn launcher_main() -> i32 {
     }
     let command: Vec<String> = args[i.min(args.len())..].to_vec();
     let (Some(dir), false) = (dir, command.is_empty()) else {
-        eprintln!("stratus-extensions: usage: __lambda-extensions --dir DIR [--forward] -- COMMAND...");
+        eprintln!(
+            "stratus-extensions: usage: __lambda-extensions --dir DIR [--forward] -- COMMAND..."
+        );
         return 127;
     };
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
     let mut pipe = [0; 2];
     // SAFETY: pipe2 writes two fds.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        eprintln!("stratus-extensions: pipe: {}", std::io::Error::last_os_error());
+        eprintln!(
+            "stratus-extensions: pipe: {}",
+            std::io::Error::last_os_error()
+        );
         return 127;
     }
     WAKE_FD.store(pipe[1], Ordering::SeqCst);
@@ -144,7 +149,11 @@ pub fn launcher_main() -> i32 {
                 alive: true,
             }),
             Err(e) => {
-                report(&api, &name, &format!("launch: fork/exec {}: {e}", path.display()));
+                report(
+                    &api,
+                    &name,
+                    &format!("launch: fork/exec {}: {e}", path.display()),
+                );
             }
         }
     }
@@ -165,7 +174,13 @@ pub fn launcher_main() -> i32 {
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             Ok(())
         });
     }
@@ -225,11 +240,10 @@ fn spawn_extension(path: &Path) -> std::io::Result<(i32, OwnedFd)> {
     let w2 = w.try_clone()?;
     let mut cmd = Command::new(path);
     cmd.env_clear()
-        .envs(std::env::vars_os().filter(|(k, _)| {
-            !RUNTIME_ONLY_VARS
-                .iter()
-                .any(|v| k.to_str() == Some(*v))
-        }))
+        .envs(
+            std::env::vars_os()
+                .filter(|(k, _)| !RUNTIME_ONLY_VARS.iter().any(|v| k.to_str() == Some(*v))),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::from(w))
         .stderr(Stdio::from(w2));
@@ -237,7 +251,13 @@ fn spawn_extension(path: &Path) -> std::io::Result<(i32, OwnedFd)> {
     unsafe {
         cmd.pre_exec(|| {
             libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
             Ok(())
         });
     }

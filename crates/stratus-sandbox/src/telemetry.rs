@@ -167,12 +167,7 @@ impl Telemetry {
         {
             r.push(ev.clone());
         }
-        for s in self
-            .subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for s in self.subs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             if s.types.iter().any(|t| t == ev.category) {
                 let _ = s.tx.send(Cmd::Event(ev.clone()));
             }
@@ -248,7 +243,9 @@ impl Telemetry {
         let limit = |v: Option<i64>, (def, min, max): (u64, u64, u64), field: &str| match v {
             None => Ok(def),
             Some(n) if n >= min as i64 && n <= max as i64 => Ok(n as u64),
-            Some(n) => Err(format!("buffering.{field} {n} is out of range [{min}, {max}]")),
+            Some(n) => Err(format!(
+                "buffering.{field} {n} is out of range [{min}, {max}]"
+            )),
         };
         let mut lim = Limits {
             max_items: MAX_ITEMS.0 as usize,
@@ -349,12 +346,7 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        for s in self
-            .subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for s in self.subs.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             s.task.abort();
         }
     }
@@ -377,7 +369,9 @@ fn parse_destination(protocol: Option<&str>, uri: Option<&str>) -> Result<Target
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = authority.rsplit_once(':').ok_or("URI port is not provided")?;
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or("URI port is not provided")?;
     let port: u16 = port
         .parse()
         .ok()

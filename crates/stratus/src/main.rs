@@ -255,12 +255,20 @@ fn run_server(a: ServerArgs) -> i32 {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(mut config: Config) -> Result<(), String> {
+    // Environments run with their code directory as working directory, so
+    // every path handed to them must be absolute.
+    std::fs::create_dir_all(&config.data_dir)
+        .and_then(|_| std::fs::canonicalize(&config.data_dir))
+        .map(|abs| {
+            config.sdk_dir = abs.join("sdk");
+            config.data_dir = abs;
+        })
+        .map_err(|e| format!("cannot use data dir {}: {e}", config.data_dir.display()))?;
     let store = stratus_store::Store::open(&config.data_dir).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let mut config = config;
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     // Each environment holds a few descriptors (Runtime API listener, output pipes).
     stratus_sandbox::isolation::raise_fd_limit();
