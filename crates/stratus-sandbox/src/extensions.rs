@@ -750,6 +750,9 @@ impl Environment {
         {
             let mut st = x.lock();
             st.invoke = Some((inv.request_id.clone(), Instant::now()));
+            if st.exts.is_empty() && !x.telemetry.active() {
+                return;
+            }
             let event = json!({
                 "eventType": "INVOKE",
                 "deadlineMs": inv.deadline_ms,
@@ -783,6 +786,9 @@ impl Environment {
         deadline: tokio::time::Instant,
     ) -> Outcome {
         let x = self.extensions();
+        if !x.telemetry.active() && x.lock().exts.is_empty() {
+            return outcome;
+        }
         let (request_id, took) = match x.lock().invoke.clone() {
             Some((id, t)) => (id, t.elapsed()),
             None => (String::new(), Duration::ZERO),

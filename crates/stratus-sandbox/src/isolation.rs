@@ -280,6 +280,13 @@ impl Sandbox {
             return Ok((spec, interpreter.map(str::to_string)));
         }
         let mut m = system_mounts();
+        // /tmp comes first, so an interpreter installed below /tmp (a venv
+        // in a checkout under /tmp, say) is bound on top of it, not hidden.
+        m.push(Mount::Tmpfs {
+            dst: "/tmp".into(),
+            size_mb: ephemeral_mb.max(1),
+            mode: 0o1777,
+        });
         let mut exe = None;
         if let Some(i) = interpreter {
             let (path, prefixes) = interpreter_location(family, i)?;
@@ -320,11 +327,6 @@ impl Sandbox {
             }),
             None => m.push(Mount::Dir { dst: "/opt".into() }),
         }
-        m.push(Mount::Tmpfs {
-            dst: "/tmp".into(),
-            size_mb: ephemeral_mb.max(1),
-            mode: 0o1777,
-        });
         m.push(Mount::Proc {
             dst: "/proc".into(),
         });
