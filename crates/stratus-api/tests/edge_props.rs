@@ -225,19 +225,40 @@ impl Server {
     }
 
     /// Function names in a region (the region of `auth`, default us-east-1).
+    /// Every function name, following `NextMarker` (ListFunctions answers
+    /// at most 50 per page).
     fn function_names(&self, auth: Option<&HeaderValue>) -> Vec<String> {
-        let mut req = Req::new(Method::GET, "/2015-03-31/functions?MaxItems=10000");
-        if let Some(a) = auth {
-            req.headers.push(("authorization".into(), a.clone()));
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let uri = match &marker {
+                None => "/2015-03-31/functions".to_string(),
+                Some(m) => format!(
+                    "/2015-03-31/functions?Marker={}",
+                    m.replace('+', "%2B")
+                        .replace('/', "%2F")
+                        .replace('=', "%3D")
+                ),
+            };
+            let mut req = Req::new(Method::GET, uri);
+            if let Some(a) = auth {
+                req.headers.push(("authorization".into(), a.clone()));
+            }
+            let r = self.send(&req);
+            assert_eq!(r.status, StatusCode::OK, "ListFunctions: {}", r.brief());
+            let v = r.json();
+            names.extend(
+                v["Functions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["FunctionName"].as_str().unwrap().to_string()),
+            );
+            match v["NextMarker"].as_str() {
+                Some(m) => marker = Some(m.to_string()),
+                None => return names,
+            }
         }
-        let r = self.send(&req);
-        assert_eq!(r.status, StatusCode::OK, "ListFunctions: {}", r.brief());
-        r.json()["Functions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["FunctionName"].as_str().unwrap().to_string())
-            .collect()
     }
 
     fn get_config(&self, name: &str) -> Resp {
