@@ -34,6 +34,9 @@ pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Init phase limit for on-demand environments: 10 s.
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
 
+/// The error type of an init phase that ran out of time.
+const INIT_TIMEOUT: &str = "Sandbox.Timedout";
+
 /// LogType Tail returns the last 4 KB of the invocation's log.
 pub const TAIL_BYTES: usize = 4096;
 
@@ -437,7 +440,25 @@ impl Lambda {
                 self.sched
                     .scaling_token(region, name, target.reserved.is_some())?;
                 let t0 = Instant::now();
-                let entry = match self.cold_start(region, rec).await {
+                let mut attempt = self
+                    .cold_start_limited(region, rec, INIT_LIMIT, Some(&request_id))
+                    .await;
+                // "If all three tasks do not complete within 10 seconds, Lambda
+                // retries the Init phase at the time of the first function
+                // invocation with the configured function timeout."
+                // (Lambda execution environment lifecycle.)
+                if let Err(ColdStartError::Init { env: Some(old), error_type, .. }) = &attempt
+                    && error_type == INIT_TIMEOUT
+                {
+                    old.platform_line(&format!(
+                        "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: timeout",
+                        t0.elapsed().as_secs_f64() * 1000.0
+                    ));
+                    old.kill();
+                    let limit = Duration::from_secs(rec.config.timeout as u64);
+                    attempt = self.cold_start_limited(region, rec, limit, Some(&request_id)).await;
+                }
+                let entry = match attempt {
                     Ok(e) => e,
                     Err(ColdStartError::Refused(e)) => return Err(e),
                     Err(ColdStartError::Init {
@@ -491,12 +512,12 @@ impl Lambda {
                 error_type: _,
                 body,
             } => (Some("Unhandled".to_string()), body),
-            Outcome::ResponseTooLarge(size) => (
+            Outcome::ResponseTooLarge(_) => (
                 Some("Unhandled".to_string()),
                 error_payload(
                     "Function.ResponseSizeTooLarge",
                     &format!(
-                        "Response payload size ({size} bytes) exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+                        "Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
                     ),
                 ),
             ),
@@ -622,12 +643,20 @@ impl Lambda {
         if let Some(e) = e {
             e.drain_output().await;
         }
+        let init_status = if error_type == INIT_TIMEOUT {
+            "Status: timeout".to_string()
+        } else {
+            format!("Status: error\tError Type: {error_type}")
+        };
         push(
             e,
-            format!(
-                "INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}"
-            ),
+            format!("INIT_REPORT Init Duration: {init_ms:.2} ms\tPhase: init\t{init_status}"),
         );
+        let max_mem = e
+            .and_then(|e| e.peak_rss_kb())
+            .map(|kb| kb.div_ceil(1024))
+            .unwrap_or(0)
+            .min(rec.config.memory_size as u64);
         push(
             e,
             format!(
@@ -642,9 +671,9 @@ impl Lambda {
                 request_id,
                 init_ms,
                 rec.config.memory_size,
-                0,
+                max_mem,
                 None,
-                &format!("Status: error\tError Type: {error_type}\t"),
+                &format!("{init_status}\t"),
             ),
         );
         if let Some(env) = env {
@@ -695,6 +724,20 @@ impl Lambda {
         region: &str,
         rec: &FunctionRecord,
     ) -> Result<Arc<EnvEntry>, ColdStartError> {
+        self.cold_start_limited(region, rec, INIT_LIMIT, None).await
+    }
+
+    /// Starts an environment and runs its init phase within `init_limit`.
+    /// `request_id` is the invocation that needs it (named in init errors
+    /// as AWS does), if any.
+    pub(crate) async fn cold_start_limited(
+        self: &Arc<Self>,
+        region: &str,
+        rec: &FunctionRecord,
+        init_limit: Duration,
+        request_id: Option<&str>,
+    ) -> Result<Arc<EnvEntry>, ColdStartError> {
+        let rid = request_id.unwrap_or("");
         let c = &rec.config;
         let runtime_id = c.runtime.clone().unwrap_or_default();
         let resolved = runtime::resolve(
@@ -774,11 +817,11 @@ impl Lambda {
                     let mode = m.permissions().mode();
                     m.is_file() && (mode & 0o111 == 0 || (ns && mode & 0o001 == 0))
                 }) {
-                    let msg = "RequestId: Error: fork/exec /var/task/bootstrap: permission denied";
+                    let msg = format!("RequestId: {rid} Error: fork/exec /var/task/bootstrap: permission denied");
                     return Err(ColdStartError::Init {
                         env: None,
                         error_type: "Runtime.InvalidEntrypoint".into(),
-                        body: error_payload("Runtime.InvalidEntrypoint", msg),
+                        body: error_payload("Runtime.InvalidEntrypoint", &msg),
                     });
                 }
                 if !host_task_root.join("bootstrap").is_file() {
@@ -835,10 +878,10 @@ impl Lambda {
                     error_type: "Runtime.InvalidEntrypoint".into(),
                     body: error_payload(
                         "Runtime.InvalidEntrypoint",
-                        &format!("RequestId: Error: could not start the runtime: {e}"),
+                        &format!("RequestId: {rid} Error: could not start the runtime: {e}"),
                     ),
                 })?;
-        match env.wait_init(INIT_LIMIT).await {
+        match env.wait_init(init_limit).await {
             InitOutcome::Ready => Ok(Arc::new(EnvEntry {
                 env,
                 revision: c.revision_id.clone(),
@@ -850,7 +893,7 @@ impl Lambda {
                 body,
             }),
             InitOutcome::Exited(desc) => {
-                let msg = format!("RequestId: Error: Runtime exited with error: {desc}");
+                let msg = format!("RequestId: {rid} Error: Runtime exited with error: {desc}");
                 // Killed for reaching the memory limit: AWS's OOM error.
                 let error_type = if env.oom_killed() {
                     "Runtime.OutOfMemory"
@@ -864,11 +907,14 @@ impl Lambda {
                 })
             }
             InitOutcome::Timeout => {
-                let msg = format!("Init phase exceeded the {} s limit.", INIT_LIMIT.as_secs());
+                let msg = format!(
+                    "RequestId: {rid} Error: Task timed out after {:.2} seconds",
+                    init_limit.as_secs_f64()
+                );
                 Err(ColdStartError::Init {
                     env: Some(env),
-                    error_type: "Sandbox.Timedout".into(),
-                    body: error_payload("Sandbox.Timedout", &msg),
+                    error_type: INIT_TIMEOUT.into(),
+                    body: error_payload(INIT_TIMEOUT, &msg),
                 })
             }
         }

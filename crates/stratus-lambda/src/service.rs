@@ -118,6 +118,67 @@ impl Lambda {
                 self.settle(&region, &name, &rec.config.revision_id).await;
             }
         }
+        let removed = self.collect_unused_code();
+        if removed > 0 {
+            tracing::info!("removed {removed} unused code packages");
+        }
+    }
+
+    /// Removes code packages (zip and unpacked tree under `<data>/code/`)
+    /// that no function, version or layer version refers to any more, and
+    /// leftovers of interrupted uploads. Runs at start-up, before any
+    /// environment could be using an old tree. Returns how many entries
+    /// were removed.
+    pub fn collect_unused_code(&self) -> usize {
+        fn refs(v: &Value, out: &mut std::collections::HashSet<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, x) in m {
+                        match (k.as_str(), x.as_str()) {
+                            ("code_hex", Some(h)) => {
+                                out.insert(h.to_string());
+                            }
+                            _ => refs(x, out),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+                _ => {}
+            }
+        }
+        let mut used = std::collections::HashSet::new();
+        for kind in [KIND_FUNCTION, crate::versions::KIND_VERSION, crate::layers::KIND_LAYER] {
+            let Ok(all) = self.store.list_all(kind) else {
+                // Without a complete picture nothing may be removed.
+                return 0;
+            };
+            for (_, _, body) in all {
+                if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                    refs(&v, &mut used);
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("code")) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.split('.').next().unwrap_or("");
+            if used.contains(hex) && !name.contains(".tmp-") {
+                continue;
+            }
+            let path = e.path();
+            let res = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if res.is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     pub(crate) fn code_zip_path(&self, hex: &str) -> PathBuf {

@@ -59,6 +59,33 @@ CREATE TABLE IF NOT EXISTS log_events (
 );
 CREATE INDEX IF NOT EXISTS log_events_group ON log_events (region, log_group, seq);
 CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (region, log_group, log_stream, seq);
+CREATE TABLE IF NOT EXISTS lambda_metrics (
+    region        TEXT NOT NULL,
+    function_name TEXT NOT NULL,
+    dimension     TEXT NOT NULL,
+    qualifier     TEXT NOT NULL,
+    minute        INTEGER NOT NULL,
+    invocations   INTEGER NOT NULL DEFAULT 0,
+    errors        INTEGER NOT NULL DEFAULT 0,
+    throttles     INTEGER NOT NULL DEFAULT 0,
+    concurrent_executions             INTEGER NOT NULL DEFAULT 0,
+    provisioned_concurrent_executions INTEGER NOT NULL DEFAULT 0,
+    provisioned_allocated             INTEGER NOT NULL DEFAULT 0,
+    provisioned_invocations           INTEGER NOT NULL DEFAULT 0,
+    spillover_invocations             INTEGER NOT NULL DEFAULT 0,
+    duration_sum_ms   REAL NOT NULL DEFAULT 0,
+    duration_count    INTEGER NOT NULL DEFAULT 0,
+    duration_max_ms   REAL NOT NULL DEFAULT 0,
+    billed_ms         INTEGER NOT NULL DEFAULT 0,
+    gb_seconds_x86_64 REAL NOT NULL DEFAULT 0,
+    gb_seconds_arm64  REAL NOT NULL DEFAULT 0,
+    provisioned_gb_seconds_x86_64 REAL NOT NULL DEFAULT 0,
+    provisioned_gb_seconds_arm64  REAL NOT NULL DEFAULT 0,
+    allocated_gb_seconds_x86_64   REAL NOT NULL DEFAULT 0,
+    allocated_gb_seconds_arm64    REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (region, function_name, dimension, qualifier, minute)
+);
+CREATE INDEX IF NOT EXISTS lambda_metrics_minute ON lambda_metrics (minute);
 "#;
 
 fn open_conn(path: &Path) -> StoreResult<Connection> {
@@ -83,6 +110,71 @@ pub struct LogEvent {
     pub timestamp: i64,
     /// The message (one line, without the trailing newline).
     pub message: String,
+}
+
+/// One minute of a Lambda metric series: a function (`dimension`
+/// `function`, empty `qualifier`), a version (`version`, the executed
+/// version, `$LATEST` included) or an alias (`alias`, its name).
+///
+/// Counters and sums add up when the same minute is written again; the
+/// `*_max`-like fields (`concurrent_executions`,
+/// `provisioned_concurrent_executions`, `provisioned_allocated`,
+/// `duration_max_ms`) keep the maximum. GB-seconds: on-demand billed
+/// duration x memory (`gb_seconds_*`), billed duration x memory on
+/// provisioned environments (`provisioned_gb_seconds_*`), and provisioned
+/// environments allocated x memory x time (`allocated_gb_seconds_*`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricRow {
+    pub region: String,
+    pub function_name: String,
+    /// `function`, `version` or `alias`.
+    pub dimension: String,
+    pub qualifier: String,
+    /// Start of the minute, ms since the epoch.
+    pub minute: i64,
+    pub invocations: u64,
+    pub errors: u64,
+    pub throttles: u64,
+    pub concurrent_executions: u64,
+    pub provisioned_concurrent_executions: u64,
+    pub provisioned_allocated: u64,
+    pub provisioned_invocations: u64,
+    pub spillover_invocations: u64,
+    pub duration_sum_ms: f64,
+    pub duration_count: u64,
+    pub duration_max_ms: f64,
+    pub billed_ms: u64,
+    pub gb_seconds_x86_64: f64,
+    pub gb_seconds_arm64: f64,
+    pub provisioned_gb_seconds_x86_64: f64,
+    pub provisioned_gb_seconds_arm64: f64,
+    pub allocated_gb_seconds_x86_64: f64,
+    pub allocated_gb_seconds_arm64: f64,
+}
+
+impl MetricRow {
+    /// ProvisionedConcurrencyUtilization of the minute (0 without
+    /// provisioned environments): the busiest moment over those allocated.
+    pub fn provisioned_utilization(&self) -> f64 {
+        if self.provisioned_allocated == 0 {
+            0.0
+        } else {
+            self.provisioned_concurrent_executions as f64 / self.provisioned_allocated as f64
+        }
+    }
+}
+
+/// Which metric rows [`Store::read_metrics`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct MetricQuery<'a> {
+    pub region: Option<&'a str>,
+    pub function_name: Option<&'a str>,
+    /// `function`, `version` or `alias`.
+    pub dimension: Option<&'a str>,
+    /// Minutes starting at or after this (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Minutes starting before this.
+    pub until_ms: Option<i64>,
 }
 
 /// A stored log event with its sequence number (increasing, unique).
@@ -282,6 +374,124 @@ impl Store {
     }
 }
 
+const METRIC_COLUMNS: &str = "region, function_name, dimension, qualifier, minute, invocations, errors, throttles, \
+    concurrent_executions, provisioned_concurrent_executions, provisioned_allocated, provisioned_invocations, \
+    spillover_invocations, duration_sum_ms, duration_count, duration_max_ms, billed_ms, gb_seconds_x86_64, \
+    gb_seconds_arm64, provisioned_gb_seconds_x86_64, provisioned_gb_seconds_arm64, allocated_gb_seconds_x86_64, \
+    allocated_gb_seconds_arm64";
+
+impl Store {
+    /// Adds minutes of Lambda metrics in one transaction: counters and sums
+    /// add to what the minute has, maxima keep the larger value.
+    pub fn add_metrics(&self, rows: &[MetricRow]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(&format!(
+                "INSERT INTO lambda_metrics ({METRIC_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) \
+                 ON CONFLICT (region, function_name, dimension, qualifier, minute) DO UPDATE SET \
+                 invocations = invocations + excluded.invocations, \
+                 errors = errors + excluded.errors, \
+                 throttles = throttles + excluded.throttles, \
+                 concurrent_executions = MAX(concurrent_executions, excluded.concurrent_executions), \
+                 provisioned_concurrent_executions = MAX(provisioned_concurrent_executions, excluded.provisioned_concurrent_executions), \
+                 provisioned_allocated = MAX(provisioned_allocated, excluded.provisioned_allocated), \
+                 provisioned_invocations = provisioned_invocations + excluded.provisioned_invocations, \
+                 spillover_invocations = spillover_invocations + excluded.spillover_invocations, \
+                 duration_sum_ms = duration_sum_ms + excluded.duration_sum_ms, \
+                 duration_count = duration_count + excluded.duration_count, \
+                 duration_max_ms = MAX(duration_max_ms, excluded.duration_max_ms), \
+                 billed_ms = billed_ms + excluded.billed_ms, \
+                 gb_seconds_x86_64 = gb_seconds_x86_64 + excluded.gb_seconds_x86_64, \
+                 gb_seconds_arm64 = gb_seconds_arm64 + excluded.gb_seconds_arm64, \
+                 provisioned_gb_seconds_x86_64 = provisioned_gb_seconds_x86_64 + excluded.provisioned_gb_seconds_x86_64, \
+                 provisioned_gb_seconds_arm64 = provisioned_gb_seconds_arm64 + excluded.provisioned_gb_seconds_arm64, \
+                 allocated_gb_seconds_x86_64 = allocated_gb_seconds_x86_64 + excluded.allocated_gb_seconds_x86_64, \
+                 allocated_gb_seconds_arm64 = allocated_gb_seconds_arm64 + excluded.allocated_gb_seconds_arm64"
+            ))?;
+            for r in rows {
+                st.execute(params![
+                    r.region,
+                    r.function_name,
+                    r.dimension,
+                    r.qualifier,
+                    r.minute,
+                    r.invocations as i64,
+                    r.errors as i64,
+                    r.throttles as i64,
+                    r.concurrent_executions as i64,
+                    r.provisioned_concurrent_executions as i64,
+                    r.provisioned_allocated as i64,
+                    r.provisioned_invocations as i64,
+                    r.spillover_invocations as i64,
+                    r.duration_sum_ms,
+                    r.duration_count as i64,
+                    r.duration_max_ms,
+                    r.billed_ms as i64,
+                    r.gb_seconds_x86_64,
+                    r.gb_seconds_arm64,
+                    r.provisioned_gb_seconds_x86_64,
+                    r.provisioned_gb_seconds_arm64,
+                    r.allocated_gb_seconds_x86_64,
+                    r.allocated_gb_seconds_arm64,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Minutes of Lambda metrics matching `q`, ordered by function,
+    /// dimension, qualifier and minute.
+    pub fn read_metrics(&self, q: &MetricQuery<'_>) -> StoreResult<Vec<MetricRow>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {METRIC_COLUMNS} FROM lambda_metrics \
+                 WHERE (?1 IS NULL OR region = ?1) AND (?2 IS NULL OR function_name = ?2) \
+                 AND (?3 IS NULL OR dimension = ?3) AND (?4 IS NULL OR minute >= ?4) \
+                 AND (?5 IS NULL OR minute < ?5) \
+                 ORDER BY region, function_name, dimension, qualifier, minute"
+            ))?;
+            let rows = st.query_map(
+                params![q.region, q.function_name, q.dimension, q.since_ms, q.until_ms],
+                |r| {
+                    let u = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                    Ok(MetricRow {
+                        region: r.get(0)?,
+                        function_name: r.get(1)?,
+                        dimension: r.get(2)?,
+                        qualifier: r.get(3)?,
+                        minute: r.get(4)?,
+                        invocations: u(5)?,
+                        errors: u(6)?,
+                        throttles: u(7)?,
+                        concurrent_executions: u(8)?,
+                        provisioned_concurrent_executions: u(9)?,
+                        provisioned_allocated: u(10)?,
+                        provisioned_invocations: u(11)?,
+                        spillover_invocations: u(12)?,
+                        duration_sum_ms: r.get(13)?,
+                        duration_count: u(14)?,
+                        duration_max_ms: r.get(15)?,
+                        billed_ms: u(16)?,
+                        gb_seconds_x86_64: r.get(17)?,
+                        gb_seconds_arm64: r.get(18)?,
+                        provisioned_gb_seconds_x86_64: r.get(19)?,
+                        provisioned_gb_seconds_arm64: r.get(20)?,
+                        allocated_gb_seconds_x86_64: r.get(21)?,
+                        allocated_gb_seconds_arm64: r.get(22)?,
+                    })
+                },
+            )?;
+            rows.collect()
+        })
+    }
+}
+
 fn now_ms() -> i64 {
     stratus_core::time::now_ms()
 }
@@ -373,6 +583,52 @@ mod tests {
             s.list("function", "us-east-1").unwrap(),
             vec![("b".into(), "{\"b\":1}".into())]
         );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn metrics_add_up() {
+        let d = tmp();
+        let s = Store::open(&d).unwrap();
+        let row = MetricRow {
+            region: "us-east-1".into(),
+            function_name: "f".into(),
+            dimension: "function".into(),
+            minute: 60_000,
+            invocations: 2,
+            concurrent_executions: 3,
+            duration_sum_ms: 10.0,
+            duration_count: 2,
+            duration_max_ms: 6.0,
+            gb_seconds_x86_64: 0.5,
+            ..Default::default()
+        };
+        s.add_metrics(std::slice::from_ref(&row)).unwrap();
+        let mut again = row.clone();
+        again.concurrent_executions = 1;
+        again.duration_max_ms = 9.0;
+        s.add_metrics(&[again]).unwrap();
+        drop(s);
+        let s = Store::open(&d).unwrap();
+        let got = s
+            .read_metrics(&MetricQuery {
+                function_name: Some("f"),
+                since_ms: Some(60_000),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].invocations, 4);
+        assert_eq!(got[0].concurrent_executions, 3);
+        assert_eq!(got[0].duration_max_ms, 9.0);
+        assert_eq!(got[0].gb_seconds_x86_64, 1.0);
+        let none = s
+            .read_metrics(&MetricQuery {
+                since_ms: Some(120_000),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(none.is_empty());
         std::fs::remove_dir_all(d).unwrap();
     }
 
