@@ -13,8 +13,11 @@ import time
 from harness import STRATUS_BIN, invoke, invoke_ok, parse_reports, stratus_cli, unique_name
 
 
-def logs(server, name, *extra):
+def logs(server, name, *extra, allow_empty=False):
     proc = stratus_cli("logs", name, "--data-dir", str(server.data_dir), *extra)
+    if allow_empty and proc.returncode == 1 and "has no events" in proc.stderr:
+        # Like CloudWatch Logs: the group appears with its first event.
+        return ""
     assert proc.returncode == 0, f"stratus logs exited {proc.returncode}: {proc.stderr}"
     return proc.stdout
 
@@ -26,7 +29,7 @@ def logs_with(server, name, *needles, timeout=10.0):
     is missing)."""
     deadline = time.monotonic() + timeout
     while True:
-        out = logs(server, name)
+        out = logs(server, name, allow_empty=True)
         if all(n in out for n in needles) or time.monotonic() > deadline:
             return out
         time.sleep(0.2)
@@ -107,3 +110,22 @@ def test_logs_follow(server, lambda_client, functions, python_zip):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_logs_of_a_function_without_events_fail(server):
+    # CloudWatch Logs answers ResourceNotFoundException for a log group that
+    # has no events yet; `stratus logs` says so and exits 1.
+    proc = stratus_cli("logs", unique_name("never-invoked"), "--data-dir", str(server.data_dir))
+    assert proc.returncode == 1
+    assert "has no events" in proc.stderr
+
+
+def test_logs_of_a_version_show_only_its_streams(server, lambda_client, functions, python_zip):
+    name = functions.python(python_zip)
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    v1 = invoke_ok(lambda_client, name, {"action": "echo"}, Qualifier=version)
+    latest = invoke_ok(lambda_client, name, {"action": "echo"})
+    logs_with(server, name, f"REPORT RequestId: {v1.invocation_id}", f"REPORT RequestId: {latest.invocation_id}")
+    out = logs(server, f"{name}:{version}")
+    assert f"START RequestId: {v1.invocation_id} Version: {version}" in out, out
+    assert latest.invocation_id not in out, out

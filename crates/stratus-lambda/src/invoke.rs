@@ -400,7 +400,9 @@ impl Lambda {
         }
 
         // Reserved concurrency, the unreserved pool, provisioned environments.
-        let _lease = self.admit(region, &rec, &mut target)?;
+        let _lease = self.admit(region, &rec, &mut target).inspect_err(|_| {
+            self.metrics.throttle(region, &rec, &target.invoked_arn);
+        })?;
         self.run(
             region,
             &rec,
@@ -429,6 +431,10 @@ impl Lambda {
         let invoke_start = Instant::now();
         let mut init_ms: Option<f64> = None;
         let ticket = target.provisioned.take();
+        let spillover = ticket.is_none() && self.has_provisioned(region, rec);
+        let metrics =
+            self.metrics
+                .begin(region, rec, &target.invoked_arn, ticket.is_some(), spillover);
         let warm = match ticket.as_ref().and_then(|t| t.entry()) {
             Some(e) => Some(e),
             None => self.pool.take(region, &pool_key, &rec.config.revision_id),
@@ -437,8 +443,13 @@ impl Lambda {
             Some(e) => e,
             None => {
                 // A new on-demand environment: the concurrency scaling rate.
-                self.sched
-                    .scaling_token(region, name, target.reserved.is_some())?;
+                if let Err(e) = self
+                    .sched
+                    .scaling_token(region, name, target.reserved.is_some())
+                {
+                    metrics.throttled();
+                    return Err(e);
+                }
                 let t0 = Instant::now();
                 let mut attempt = self
                     .cold_start_limited(region, rec, INIT_LIMIT, Some(&request_id))
@@ -467,6 +478,7 @@ impl Lambda {
                         body,
                     }) => {
                         let init = t0.elapsed().as_secs_f64() * 1000.0;
+                        metrics.finish(0.0, true);
                         return Ok(self
                             .init_failure(rec, &request_id, env, init, &error_type, body, tail)
                             .await);
@@ -502,6 +514,8 @@ impl Lambda {
             )
             .await;
         let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let failed = !matches!(outcome, Outcome::Response(_));
+        metrics.finish(duration_ms, failed);
         env.drain_output().await;
         let mut healthy = true;
         let mut oom = false;

@@ -3,8 +3,10 @@
 
 pub mod aliases;
 pub mod concurrency;
+pub mod cost;
 pub mod invoke;
 pub mod layers;
+pub mod metrics;
 pub mod model;
 pub mod provisioned;
 pub mod service;

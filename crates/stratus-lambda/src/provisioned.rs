@@ -881,4 +881,30 @@ impl Lambda {
     pub fn provisioned_environments(&self) -> usize {
         self.provisioned.allocated_count()
     }
+
+    /// Provisioned environments initialized now, by function version:
+    /// `(region, function, version, ready)` (for [`crate::metrics`]).
+    pub(crate) fn provisioned_snapshot(&self) -> Vec<(String, String, String, u32)> {
+        lock(&self.provisioned.pools)
+            .iter()
+            .filter(|(_, p)| p.target > 0 || p.ready() > 0)
+            .map(|((r, f, v), p)| (r.clone(), f.clone(), v.clone(), p.ready()))
+            .collect()
+    }
+
+    /// True when `rec`'s version has provisioned concurrency (an invocation
+    /// that got no provisioned environment spilled over).
+    pub(crate) fn has_provisioned(&self, region: &str, rec: &FunctionRecord) -> bool {
+        if rec.config.version == "$LATEST" {
+            return false;
+        }
+        let key = (
+            region.to_string(),
+            rec.config.function_name.clone(),
+            rec.config.version.clone(),
+        );
+        lock(&self.provisioned.pools)
+            .get(&key)
+            .is_some_and(|p| p.target > 0)
+    }
 }

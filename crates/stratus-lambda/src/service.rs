@@ -37,6 +37,8 @@ pub struct Lambda {
     pub(crate) sched: Arc<crate::concurrency::Scheduler>,
     /// Provisioned concurrency environments.
     pub(crate) provisioned: crate::provisioned::Provisioned,
+    /// Invocation and concurrency metrics, flushed to the store each few seconds.
+    pub(crate) metrics: crate::metrics::Metrics,
     /// Cached version and alias records.
     pub(crate) qualified: crate::versions::QualifiedCache,
     /// `LAMBDA_RUNTIME_DIR`: where the embedded bootstraps are written.
@@ -83,6 +85,7 @@ impl Lambda {
                 config.scaling_rate,
             ),
             provisioned: crate::provisioned::Provisioned::new(),
+            metrics: crate::metrics::Metrics::new(),
             qualified: Default::default(),
             config,
             store,
@@ -1092,6 +1095,7 @@ impl Lambda {
     pub fn reap_idle(self: &Arc<Self>) {
         self.reclaim_memory();
         self.provisioned_tick();
+        self.metrics_tick();
         self.pool.reap(
             std::time::Duration::from_secs(self.config.idle_timeout_secs),
             std::time::Duration::from_millis(self.config.shutdown_grace_ms),
@@ -1110,5 +1114,6 @@ impl Lambda {
                 self.config.shutdown_grace_ms,
             ))
             .await;
+        self.flush_metrics();
     }
 }

@@ -393,13 +393,15 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 fn run_logs(a: LogsArgs) -> i32 {
-    let name = match FunctionRef::parse(&a.function, "functionName") {
-        Ok(r) => r.name,
+    let (name, qualifier) = match FunctionRef::parse(&a.function, "functionName") {
+        Ok(r) => (r.name, r.qualifier),
         Err(e) => {
             eprintln!("stratus: {}", e.message);
             return 2;
         }
     };
+    // A version's environments log to streams named `.../[N]<id>`.
+    let stream_tag = qualifier.map(|q| format!("/[{q}]"));
     if !a.data.data_dir.join("stratus.db").exists() {
         eprintln!(
             "stratus: no stratus data in {} (use --data-dir)",
@@ -416,6 +418,7 @@ fn run_logs(a: LogsArgs) -> i32 {
     };
     let group = format!("/aws/lambda/{name}");
     let mut after = 0i64;
+    let mut printed_any = false;
     let stdout = std::io::stdout();
     loop {
         let batch = match store.read_logs(&a.region, &group, None, after, 1000) {
@@ -427,15 +430,24 @@ fn run_logs(a: LogsArgs) -> i32 {
         };
         let mut out = stdout.lock();
         for e in &batch {
+            after = e.seq;
+            if stream_tag.as_ref().is_some_and(|t| !e.event.log_stream.contains(t.as_str())) {
+                continue;
+            }
             if writeln!(out, "{}", e.event.message).is_err() {
                 return 0;
             }
-            after = e.seq;
+            printed_any = true;
         }
         let _ = out.flush();
         drop(out);
         if batch.len() < 1000 {
             if !a.follow {
+                if !printed_any && after == 0 {
+                    // As CloudWatch Logs: no events, no log group.
+                    eprintln!("stratus: log group {group} has no events in {} (region {})", a.data.data_dir.display(), a.region);
+                    return 1;
+                }
                 return 0;
             }
             std::thread::sleep(Duration::from_millis(250));
