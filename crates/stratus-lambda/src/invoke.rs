@@ -478,7 +478,7 @@ impl Lambda {
                         body,
                     }) => {
                         let init = t0.elapsed().as_secs_f64() * 1000.0;
-                        metrics.finish(0.0, true);
+                        metrics.finish(init, true);
                         return Ok(self
                             .init_failure(rec, &request_id, env, init, &error_type, body, tail)
                             .await);

@@ -457,7 +457,13 @@ impl Store {
                  ORDER BY region, function_name, dimension, qualifier, minute"
             ))?;
             let rows = st.query_map(
-                params![q.region, q.function_name, q.dimension, q.since_ms, q.until_ms],
+                params![
+                    q.region,
+                    q.function_name,
+                    q.dimension,
+                    q.since_ms,
+                    q.until_ms
+                ],
                 |r| {
                     let u = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
                     Ok(MetricRow {

@@ -431,7 +431,10 @@ fn run_logs(a: LogsArgs) -> i32 {
         let mut out = stdout.lock();
         for e in &batch {
             after = e.seq;
-            if stream_tag.as_ref().is_some_and(|t| !e.event.log_stream.contains(t.as_str())) {
+            if stream_tag
+                .as_ref()
+                .is_some_and(|t| !e.event.log_stream.contains(t.as_str()))
+            {
                 continue;
             }
             if writeln!(out, "{}", e.event.message).is_err() {
@@ -445,7 +448,11 @@ fn run_logs(a: LogsArgs) -> i32 {
             if !a.follow {
                 if !printed_any && after == 0 {
                     // As CloudWatch Logs: no events, no log group.
-                    eprintln!("stratus: log group {group} has no events in {} (region {})", a.data.data_dir.display(), a.region);
+                    eprintln!(
+                        "stratus: log group {group} has no events in {} (region {})",
+                        a.data.data_dir.display(),
+                        a.region
+                    );
                     return 1;
                 }
                 return 0;
