@@ -731,3 +731,31 @@ def test_layer_commands_with_the_aws_cli(aws_cli, tmp_path):
     assert aws_cli("lambda", "list-layer-versions", "--layer-name", name)["LayerVersions"] == []
     proc = aws_cli.run("lambda", "get-layer-version", "--layer-name", name, "--version-number", "1", check=False)
     assert proc.returncode != 0 and "ResourceNotFoundException" in proc.stderr
+
+
+# --------------------------------------------------------------------------
+# restart
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.restart
+def test_layers_survive_a_restart(tmp_path):
+    data = tmp_path / "data"
+    first = start_server(data, name="layers-restart-1")
+    client = first.client()
+    layer = publish(client, "kept", {"python/kept.py": "WHAT = 'kept'\n"})
+    gone = publish(client, "gone", {"python/gone.py": "WHAT = 'gone'\n"})
+    name = FunctionFactory(client, "restart").python(
+        make_zip({"app.py": "import kept, gone\ndef handler(e, c):\n    return [kept.WHAT, gone.WHAT]\n"}),
+        Layers=[layer["LayerVersionArn"], gone["LayerVersionArn"]])
+    client.delete_layer_version(LayerName="gone", VersionNumber=1)
+    first.stop()
+    second = start_server(data, name="layers-restart-2")
+    client = second.client()
+    assert [l["LayerName"] for l in client.list_layers()["Layers"]] == ["kept"]
+    assert client.get_layer_version(LayerName="kept", VersionNumber=1)["Content"]["CodeSha256"] == \
+        layer["Content"]["CodeSha256"]
+    # The function still has both layers, the deleted version included.
+    assert invoke_ok(client, name).payload == ["kept", "gone"]
+    assert publish(client, "gone", {"f": "x"})["Version"] == 2, "version numbers are not reused"
+    second.stop()

@@ -432,9 +432,13 @@ impl Lambda {
         let mut init_ms: Option<f64> = None;
         let ticket = target.provisioned.take();
         let spillover = ticket.is_none() && self.has_provisioned(region, rec);
-        let metrics =
-            self.metrics
-                .begin(region, rec, &target.invoked_arn, ticket.is_some(), spillover);
+        let metrics = self.metrics.begin(
+            region,
+            rec,
+            &target.invoked_arn,
+            ticket.is_some(),
+            spillover,
+        );
         let warm = match ticket.as_ref().and_then(|t| t.entry()) {
             Some(e) => Some(e),
             None => self.pool.take(region, &pool_key, &rec.config.revision_id),
@@ -458,7 +462,11 @@ impl Lambda {
                 // retries the Init phase at the time of the first function
                 // invocation with the configured function timeout."
                 // (Lambda execution environment lifecycle.)
-                if let Err(ColdStartError::Init { env: Some(old), error_type, .. }) = &attempt
+                if let Err(ColdStartError::Init {
+                    env: Some(old),
+                    error_type,
+                    ..
+                }) = &attempt
                     && error_type == INIT_TIMEOUT
                 {
                     old.platform_line(&format!(
@@ -467,7 +475,9 @@ impl Lambda {
                     ));
                     old.kill();
                     let limit = Duration::from_secs(rec.config.timeout as u64);
-                    attempt = self.cold_start_limited(region, rec, limit, Some(&request_id)).await;
+                    attempt = self
+                        .cold_start_limited(region, rec, limit, Some(&request_id))
+                        .await;
                 }
                 let entry = match attempt {
                     Ok(e) => e,
@@ -831,7 +841,9 @@ impl Lambda {
                     let mode = m.permissions().mode();
                     m.is_file() && (mode & 0o111 == 0 || (ns && mode & 0o001 == 0))
                 }) {
-                    let msg = format!("RequestId: {rid} Error: fork/exec /var/task/bootstrap: permission denied");
+                    let msg = format!(
+                        "RequestId: {rid} Error: fork/exec /var/task/bootstrap: permission denied"
+                    );
                     return Err(ColdStartError::Init {
                         env: None,
                         error_type: "Runtime.InvalidEntrypoint".into(),

@@ -372,8 +372,9 @@ impl Lambda {
         let minute = minute_of(stratus_core::time::now_ms());
         let pools = self.provisioned_snapshot();
         // Allocation by version (and per function); aliases from their configs.
-        let mut per_function: HashMap<(String, String), (u64, Vec<(u64, u32, usize)>)> =
-            HashMap::new();
+        // (region, function) -> (environments, [(environments, memory, arch)]).
+        type PerFunction = HashMap<(String, String), (u64, Vec<(u64, u32, usize)>)>;
+        let mut per_function: PerFunction = HashMap::new();
         let mut rows = Vec::new();
         for (region, function, version, ready) in pools {
             let Ok(rec) = self.load_version(&region, &function, &version) else {

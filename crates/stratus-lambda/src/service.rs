@@ -150,7 +150,11 @@ impl Lambda {
             }
         }
         let mut used = std::collections::HashSet::new();
-        for kind in [KIND_FUNCTION, crate::versions::KIND_VERSION, crate::layers::KIND_LAYER] {
+        for kind in [
+            KIND_FUNCTION,
+            crate::versions::KIND_VERSION,
+            crate::layers::KIND_LAYER,
+        ] {
             let Ok(all) = self.store.list_all(kind) else {
                 // Without a complete picture nothing may be removed.
                 return 0;

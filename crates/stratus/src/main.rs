@@ -33,6 +33,9 @@ enum Command {
     Server(ServerArgs),
     /// Print a function's logs (log group /aws/lambda/FUNCTION).
     Logs(LogsArgs),
+    /// What the recorded usage would cost on AWS: requests, duration,
+    /// provisioned concurrency (us-east-1 rates unless --prices overrides them).
+    Cost(CostArgs),
     /// Manage the AWS SDKs provided to functions (boto3, AWS SDK for JavaScript v3).
     Sdk {
         #[command(subcommand)]
@@ -137,6 +140,29 @@ fn parse_time_scale(s: &str) -> Result<f64, String> {
 }
 
 #[derive(Args)]
+struct CostArgs {
+    /// Only this function (name or ARN).
+    #[arg(long)]
+    function: Option<String>,
+    /// Only usage from this time on: RFC 3339, YYYY-MM-DD, epoch seconds or
+    /// an age (30m, 12h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    #[command(flatten)]
+    data: DataDir,
+    /// Region of the functions.
+    #[arg(long, env = "AWS_REGION", default_value = stratus_core::DEFAULT_REGION)]
+    region: String,
+    /// JSON price table overriding AWS's us-east-1 rates, e.g.
+    /// {"requests_per_million": 0.2, "x86_64": {"duration_gb_second": 0.0000166667}}.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
+    /// Print JSON (usage and breakdown per function, and the total).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct LogsArgs {
     /// Function name or ARN.
     function: String,
@@ -169,6 +195,7 @@ fn main() {
     let code = match cli.command {
         Command::Server(a) => run_server(a),
         Command::Logs(a) => run_logs(a),
+        Command::Cost(a) => run_cost(a),
         Command::Sdk {
             command: SdkCommand::Install(a),
         } => {
@@ -460,4 +487,121 @@ fn run_logs(a: LogsArgs) -> i32 {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+fn run_cost(a: CostArgs) -> i32 {
+    use stratus_lambda::cost;
+    let prices = match &a.prices {
+        None => cost::Prices::default(),
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+            .and_then(|t| cost::Prices::from_json(&t))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("stratus: {e}");
+                return 2;
+            }
+        },
+    };
+    let since = match a.since.as_deref() {
+        None => None,
+        Some(s) => match cost::parse_since(s, stratus_core::time::now_ms()) {
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                eprintln!("stratus: {e}");
+                return 2;
+            }
+        },
+    };
+    let function = match a.function.as_deref() {
+        None => None,
+        Some(f) => match FunctionRef::parse(f, "functionName") {
+            Ok(r) => Some(r.name),
+            Err(e) => {
+                eprintln!("stratus: {}", e.message);
+                return 2;
+            }
+        },
+    };
+    if !a.data.data_dir.join("stratus.db").exists() {
+        eprintln!(
+            "stratus: no stratus data in {} (use --data-dir)",
+            a.data.data_dir.display()
+        );
+        return 1;
+    }
+    let store = match stratus_store::Store::open(&a.data.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stratus: {e}");
+            return 1;
+        }
+    };
+    // A minute counts when it starts at or after --since.
+    let rows = match store.read_metrics(&stratus_store::MetricQuery {
+        region: Some(&a.region),
+        function_name: function.as_deref(),
+        dimension: Some(stratus_lambda::metrics::DIM_FUNCTION),
+        since_ms: since.map(|ms| ms - ms.rem_euclid(60_000)),
+        until_ms: None,
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stratus: {e}");
+            return 1;
+        }
+    };
+    let mut names: Vec<&str> = rows.iter().map(|r| r.function_name.as_str()).collect();
+    names.dedup();
+    if let Some(f) = &function
+        && names.is_empty()
+    {
+        names.push(f);
+    }
+    let per_fn: Vec<(&str, cost::Usage, cost::Breakdown)> = names
+        .iter()
+        .map(|n| {
+            let u = cost::Usage::from_rows(rows.iter().filter(|r| r.function_name == *n));
+            let b = cost::breakdown(&u, &prices);
+            (*n, u, b)
+        })
+        .collect();
+    let all = cost::Usage::from_rows(&rows);
+    let total = cost::breakdown(&all, &prices);
+    let since_txt = since
+        .map(stratus_core::time::iso_ms)
+        .unwrap_or_else(|| "the first recorded minute".into());
+    if a.json {
+        let v = serde_json::json!({
+            "region": a.region,
+            "since": since.map(stratus_core::time::iso_ms),
+            "prices": prices,
+            "functions": per_fn.iter().map(|(n, u, b)| serde_json::json!({
+                "function": n, "usage": u, "breakdown": b,
+            })).collect::<Vec<_>>(),
+            "usage": all,
+            "total": total,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return 0;
+    }
+    println!(
+        "Lambda cost in {} since {since_txt} (AWS rates{}; each line rounded to the cent as billed)",
+        a.region,
+        if a.prices.is_some() {
+            " overridden by the price file"
+        } else {
+            ", us-east-1"
+        }
+    );
+    for (n, _, b) in &per_fn {
+        println!();
+        print!("{}", cost::render(&format!("Function {n}"), b));
+    }
+    if per_fn.len() != 1 {
+        println!();
+        print!("{}", cost::render("All functions", &total));
+    }
+    0
 }
