@@ -130,7 +130,12 @@ async fn cargo_lambda_peer(
                 &port.to_string(),
             ])
             .current_dir(fn_dir)
-            .env("CARGO_TARGET_DIR", target_dir)
+            // The watcher runs in the function's directory: an absolute
+            // target dir reuses the build bench/run just made.
+            .env(
+                "CARGO_TARGET_DIR",
+                std::fs::canonicalize(target_dir).unwrap_or_else(|_| target_dir.into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -310,8 +315,8 @@ async fn run(a: Args) -> Res<String> {
     match peer {
         Some((cp50, cp99, crate_)) => {
             out.push_str(&format!(
-                "\nSame no-op function under `cargo lambda watch --release` (cargo-lambda 1.9), same client, same run: p50 {cp50:.0} us, p99 {cp99:.0} us, {crate_:.0} invokes/s with 32 clients. Ratio cargo-lambda / stratus: p50 {:.2}x, throughput {:.2}x.\n",
-                cp50 / p50,
+                "\nSame no-op function under `cargo lambda watch --release` (cargo-lambda 1.9), same client, same run: p50 {cp50:.0} us, p99 {cp99:.0} us, {crate_:.0} invokes/s with 32 clients. stratus / cargo-lambda: p50 latency {:.2}x, throughput {:.2}x.\n",
+                p50 / cp50.max(1.0),
                 rate / crate_.max(1.0)
             ));
         }

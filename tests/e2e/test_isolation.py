@@ -45,7 +45,6 @@ from harness import (
 IS_ROOT = os.geteuid() == 0
 NEEDS_ROOT = pytest.mark.skipif(
     not IS_ROOT, reason="needs root: namespaces, mounts and cgroups (CI runs as root)")
-SANDBOX_UID = 993  # AWS's sbx_user1051
 
 
 # --------------------------------------------------------------------------
@@ -259,7 +258,10 @@ def test_node_sees_a_home_directory(iso, fns):
                       handler="index.handler")["FunctionName"]
     out = invoke_ok(iso.client(), name).payload
     if iso.mode == "namespace":
-        assert out == {"home": "/home/sbx_user1051", "uid": SANDBOX_UID}
+        # Each environment runs as its own unprivileged uid (20000-59999),
+        # named sbx_user1051 as on AWS.
+        assert out["home"] == "/home/sbx_user1051"
+        assert 20000 <= out["uid"] <= 59999, out
     else:
         assert out["home"]
 
@@ -323,7 +325,8 @@ def test_namespace_root_view_user_and_seccomp(iso, fns):
     assert host_code.is_dir(), "the test assumes code is unpacked under DATA/code/<sha256>"
     out = invoke_ok(iso.client(), name, {"data_dir": str(iso.data_dir), "host_code": str(host_code)}).payload
     # AWS: an unprivileged user, code at /var/task, /opt present.
-    assert out["uid"] == SANDBOX_UID and out["gid"] == SANDBOX_UID
+    # Each environment has its own uid, so its Runtime API can refuse others.
+    assert 20000 <= out["uid"] <= 59999 and out["gid"] == out["uid"], out
     assert out["cap_eff"] == "0000000000000000"
     assert out["task_root"] == "/var/task" and out["cwd"] == "/var/task"
     assert out["task_files"] == ["app.py"]
@@ -399,6 +402,45 @@ def test_functions_cannot_see_each_other(iso, fns):
     assert found["code_listing"] in ("FileNotFoundError", "PermissionError"), found
     assert found["tmp"] == [], "/tmp is private to each environment"
     assert found["environ"] == [], "another environment's variables are visible"
+
+
+PORT_APP = """
+import os
+def handler(event, context):
+    return os.environ["AWS_LAMBDA_RUNTIME_API"]
+"""
+
+THIEF_APP = """
+import http.client
+def handler(event, context):
+    host, port = event["api"].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=3)
+    try:
+        conn.request("GET", "/2018-06-01/runtime/invocation/next")
+        r = conn.getresponse()
+        return {"outcome": "answered", "status": r.status, "body": r.read(200).decode("utf-8", "replace")}
+    except TimeoutError:
+        return {"outcome": "waited"}
+    except Exception as e:
+        return {"outcome": type(e).__name__}
+"""
+
+
+def test_runtime_api_of_another_environment_is_out_of_reach(iso, fns):
+    """On AWS each environment is its own microVM: its Runtime API cannot be
+    reached by other functions. Here every environment's API listens on the
+    shared loopback, so each connection's owner is checked: another
+    environment's request for `/invocation/next` is dropped instead of being
+    handed the victim's next event."""
+    namespace_only(iso)
+    client = iso.client()
+    victim = fns.python(zip_py(PORT_APP))
+    thief = fns.python(zip_py(THIEF_APP))
+    api = invoke_ok(client, victim).payload  # the victim's environment stays idle
+    got = invoke_ok(client, thief, {"api": api}).payload
+    assert got["outcome"] in ("RemoteDisconnected", "ConnectionResetError", "BrokenPipeError"), got
+    # The victim's own environment still works.
+    assert invoke_ok(client, victim).payload == api
 
 
 def test_tmp_is_private_and_kept_within_an_environment(iso, fns):
@@ -534,7 +576,7 @@ def test_frozen_idle_environment_uses_no_cpu(iso, fns):
     t0 = cpu_usage_ns(iso, env_id)
     assert stream_env_id(invoke_ok(client, name, {"busy": 0.5}).payload) == env_id
     t1 = cpu_usage_ns(iso, env_id)
-    assert t1 - t0 > 50_000_000, f"the thawed environment used only {(t1 - t0) / 1e6:.1f} ms""
+    assert t1 - t0 > 50_000_000, f"the thawed environment used only {(t1 - t0) / 1e6:.1f} ms"
     wait_until(lambda: is_frozen(iso, env_id), 5, what="the environment to be frozen again")
 
 

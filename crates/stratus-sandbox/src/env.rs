@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use tokio::sync::mpsc;
 
 use crate::cgroup::{EnvCgroup, Limits, PIDS_MAX};
-use crate::isolation::{INIT_ARG, InitConfig, Isolation, IsolationSpec, SANDBOX_UID};
+use crate::isolation::{INIT_ARG, InitConfig, Isolation, IsolationSpec};
 
 /// How long an idle environment runs on after its runtime is back in
 /// `/invocation/next` before it is frozen.
@@ -412,6 +412,44 @@ fn spawn_reader(
     });
 }
 
+/// The Runtime API listener of one environment: sets TCP_NODELAY and, when
+/// `allowed_uid` is set, drops connections whose client socket belongs to
+/// another uid than the environment's (or root), so one environment cannot
+/// take another's invocations.
+struct PeerFilter {
+    inner: tokio::net::TcpListener,
+    port: u16,
+    allowed_uid: Option<u32>,
+}
+
+impl axum::serve::Listener for PeerFilter {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (tcp, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            if let Some(uid) = self.allowed_uid {
+                match crate::isolation::peer_uid(peer, self.port) {
+                    Some(u) if u == uid || u == 0 => {}
+                    other => {
+                        tracing::warn!(
+                            "refused a Runtime API connection from {peer} (uid {other:?}, environment uid {uid})"
+                        );
+                        continue;
+                    }
+                }
+            }
+            let _ = tcp.set_nodelay(true);
+            return (tcp, peer);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
 /// One line of output: to the log sink, and to the Tail capture if active.
 fn emit_line(raw: &[u8], sink: &Arc<dyn LogSink>, tail: &Arc<Mutex<Option<Vec<u8>>>>) {
     let ts = stratus_core::time::now_ms();
@@ -478,9 +516,15 @@ impl Environment {
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_RESPONSE_BYTES * 4))
             .with_state(shared.clone());
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // In namespace mode only the environment's own uid (and root, the
+        // server's side) may talk to its Runtime API.
+        let allowed_uid =
+            (spec.isolation.mode == Isolation::Namespace).then_some(spec.isolation.uid);
+        let listener = PeerFilter {
+            inner: listener,
+            port: addr.port(),
+            allowed_uid,
+        };
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -601,8 +645,8 @@ impl Environment {
                 root: iso.root_dir.clone(),
                 mounts: iso.mounts.clone(),
                 hostname: crate::isolation::HOSTNAME.into(),
-                uid: SANDBOX_UID,
-                gid: SANDBOX_UID,
+                uid: iso.uid,
+                gid: iso.uid,
                 cwd: spec.cwd.clone(),
                 command: spec.command.clone(),
                 env,

@@ -18,7 +18,7 @@
 //!    SIGUSR2 to it, reaps every orphan, and exits when the runtime exits,
 //!    which makes the kernel kill whatever is left in the namespace. It dies
 //!    with the holder (`PR_SET_PDEATHSIG`), which dies with the server.
-//! 3. **runtime**: drops to uid/gid [`SANDBOX_UID`] with no supplementary
+//! 3. **runtime**: drops to the environment's own uid/gid with no supplementary
 //!    groups and no capabilities, sets `no_new_privs`, installs the seccomp
 //!    filter and execs the runtime program.
 //!
@@ -58,8 +58,9 @@ use crate::runtime::Family;
 
 /// argv[1] that makes the `stratus` binary run as the sandbox helper.
 pub const INIT_ARG: &str = "__sandbox-init";
-/// The user (and group) functions run as in `namespace` mode. AWS runs
-/// functions as `sbx_user1051`, uid 993; no /etc/passwd entry is needed.
+/// AWS's uid for `sbx_user1051`. In `namespace` mode each environment gets
+/// a uid of its own instead ([`next_environment_uid`]); this one is only the
+/// placeholder of a spec in `process` mode.
 pub const SANDBOX_UID: u32 = 993;
 /// `LAMBDA_TASK_ROOT` inside a namespace environment.
 pub const TASK_ROOT: &str = "/var/task";
@@ -118,6 +119,46 @@ pub struct IsolationSpec {
     pub root_dir: PathBuf,
     /// The root view (namespace mode), in mount order.
     pub mounts: Vec<Mount>,
+    /// The unprivileged uid (and gid) the runtime runs as. Each environment
+    /// gets its own, so its Runtime API can tell its own connections from
+    /// another environment's (see [`peer_uid`]).
+    pub uid: u32,
+}
+
+/// First and last uid handed to environments (namespace mode).
+const ENV_UID_FIRST: u32 = 20_000;
+const ENV_UID_LAST: u32 = 59_999;
+
+/// A uid for a new environment, cycling through a range no host account
+/// uses by convention.
+pub fn next_environment_uid() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ENV_UID_FIRST + n % (ENV_UID_LAST - ENV_UID_FIRST + 1)
+}
+
+/// The uid owning the client end of a loopback TCP connection from
+/// `peer` to local port `local_port`, read from `/proc/net/tcp` (the
+/// connection's client socket has local address `peer` and remote port
+/// `local_port`). `None` if it cannot be found.
+pub fn peer_uid(peer: std::net::SocketAddr, local_port: u16) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    for line in table.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 8 {
+            continue;
+        }
+        if port_of(cols[1]) == Some(peer.port()) && port_of(cols[2]) == Some(local_port) {
+            return cols[7].parse().ok();
+        }
+    }
+    None
 }
 
 /// What the helper needs, sent as JSON on its stdin.
@@ -275,10 +316,13 @@ impl Sandbox {
             cgroups: self.cgroups.clone(),
             root_dir: self.root_dir.clone(),
             mounts: Vec::new(),
+            uid: SANDBOX_UID,
         };
         if self.mode == Isolation::Process {
             return Ok((spec, interpreter.map(str::to_string)));
         }
+        let uid = next_environment_uid();
+        spec.uid = uid;
         let mut m = system_mounts();
         // /tmp comes first, so an interpreter installed below /tmp (a venv
         // in a checkout under /tmp, say) is bound on top of it, not hidden.
@@ -336,13 +380,11 @@ impl Sandbox {
         for (file, line) in [
             (
                 "/etc/passwd",
-                format!(
-                    "sbx_user1051:x:{SANDBOX_UID}:{SANDBOX_UID}::/home/sbx_user1051:/sbin/nologin"
-                ),
+                format!("sbx_user1051:x:{uid}:{uid}::/home/sbx_user1051:/sbin/nologin"),
             ),
-            ("/etc/group", format!("sbx_user1051:x:{SANDBOX_UID}:")),
+            ("/etc/group", format!("sbx_user1051:x:{uid}:")),
         ] {
-            if let Some(contents) = with_sandbox_user(file, &line) {
+            if let Some(contents) = with_sandbox_user(file, &line, uid) {
                 m.push(Mount::File {
                     dst: file.into(),
                     contents,
@@ -356,9 +398,9 @@ impl Sandbox {
 
 /// The host's `file` (passwd or group) plus `line`, unless an entry for the
 /// sandbox id is there already; `None` if the host has no such file.
-fn with_sandbox_user(file: &str, line: &str) -> Option<String> {
+fn with_sandbox_user(file: &str, line: &str, uid: u32) -> Option<String> {
     let host = std::fs::read_to_string(file).ok()?;
-    let uid = SANDBOX_UID.to_string();
+    let uid = uid.to_string();
     if host
         .lines()
         .any(|l| l.split(':').nth(2) == Some(uid.as_str()))
