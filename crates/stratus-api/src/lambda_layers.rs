@@ -8,8 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::{
-    Edge, body_or_error, error_response, no_content, query_get, query_pairs, region_of, reply,
-    with_request_id,
+    Edge, error_response, no_content, query_get, query_pairs, region_of, reply, with_request_id,
 };
 
 /// `GET /2018-10-31/layers`: ListLayers, or GetLayerVersionByArn with
@@ -47,10 +46,7 @@ pub(crate) async fn publish_layer_version(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "PublishLayerVersion") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "PublishLayerVersion");
     reply(
         StatusCode::CREATED,
         s.lambda
@@ -113,10 +109,7 @@ pub(crate) async fn add_layer_version_permission(
     RawQuery(q): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "AddLayerVersionPermission") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "AddLayerVersionPermission");
     let q = query_pairs(q.as_deref());
     reply(
         StatusCode::CREATED,

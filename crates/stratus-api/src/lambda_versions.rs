@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::Value;
 use stratus_core::AwsError;
 
-use crate::{Edge, body_or_error, no_content, query_get, query_pairs, region_of, reply};
+use crate::{Edge, no_content, query_get, query_pairs, region_of, reply};
 
 /// PublishVersion: `POST /2015-03-31/functions/{FunctionName}/versions` (201).
 pub(crate) async fn publish_version(
@@ -19,10 +19,7 @@ pub(crate) async fn publish_version(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "PublishVersion") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "PublishVersion");
     reply(
         StatusCode::CREATED,
         s.lambda.publish_version(&region_of(&h), &name, &body).await,
@@ -55,10 +52,7 @@ pub(crate) async fn create_alias(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "CreateAlias") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "CreateAlias");
     reply(
         StatusCode::CREATED,
         s.lambda.create_alias(&region_of(&h), &name, &body).await,
@@ -104,10 +98,7 @@ pub(crate) async fn update_alias(
     Path((name, alias)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "UpdateAlias") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "UpdateAlias");
     reply(
         StatusCode::OK,
         s.lambda
@@ -132,10 +123,7 @@ pub(crate) async fn put_function_concurrency(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "PutFunctionConcurrency") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "PutFunctionConcurrency");
     reply(
         StatusCode::OK,
         s.lambda
@@ -184,10 +172,7 @@ pub(crate) async fn put_provisioned(
     RawQuery(q): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "PutProvisionedConcurrencyConfig") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "PutProvisionedConcurrencyConfig");
     let q = query_pairs(q.as_deref());
     let requested = match stratus_lambda::provisioned::parse_put_body(&body) {
         Ok(n) => n,

@@ -20,6 +20,17 @@ use stratus_core::{AwsError, DEFAULT_REGION};
 use stratus_lambda::{InvokeRequest, Lambda};
 
 pub mod json_rpc;
+/// The body of a request, or return the AWS error response for a body that
+/// cannot be read (too large for `$op`, or broken).
+macro_rules! body_or_return {
+    ($body:expr, $op:expr) => {
+        match $crate::body_or_error($body, $op) {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
+}
+
 mod lambda_layers;
 mod lambda_versions;
 
@@ -206,7 +217,7 @@ fn no_content(r: Result<(), AwsError>) -> Response {
 // The error is a ready response, returned once per request: boxing it would
 // buy nothing.
 #[allow(clippy::result_large_err)]
-fn body_or_error(b: Result<Bytes, BytesRejection>, op: &str) -> Result<Bytes, Response> {
+pub(crate) fn body_or_error(b: Result<Bytes, BytesRejection>, op: &str) -> Result<Bytes, Response> {
     b.map_err(|rej| {
         let e = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AwsError::new(
@@ -251,10 +262,7 @@ async fn create_function(
     h: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "CreateFunction") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "CreateFunction");
     reply(
         StatusCode::CREATED,
         s.lambda.create_function(&region_of(&h), &body).await,
@@ -310,10 +318,7 @@ async fn update_function_configuration(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "UpdateFunctionConfiguration") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "UpdateFunctionConfiguration");
     reply(
         StatusCode::OK,
         s.lambda
@@ -328,10 +333,7 @@ async fn update_function_code(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "UpdateFunctionCode") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "UpdateFunctionCode");
     reply(
         StatusCode::OK,
         s.lambda
@@ -469,10 +471,7 @@ async fn tag_resource(
     Path(arn): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body_or_error(body, "TagResource") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body = body_or_return!(body, "TagResource");
     no_content(s.lambda.tag_resource(&region_of(&h), &arn, &body).await)
 }
 

@@ -691,28 +691,52 @@ impl AutoScaling {
 
     /// DescribeScalingPolicies.
     fn describe_scaling_policies(&self, region: &str, input: &Input) -> AwsResult<Value> {
+        self.describe_children::<PolicyRecord>(
+            region,
+            input,
+            KIND_POLICY,
+            "PolicyNames",
+            "ScalingPolicies",
+            |p| (&p.key, &p.name, p.to_wire()),
+        )
+    }
+
+    /// The Describe operation of policies or scheduled actions (`T`, stored
+    /// as `kind`): filtered by namespace, the names in `names_field`,
+    /// ResourceId and ScalableDimension, then paged into `out_field`.
+    /// `view` gives a record's target, name and wire shape.
+    fn describe_children<T: serde::de::DeserializeOwned>(
+        &self,
+        region: &str,
+        input: &Input,
+        kind: &str,
+        names_field: &str,
+        out_field: &str,
+        view: impl Fn(&T) -> (&TargetKey, &String, Value),
+    ) -> AwsResult<Value> {
         let ns = input.req_enum("ServiceNamespace", NAMESPACES)?;
-        let names = input.str_list("PolicyNames", 50)?;
+        let names = input.str_list(names_field, 50)?;
         let rid = input.str("ResourceId")?;
         let dim = input.str("ScalableDimension")?;
         if let Some(d) = &dim {
             check_enum("ScalableDimension", d, DIMENSIONS)?;
         }
         let items: Vec<(String, Value)> = self
-            .list::<PolicyRecord>(KIND_POLICY, region)?
-            .into_iter()
-            .filter(|p| p.key.namespace == ns)
-            .filter(|p| names.as_ref().is_none_or(|n| n.contains(&p.name)))
-            .filter(|p| rid.as_ref().is_none_or(|r| &p.key.resource_id == r))
-            .filter(|p| dim.as_ref().is_none_or(|d| &p.key.dimension == d))
-            .map(|p| (p.key.child_id(&p.name), p.to_wire()))
+            .list::<T>(kind, region)?
+            .iter()
+            .map(&view)
+            .filter(|(k, _, _)| k.namespace == ns)
+            .filter(|(_, n, _)| names.as_ref().is_none_or(|l| l.contains(n)))
+            .filter(|(k, _, _)| rid.as_ref().is_none_or(|r| &k.resource_id == r))
+            .filter(|(k, _, _)| dim.as_ref().is_none_or(|d| &k.dimension == d))
+            .map(|(k, n, wire)| (k.child_id(n), wire))
             .collect();
         let (page, next) = paginate(
             items,
             input.int("MaxResults")?,
             input.str("NextToken")?.as_deref(),
         )?;
-        let mut v = json!({"ScalingPolicies": page});
+        let mut v = json!({ out_field: page });
         if let Some(n) = next {
             v["NextToken"] = json!(n);
         }
@@ -828,32 +852,14 @@ impl AutoScaling {
 
     /// DescribeScheduledActions.
     fn describe_scheduled_actions(&self, region: &str, input: &Input) -> AwsResult<Value> {
-        let ns = input.req_enum("ServiceNamespace", NAMESPACES)?;
-        let names = input.str_list("ScheduledActionNames", 50)?;
-        let rid = input.str("ResourceId")?;
-        let dim = input.str("ScalableDimension")?;
-        if let Some(d) = &dim {
-            check_enum("ScalableDimension", d, DIMENSIONS)?;
-        }
-        let items: Vec<(String, Value)> = self
-            .list::<ActionRecord>(KIND_ACTION, region)?
-            .into_iter()
-            .filter(|a| a.key.namespace == ns)
-            .filter(|a| names.as_ref().is_none_or(|n| n.contains(&a.name)))
-            .filter(|a| rid.as_ref().is_none_or(|r| &a.key.resource_id == r))
-            .filter(|a| dim.as_ref().is_none_or(|d| &a.key.dimension == d))
-            .map(|a| (a.key.child_id(&a.name), a.to_wire()))
-            .collect();
-        let (page, next) = paginate(
-            items,
-            input.int("MaxResults")?,
-            input.str("NextToken")?.as_deref(),
-        )?;
-        let mut v = json!({"ScheduledActions": page});
-        if let Some(n) = next {
-            v["NextToken"] = json!(n);
-        }
-        Ok(v)
+        self.describe_children::<ActionRecord>(
+            region,
+            input,
+            KIND_ACTION,
+            "ScheduledActionNames",
+            "ScheduledActions",
+            |a| (&a.key, &a.name, a.to_wire()),
+        )
     }
 
     /// DeleteScheduledAction.

@@ -1100,8 +1100,9 @@ fn set_oom_score_adj(v: &str) {
     let _ = std::fs::write("/proc/self/oom_score_adj", v);
 }
 
-/// Exits the way a child with wait status `st` did.
-fn mirror(st: libc::c_int) -> i32 {
+/// The exit status that reproduces a child's wait status `st`: its exit
+/// code, or (after re-raising the same signal on ourselves) 128 + signal.
+pub(crate) fn mirror(st: libc::c_int) -> i32 {
     if libc::WIFEXITED(st) {
         return libc::WEXITSTATUS(st);
     }

@@ -204,7 +204,7 @@ pub fn launcher_main() -> i32 {
             if !waiting {
                 pump(&mut exts, pipe[0], 0);
                 flush_partial(&mut exts);
-                return mirror(st);
+                return crate::isolation::mirror(st);
             }
         }
         pump(&mut exts, pipe[0], 1000);
@@ -431,33 +431,6 @@ fn http(api: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
-}
-
-/// Exits the way a child with wait status `st` did.
-fn mirror(st: libc::c_int) -> i32 {
-    if libc::WIFEXITED(st) {
-        return libc::WEXITSTATUS(st);
-    }
-    if libc::WIFSIGNALED(st) {
-        let sig = libc::WTERMSIG(st);
-        // SAFETY: restoring the default action and raising the signal on
-        // ourselves in a single-threaded process.
-        unsafe {
-            let lim = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &lim);
-            libc::signal(sig, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, sig);
-            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::kill(libc::getpid(), sig);
-        }
-        return 128 + sig;
-    }
-    1
 }
 
 #[cfg(test)]
