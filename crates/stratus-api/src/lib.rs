@@ -20,6 +20,7 @@ use stratus_core::{AwsError, DEFAULT_REGION};
 use stratus_lambda::{InvokeRequest, Lambda};
 
 pub mod json_rpc;
+pub mod query;
 /// The body of a request, or return the AWS error response for a body that
 /// cannot be read (too large for `$op`, or broken).
 macro_rules! body_or_return {
@@ -35,6 +36,7 @@ mod lambda_layers;
 mod lambda_versions;
 
 pub use json_rpc::JsonServices;
+pub use query::{QueryRequest, QueryServices};
 
 /// Largest request body the edge accepts (69,905,067 bytes: a 50 MB zip in
 /// base64 inside JSON, the limit AWS names for CreateFunction).
@@ -57,8 +59,20 @@ pub fn router(edge: Edge) -> Router {
 /// Builds the edge router with the json-protocol services answering
 /// `POST /` by `X-Amz-Target` (see [`json_rpc`]).
 pub fn router_with(edge: Edge, json_services: JsonServices) -> Router {
+    router_with_all(edge, json_services, QueryServices::new())
+}
+
+/// Builds the edge router with the json-protocol services (`POST /` with
+/// `X-Amz-Target`) and the query-protocol services (`POST /` or a queue
+/// URL path with a form-encoded body, see [`query`]).
+pub fn router_with_all(
+    edge: Edge,
+    json_services: JsonServices,
+    query_services: QueryServices,
+) -> Router {
     Router::new()
-        .route("/", axum::routing::post(json_rpc::dispatch))
+        .route("/", axum::routing::post(post_root))
+        .route("/{account}/{queue}", axum::routing::post(post_queue_path))
         .route(
             "/2015-03-31/functions",
             post(create_function).get(list_functions),
@@ -142,6 +156,7 @@ pub fn router_with(edge: Edge, json_services: JsonServices) -> Router {
         .route("/_stratus/code/{region}/{name}/{file}", get(code_download))
         .fallback(unknown)
         .layer(axum::Extension(json_services))
+        .layer(axum::Extension(query_services))
         .layer(axum::middleware::map_response(aws_error_shape))
         .layer(axum::middleware::map_request(check_qualifier))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
@@ -515,6 +530,61 @@ async fn code_download(
         Ok(b) => with_request_id(([("content-type", "application/zip")], b).into_response()),
         Err(e) => error_response(&e),
     }
+}
+
+/// `POST /`: the query protocol for form-encoded bodies, else the json
+/// protocol (`X-Amz-Target`).
+async fn post_root(
+    json: axum::Extension<JsonServices>,
+    axum::Extension(query): axum::Extension<QueryServices>,
+    h: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    if query::is_form(&h) {
+        return match body {
+            Ok(b) => query::dispatch(&query, &h, "/", &b).await,
+            Err(rej) => query::query_error(
+                &AwsError::new(
+                    400,
+                    "MalformedQueryString",
+                    format!("Could not read the request body: {rej}"),
+                ),
+                "",
+                &stratus_core::request_id(),
+            ),
+        };
+    }
+    json_rpc::dispatch(json, h, body).await
+}
+
+/// `POST /<account>/<queue>`: an SQS queue URL (older SQS clients post
+/// query-protocol requests to the queue's URL; current ones post json to
+/// `/` but some send it to the queue URL too).
+async fn post_queue_path(
+    json: axum::Extension<JsonServices>,
+    axum::Extension(query): axum::Extension<QueryServices>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    if query::is_form(&h) {
+        return match body {
+            Ok(b) => query::dispatch(&query, &h, uri.path(), &b).await,
+            Err(rej) => query::query_error(
+                &AwsError::new(
+                    400,
+                    "MalformedQueryString",
+                    format!("Could not read the request body: {rej}"),
+                ),
+                "",
+                &stratus_core::request_id(),
+            ),
+        };
+    }
+    if h.contains_key("x-amz-target") {
+        return json_rpc::dispatch(json, h, body).await;
+    }
+    unknown(Method::POST, uri).await
 }
 
 async fn unknown(method: Method, uri: Uri) -> Response {

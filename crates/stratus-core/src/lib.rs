@@ -6,11 +6,13 @@
 pub mod arn;
 pub mod config;
 pub mod error;
+pub mod targets;
 pub mod time;
 
 pub use arn::FunctionRef;
 pub use config::Config;
 pub use error::{AwsError, AwsResult};
+pub use targets::{Delivery, MessageAttribute, Target, Targets};
 
 /// The account id used in ARNs when none is configured (AWS's documentation
 /// examples use `123456789012`, so examples run as written).

@@ -13,6 +13,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod commit;
+
+/// The SQLite binding, for services that keep tables of their own
+/// (see [`Store::migrate`], [`Store::write`], [`Store::read`]).
+pub use rusqlite;
+
 /// An error from the store; services map it to a `ServiceException`.
 #[derive(Debug)]
 pub struct StoreError(pub String);
@@ -207,6 +213,7 @@ const LOG_WAKE_AT: usize = 8192;
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     logs: Arc<(Mutex<LogQueue>, Condvar)>,
+    committer: commit::Committer,
     path: PathBuf,
 }
 
@@ -229,9 +236,11 @@ impl Store {
             .name("stratus-log-writer".into())
             .spawn(move || log_writer(writer, q))
             .map_err(|e| StoreError(e.to_string()))?;
+        let committer = commit::Committer::start(open_conn(&path)?)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             logs,
+            committer,
             path,
         })
     }
@@ -245,6 +254,57 @@ impl Store {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         Ok(f(&conn)?)
+    }
+
+    /// Creates a service's own tables and indexes: `sql` is a batch of
+    /// `CREATE ... IF NOT EXISTS` statements, run once at start-up.
+    ///
+    /// Errors: the SQL fails.
+    pub fn migrate(&self, sql: &str) -> StoreResult<()> {
+        self.with(|c| c.execute_batch(sql))
+    }
+
+    /// Runs `f` on the reading connection. It sees every committed write
+    /// (including [`Store::write`]s that have completed).
+    ///
+    /// Errors: `f` fails.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        self.with(f)
+    }
+
+    /// Runs `f` in a write transaction shared with other writers (group
+    /// commit, see the `commit` module) and resolves once that transaction
+    /// is committed: after `.await` returns `Ok`, the write survives SIGKILL.
+    /// `f` runs inside its own savepoint: if it returns `Err`, its changes
+    /// are rolled back and the others' are kept.
+    ///
+    /// Errors: `f` fails, the commit fails, or the store is closed.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.committer.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError("the store writer stopped".into())))
+    }
+
+    /// [`Store::write`] for threads outside the async runtime: blocks until
+    /// the round is committed.
+    pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        self.committer.submit(f, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(StoreError("the store writer stopped".into())))
     }
 
     /// Inserts or replaces the JSON document of a resource.
@@ -563,6 +623,52 @@ mod tests {
         let d = std::env::temp_dir().join(format!("stratus-store-test-{}", stratus_core::hex32()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn group_commit_isolates_failures_and_persists() {
+        let d = tmp();
+        let s = Store::open(&d).unwrap();
+        s.migrate("CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .unwrap();
+        let mut handles = Vec::new();
+        for i in 0..200i64 {
+            let s = s.clone();
+            handles.push(tokio::spawn(async move {
+                s.write(move |tx| {
+                    tx.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", params![i])?;
+                    if i % 10 == 0 {
+                        // Fails: duplicate key. Only this write is undone.
+                        tx.execute("INSERT INTO t (k, v) VALUES (?1, 'y')", params![i])?;
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut failed = 0;
+        for h in handles {
+            if h.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 20);
+        let n: i64 = s
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(n, 180);
+        drop(s);
+        let s = Store::open(&d).unwrap();
+        let n: i64 = s
+            .read(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(n, 180);
+        let v = s
+            .write_blocking(|tx| {
+                tx.query_row("SELECT v FROM t WHERE k = 1", [], |r| r.get::<_, String>(0))
+            })
+            .unwrap();
+        assert_eq!(v, "x");
     }
 
     #[test]

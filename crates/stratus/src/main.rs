@@ -329,21 +329,68 @@ async fn serve(mut config: Config) -> Result<(), String> {
     });
     let autoscaling = stratus_autoscaling::AutoScaling::new(lambda.clone(), store.clone(), &config);
     let autoscaling_engine = autoscaling.spawn_engine();
-    let json_services = stratus_api::JsonServices::new().with(
-        stratus_autoscaling::TARGET_PREFIX,
-        "1.1",
-        move |region, op, body| {
-            let a = autoscaling.clone();
-            async move { a.call(&region, &op, &body).await }
-        },
-    );
-    let app = stratus_api::router_with(
+    // Services deliver to each other by ARN through this registry.
+    let targets = stratus_core::Targets::new();
+    let sqs = stratus_sqs::Sqs::new(store.clone(), &config, targets.clone(), lambda.clone())?;
+    let sns = stratus_sns::Sns::new(store.clone(), &config, targets.clone())?;
+    let events = stratus_events::Events::new(store.clone(), &config, targets.clone())?;
+    targets.register("sqs", sqs.clone());
+    targets.register("sns", sns.clone());
+    targets.register("events", events.clone());
+    let mut background = Vec::new();
+    background.extend(sqs.spawn());
+    background.extend(sns.spawn());
+    background.extend(events.spawn());
+    let json_services = stratus_api::JsonServices::new()
+        .with(
+            stratus_autoscaling::TARGET_PREFIX,
+            "1.1",
+            move |region, op, body| {
+                let a = autoscaling.clone();
+                async move { a.call(&region, &op, &body).await }
+            },
+        )
+        .with(stratus_sqs::TARGET_PREFIX, "1.0", {
+            let sqs = sqs.clone();
+            move |region, op, body| {
+                let sqs = sqs.clone();
+                async move { sqs.call_json(&region, &op, body).await }
+            }
+        })
+        .with(stratus_events::TARGET_PREFIX, "1.1", {
+            let events = events.clone();
+            move |region, op, body| {
+                let events = events.clone();
+                async move { events.call(&region, &op, body).await }
+            }
+        });
+    let query_services = stratus_api::QueryServices::new()
+        .with("sqs", stratus_sqs::XMLNS, stratus_sqs::ACTIONS, {
+            let sqs = sqs.clone();
+            move |r: stratus_api::QueryRequest| {
+                let sqs = sqs.clone();
+                async move {
+                    sqs.call_query(&r.region, &r.action, &r.params, &r.path)
+                        .await
+                }
+            }
+        })
+        .with("sns", stratus_sns::XMLNS, stratus_sns::ACTIONS, {
+            let sns = sns.clone();
+            move |r: stratus_api::QueryRequest| {
+                let sns = sns.clone();
+                async move { sns.call_query(&r.region, &r.action, &r.params).await }
+            }
+        });
+    let app = stratus_api::router_with_all(
         stratus_api::Edge {
             lambda: lambda.clone(),
             health: Arc::new(health),
         },
         json_services,
-    );
+        query_services,
+    )
+    .merge(sqs.esm_router());
 
     let reaper = {
         let lambda = lambda.clone();
@@ -384,6 +431,9 @@ async fn serve(mut config: Config) -> Result<(), String> {
     let _ = stop_tx.send(true);
     reaper.abort();
     autoscaling_engine.abort();
+    for task in background {
+        task.abort();
+    }
     // Environments get their grace period, then are killed; in-flight
     // requests are not waited for longer than that.
     lambda.shutdown().await;

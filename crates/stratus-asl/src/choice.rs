@@ -1,0 +1,2 @@
+//! Choice rules (JSONPath mode): comparison operators, type tests, And / Or
+//! / Not.

@@ -1,0 +1,1 @@
+//! Intrinsic functions (`States.Format`, `States.Array`, ...).

@@ -1,0 +1,2 @@
+//! The functions Step Functions adds to JSONata (`$partition`, `$range`,
+//! `$hash`, `$random`, `$uuid`, `$parse`).
