@@ -107,10 +107,10 @@ impl QueryServices {
         if let Some(name) = signing_name(h) {
             return self.0.iter().find(|s| s.signing_name == name);
         }
-        if path.trim_matches('/').contains('/') {
-            if let Some(s) = self.0.iter().find(|s| s.signing_name == "sqs") {
-                return Some(s);
-            }
+        if path.trim_matches('/').contains('/')
+            && let Some(s) = self.0.iter().find(|s| s.signing_name == "sqs")
+        {
+            return Some(s);
         }
         self.0.iter().find(|s| s.actions.contains(&action))
     }
