@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use stratus_core::{AwsError, AwsResult, Delivery, FunctionRef, MessageAttribute, Targets, arn};
 use stratus_store::rusqlite::{self, OptionalExtension, params};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::invoke::{InvokeRequest, InvokeResponse, InvokeTarget};
 use crate::model::{DeadLetterConfig, FunctionRecord};
@@ -63,9 +63,11 @@ const FUNCTION_ERROR_DELAYS_MS: [i64; 2] = [60_000, 120_000];
 const BACKOFF_FIRST_MS: i64 = 1_000;
 const BACKOFF_MAX_MS: i64 = 300_000;
 
-/// Events running at once, over all functions; the functions' concurrency
-/// limits apply on top (a throttled event waits its backoff).
-const MAX_IN_FLIGHT: usize = 256;
+/// Events of one function running at once. The function's own
+/// concurrency limits apply on top (a throttled event waits its backoff);
+/// events beyond this wait in memory for a running one to finish, so a
+/// burst of thousands of events does not turn into thousands of throttles.
+const MAX_IN_FLIGHT_PER_FUNCTION: usize = 32;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS lambda_async_events (
@@ -101,18 +103,25 @@ const KIND_CONFIG: &str = "event-invoke-config";
 /// The in-memory side of the queue: which event is due when.
 #[derive(Default)]
 pub(crate) struct AsyncQueue {
-    /// `(due_ms, event id)`, earliest first.
-    schedule: Mutex<BTreeSet<(i64, String)>>,
+    /// `(due_ms, event id, function key)`, earliest first.
+    schedule: Mutex<BTreeSet<(i64, String, String)>>,
     wake: Notify,
     targets: OnceLock<Targets>,
+    /// Per function key (`region/name`): events running, events waiting
+    /// for one of them to finish.
+    running: Mutex<std::collections::HashMap<String, (usize, std::collections::VecDeque<String>)>>,
+}
+
+fn function_key(region: &str, name: &str) -> String {
+    format!("{region}/{name}")
 }
 
 impl AsyncQueue {
-    fn push(&self, due_ms: i64, id: String) {
+    fn push(&self, due_ms: i64, id: String, fkey: String) {
         self.schedule
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((due_ms, id));
+            .insert((due_ms, id, fkey));
         self.wake.notify_one();
     }
 }
@@ -357,7 +366,11 @@ impl Lambda {
                 add_metrics(c, &r, &name, now, 1, 0, 0, 0, None)
             })
             .await?;
-        self.async_queue.push(now, id.clone());
+        self.async_queue.push(
+            now,
+            id.clone(),
+            function_key(region, &rec.config.function_name),
+        );
         Ok(InvokeResponse {
             status: 202,
             request_id: Some(id),
@@ -377,9 +390,16 @@ impl Lambda {
     ) -> tokio::task::JoinHandle<()> {
         let _ = self.async_queue.targets.set(targets);
         if let Ok(rows) = self.store.read(|c| {
-            let mut st = c.prepare("SELECT due_ms, id FROM lambda_async_events")?;
+            let mut st =
+                c.prepare("SELECT due_ms, id, region, function_name FROM lambda_async_events")?;
             let rows = st
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        function_key(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?),
+                    ))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         }) {
@@ -395,43 +415,80 @@ impl Lambda {
     }
 
     async fn process_queue(self: Arc<Self>) {
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         loop {
             let notified = self.async_queue.wake.notified();
             let now = stratus_core::time::now_ms();
             // `Ok(Some)`: due now; `Ok(None)`: queue empty; `Err(ms)`: wait.
-            let next: Result<Option<(i64, String)>, u64> = {
+            let next: Result<Option<(i64, String, String)>, u64> = {
                 let mut s = self
                     .async_queue
                     .schedule
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
                 match s.first() {
-                    Some((due, _)) if *due <= now => Ok(s.pop_first()),
-                    Some((due, _)) => Err((*due - now).max(1) as u64),
+                    Some((due, _, _)) if *due <= now => Ok(s.pop_first()),
+                    Some((due, _, _)) => Err((*due - now).max(1) as u64),
                     None => Ok(None),
                 }
             };
-            let next = match next {
-                Ok(n) => n,
+            match next {
+                Ok(Some((_, id, fkey))) => self.dispatch(id, fkey),
+                Ok(None) => notified.await,
                 Err(wait) => {
                     let _ = tokio::time::timeout(Duration::from_millis(wait), notified).await;
-                    continue;
                 }
-            };
-            let Some((_, id)) = next else {
-                notified.await;
-                continue;
-            };
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let me = self.clone();
-            tokio::spawn(async move {
-                me.process_event(&id).await;
-                drop(permit);
-            });
+            }
         }
+    }
+
+    /// Runs a due event now, or parks it behind the function's running
+    /// events when it has [`MAX_IN_FLIGHT_PER_FUNCTION`] of them.
+    fn dispatch(self: &Arc<Self>, id: String, fkey: String) {
+        {
+            let mut running = self
+                .async_queue
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let entry = running.entry(fkey.clone()).or_default();
+            if entry.0 >= MAX_IN_FLIGHT_PER_FUNCTION {
+                entry.1.push_back(id);
+                return;
+            }
+            entry.0 += 1;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut id = id;
+            loop {
+                me.process_event(&id).await;
+                // Hand the slot to the next parked event of the function.
+                let next = {
+                    let mut running = me
+                        .async_queue
+                        .running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    match running.get_mut(&fkey) {
+                        Some(e) => match e.1.pop_front() {
+                            Some(n) => Some(n),
+                            None => {
+                                e.0 -= 1;
+                                if e.0 == 0 {
+                                    running.remove(&fkey);
+                                }
+                                None
+                            }
+                        },
+                        None => None,
+                    }
+                };
+                match next {
+                    Some(n) => id = n,
+                    None => return,
+                }
+            }
+        });
     }
 
     fn load_event(&self, id: &str) -> Option<QueuedEvent> {
@@ -630,7 +687,11 @@ impl Lambda {
         if let Err(e) = written {
             tracing::warn!("asynchronous event {}: cannot record its retry: {e}", ev.id);
         }
-        self.async_queue.push(due, ev.id.clone());
+        self.async_queue.push(
+            due,
+            ev.id.clone(),
+            function_key(&ev.region, &ev.function_name),
+        );
     }
 
     /// Sends the outcome to its destination and dead-letter queue, then
