@@ -108,6 +108,12 @@ CREATE TABLE IF NOT EXISTS sns_dedup (
 );
 "#;
 
+/// The inner XML of an empty `<ActionResult>` element: `TagResource` and
+/// `UntagResource` have an output shape with a result wrapper, so their
+/// answers carry an (empty) `<TagResourceResult>` that botocore looks for;
+/// the query codec writes the wrapper only around non-empty content.
+const EMPTY_RESULT: &str = " ";
+
 /// `InvalidParameter` (400), SNS's error for bad parameters.
 pub fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::new(400, "InvalidParameter", message)
@@ -1131,7 +1137,7 @@ impl Sns {
             ));
         }
         self.save_topic(&t).await?;
-        Ok(String::new())
+        Ok(EMPTY_RESULT.to_string())
     }
 
     async fn untag_resource(&self, p: &Params) -> AwsResult<String> {
@@ -1139,7 +1145,7 @@ impl Sns {
         let keys = p.strings("TagKeys");
         t.tags.retain(|(k, _)| !keys.contains(k));
         self.save_topic(&t).await?;
-        Ok(String::new())
+        Ok(EMPTY_RESULT.to_string())
     }
 
     fn list_tags(&self, p: &Params) -> AwsResult<String> {
