@@ -627,3 +627,74 @@ def test_http_delivery_is_retried_and_survives_sigkill(tmp_path):
             httpd.shutdown()
     finally:
         srv.stop()
+
+
+# --------------------------------------------------------------------------
+# dead-letter queues, raw attribute types, unsigned requests, the docs
+# --------------------------------------------------------------------------
+
+
+def test_undeliverable_message_goes_to_the_dead_letter_queue(sns, sqs, topic):
+    """A queue deleted after subscribing is a client-side error: no retries,
+    the message moves to the subscription's dead-letter queue."""
+    url, qarn = make_queue(sqs)
+    dlq_url, dlq_arn = make_queue(sqs)
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn,
+                  Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn})})
+    sqs.delete_queue(QueueUrl=url)
+    mid = sns.publish(TopicArn=topic, Message="nowhere to go")["MessageId"]
+    msgs = receive(sqs, dlq_url, 1, timeout=20)
+    assert len(msgs) == 1
+    body = json.loads(msgs[0]["Body"])
+    assert body["MessageId"] == mid
+    assert body["Message"] == "nowhere to go"
+    with pytest.raises(ClientError) as e:
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=dlq_arn,
+                      Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": "nope"})})
+    assert_client_error(e, "InvalidParameter", 400)
+
+
+def test_raw_delivery_keeps_string_array_and_binary_attributes(sns, sqs, topic):
+    url, qarn = make_queue(sqs)
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn,
+                  Attributes={"RawMessageDelivery": "true"})
+    sns.publish(TopicArn=topic, Message="typed", MessageAttributes={
+        "list": {"DataType": "String.Array", "StringValue": '["a", "b"]'},
+        "bin": {"DataType": "Binary", "BinaryValue": b"\x01\x02"},
+    })
+    msgs = receive(sqs, url)
+    assert len(msgs) == 1
+    attrs = msgs[0]["MessageAttributes"]
+    assert attrs["list"] == {"StringValue": '["a", "b"]', "DataType": "String.Array"}
+    assert attrs["bin"] == {"BinaryValue": b"\x01\x02", "DataType": "Binary"}
+
+
+def test_unsigned_query_requests_route_to_sns(endpoint):
+    import urllib.request
+    req = urllib.request.Request(endpoint + "/", data=b"Action=ListTopics&Version=2010-03-31",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read().decode()
+    assert r.status == 200
+    assert "<ListTopicsResponse" in body and "http://sns.amazonaws.com/doc/2010-03-31/" in body
+
+
+def test_docs_example_runs_as_written(aws_cli, endpoint, tmp_path):
+    """docs/sns.md's shell example, with the endpoint of the test server."""
+    import re
+    import subprocess
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sns.md").read_text()
+    script = re.search(r"```sh\n(.*?)```", doc, re.S).group(1)
+    assert "EP=http://127.0.0.1:4566" in script
+    script = script.replace("EP=http://127.0.0.1:4566", f"EP={endpoint}")
+    env = aws_cli.env()
+    env["PATH"] = str(Path(aws_cli_bin()).parent) + ":" + env.get("PATH", "")
+    proc = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "order 1", proc.stdout
+
+
+def aws_cli_bin() -> str:
+    from harness import aws_cli_path
+    return aws_cli_path()
