@@ -184,30 +184,20 @@ impl Sns {
                 }
                 continue;
             }
-            // One task per subscription; each delivers its rows in order.
-            let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-            for r in rows {
-                groups
-                    .entry(r.pending.subscription_arn.clone())
-                    .or_default()
-                    .push(r);
-            }
+            // Every due row at once: a FIFO subscription has only its
+            // oldest row among them, so its order holds.
             let mut set = tokio::task::JoinSet::new();
-            for (_, rows) in groups {
+            for r in rows {
                 let me = self.clone();
                 set.spawn(async move {
-                    let mut out = Vec::new();
-                    for r in rows {
-                        let o = me.attempt(&r).await;
-                        out.push((r, o));
-                    }
-                    out
+                    let o = me.attempt(&r).await;
+                    (r, o)
                 });
             }
             let mut results = Vec::new();
             while let Some(r) = set.join_next().await {
                 if let Ok(v) = r {
-                    results.extend(v);
+                    results.push(v);
                 }
             }
             self.settle(results).await;
@@ -219,7 +209,7 @@ impl Sns {
             let mut st = c.prepare_cached(
                 "SELECT id, attempts, body FROM sns_deliveries d WHERE next_ms <= ?1 \
                  AND (fifo = 0 OR id = (SELECT MIN(id) FROM sns_deliveries e \
-                      WHERE e.subscription_arn = d.subscription_arn)) \
+                      WHERE e.subscription_arn = d.subscription_arn AND e.fifo = 1)) \
                  ORDER BY id LIMIT 256",
             )?;
             let rows = st.query_map(params![now], |r| {

@@ -123,6 +123,21 @@ fn topic_not_found() -> AwsError {
     AwsError::new(404, "NotFound", "Topic does not exist")
 }
 
+fn resource_not_found() -> AwsError {
+    AwsError::new(404, "ResourceNotFound", "Resource does not exist")
+}
+
+/// `TagLimitExceeded` (400): more than [`MAX_TAGS`] tags on a topic.
+fn tag_limit() -> AwsError {
+    AwsError::new(
+        400,
+        "TagLimitExceeded",
+        format!(
+            "Could not complete request: tag quota of per resource exceeded (at most {MAX_TAGS} tags)"
+        ),
+    )
+}
+
 fn subscription_not_found() -> AwsError {
     AwsError::new(404, "NotFound", "Subscription does not exist")
 }
@@ -273,20 +288,40 @@ impl Sns {
             .collect())
     }
 
-    async fn save_topic(&self, t: &Topic) -> AwsResult<()> {
-        let body = serde_json::to_string(t).map_err(|e| AwsError::service(e.to_string()))?;
-        let (arn, region) = (t.arn.clone(), t.region.clone());
+    /// Reads, changes and writes a topic in one write transaction, so
+    /// concurrent changes (FIFO sequence numbers, counters, tags) are not
+    /// lost. `f` refuses a change by returning an error; `missing` is the
+    /// error when the topic does not exist.
+    async fn update_topic<F>(&self, arn: &str, missing: AwsError, f: F) -> AwsResult<()>
+    where
+        F: FnOnce(&mut Topic) -> AwsResult<()> + Send + 'static,
+    {
+        let arn = arn.to_string();
         self.store
             .write(move |c| {
+                let body: Option<String> = c
+                    .query_row(
+                        "SELECT body FROM sns_topics WHERE arn = ?1",
+                        params![arn],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(mut t) = body.and_then(|b| serde_json::from_str::<Topic>(&b).ok()) else {
+                    return Ok(Err(missing));
+                };
+                if let Err(e) = f(&mut t) {
+                    return Ok(Err(e));
+                }
+                let body = serde_json::to_string(&t)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 c.execute(
                     "UPDATE sns_topics SET body = ?2 WHERE arn = ?1",
                     params![arn, body],
                 )?;
-                let _ = region;
-                Ok(())
+                Ok(Ok(()))
             })
             .await
-            .map_err(store_err)
+            .map_err(store_err)?
     }
 
     // ----------------------------------------------------------------
@@ -486,10 +521,10 @@ impl Sns {
     async fn set_topic_attributes(&self, p: &Params) -> AwsResult<String> {
         let arn = p.required("TopicArn")?;
         parse_topic_arn(arn, "TopicArn")?;
-        let name = p.required("AttributeName")?;
-        let value = p.get("AttributeValue").unwrap_or("");
-        let mut t = self.topic(arn)?.ok_or_else(topic_not_found)?;
-        if !TOPIC_ATTRIBUTES.contains(&name) {
+        let name = p.required("AttributeName")?.to_string();
+        let value = p.get("AttributeValue").unwrap_or("").to_string();
+        self.topic(arn)?.ok_or_else(topic_not_found)?;
+        if !TOPIC_ATTRIBUTES.contains(&name.as_str()) {
             return Err(invalid(format!(
                 "Invalid parameter: AttributeName Reason: Unknown attribute {name}"
             )));
@@ -499,13 +534,16 @@ impl Sns {
                 "Invalid parameter: AttributeName Reason: FifoTopic can only be set when the topic is created",
             ));
         }
-        if value.is_empty() && name != "DisplayName" {
-            t.attributes.remove(name);
-        } else {
-            check_topic_attribute(name, value, t.fifo)?;
-            t.attributes.insert(name.to_string(), value.to_string());
-        }
-        self.save_topic(&t).await?;
+        self.update_topic(arn, topic_not_found(), move |t| {
+            if value.is_empty() && name != "DisplayName" {
+                t.attributes.remove(&name);
+            } else {
+                check_topic_attribute(&name, &value, t.fifo)?;
+                t.attributes.insert(name, value);
+            }
+            Ok(())
+        })
+        .await?;
         Ok(String::new())
     }
 
@@ -754,36 +792,46 @@ impl Sns {
         topic_of_subscription(&arn)?;
         let name = p.required("AttributeName")?.to_string();
         let value = p.get("AttributeValue").unwrap_or("").to_string();
-        let mut s = self
-            .subscription(&arn)?
+        self.subscription(&arn)?
             .ok_or_else(subscription_not_found)?;
         if !model::SUBSCRIPTION_ATTRIBUTES.contains(&name.as_str()) {
             return Err(invalid(format!(
                 "Invalid parameter: AttributeName Reason: Unknown subscription attribute {name}"
             )));
         }
-        let mut attrs = s.attributes.clone();
-        if value.is_empty() {
-            attrs.remove(&name);
-        } else {
-            attrs.insert(name.clone(), value.clone());
-        }
-        check_subscription_attributes(&s.protocol, &attrs)?;
-        s.attributes = attrs;
-        let body = serde_json::to_string(&s).map_err(|e| AwsError::service(e.to_string()))?;
-        let n = self
-            .store
+        // Read, check and write in one transaction: concurrent changes to
+        // other attributes are kept.
+        self.store
             .write(move |c| {
+                let body: Option<String> = c
+                    .query_row(
+                        "SELECT body FROM sns_subscriptions WHERE arn = ?1",
+                        params![arn],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(mut s) = body.and_then(|b| serde_json::from_str::<Subscription>(&b).ok())
+                else {
+                    return Ok(Err(subscription_not_found()));
+                };
+                if value.is_empty() {
+                    s.attributes.remove(&name);
+                } else {
+                    s.attributes.insert(name, value);
+                }
+                if let Err(e) = check_subscription_attributes(&s.protocol, &s.attributes) {
+                    return Ok(Err(e));
+                }
+                let body = serde_json::to_string(&s)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
                 c.execute(
                     "UPDATE sns_subscriptions SET body = ?2 WHERE arn = ?1",
                     params![arn, body],
-                )
+                )?;
+                Ok(Ok(()))
             })
             .await
-            .map_err(store_err)?;
-        if n == 0 {
-            return Err(subscription_not_found());
-        }
+            .map_err(store_err)??;
         Ok(String::new())
     }
 
@@ -1049,7 +1097,7 @@ impl Sns {
                         )
                         .optional()?;
                     if let Some(prev) = seen {
-                        return Ok(prev);
+                        return Ok(Some(prev));
                     }
                     let body: Option<String> = c
                         .query_row(
@@ -1060,7 +1108,7 @@ impl Sns {
                         .optional()?;
                     let Some(mut t) = body.and_then(|b| serde_json::from_str::<Topic>(&b).ok())
                     else {
-                        return Err(rusqlite::Error::QueryReturnedNoRows);
+                        return Ok(None);
                     };
                     t.sequence += 1;
                     let seq = format!("{}", 10_000_000_000_000_000_000u128 + u128::from(t.sequence));
@@ -1094,14 +1142,12 @@ impl Sns {
                         insert_row(c, &s.arn, fifo, now, &body)?;
                     }
                 }
-                Ok((message_id, sequence))
+                Ok(Some((message_id, sequence)))
             })
-            .await;
-        let res = match res {
-            Ok(r) => r,
-            Err(e) if e.0.contains("Query returned no rows") => return Err(topic_not_found()),
-            Err(e) => return Err(store_err(e)),
-        };
+            .await
+            .map_err(store_err)?;
+        // The topic was deleted since it was read.
+        let res = res.ok_or_else(topic_not_found)?;
         self.wake.notify_one();
         Ok(res)
     }
@@ -1113,38 +1159,37 @@ impl Sns {
     fn tagged_topic(&self, p: &Params) -> AwsResult<Topic> {
         let arn = p.required("ResourceArn")?;
         parse_topic_arn(arn, "ResourceArn")?;
-        self.topic(arn)?
-            .ok_or_else(|| AwsError::new(404, "ResourceNotFound", "Resource does not exist"))
+        self.topic(arn)?.ok_or_else(resource_not_found)
     }
 
     async fn tag_resource(&self, p: &Params) -> AwsResult<String> {
-        let mut t = self.tagged_topic(p)?;
+        let t = self.tagged_topic(p)?;
         let tags = p.tags("Tags")?;
         check_tags(&tags)?;
-        for (k, v) in tags {
-            match t.tags.iter_mut().find(|(tk, _)| *tk == k) {
-                Some(slot) => slot.1 = v,
-                None => t.tags.push((k, v)),
+        self.update_topic(&t.arn, resource_not_found(), move |t| {
+            for (k, v) in tags {
+                match t.tags.iter_mut().find(|(tk, _)| *tk == k) {
+                    Some(slot) => slot.1 = v,
+                    None => t.tags.push((k, v)),
+                }
             }
-        }
-        if t.tags.len() > MAX_TAGS {
-            return Err(AwsError::new(
-                400,
-                "TagLimitExceeded",
-                format!(
-                    "Could not complete request: tag quota of per resource exceeded (at most {MAX_TAGS} tags)"
-                ),
-            ));
-        }
-        self.save_topic(&t).await?;
+            if t.tags.len() > MAX_TAGS {
+                return Err(tag_limit());
+            }
+            Ok(())
+        })
+        .await?;
         Ok(EMPTY_RESULT.to_string())
     }
 
     async fn untag_resource(&self, p: &Params) -> AwsResult<String> {
-        let mut t = self.tagged_topic(p)?;
+        let t = self.tagged_topic(p)?;
         let keys = p.strings("TagKeys");
-        t.tags.retain(|(k, _)| !keys.contains(k));
-        self.save_topic(&t).await?;
+        self.update_topic(&t.arn, resource_not_found(), move |t| {
+            t.tags.retain(|(k, _)| !keys.contains(k));
+            Ok(())
+        })
+        .await?;
         Ok(EMPTY_RESULT.to_string())
     }
 
@@ -1285,13 +1330,7 @@ fn check_topic_attribute(name: &str, value: &str, fifo: bool) -> AwsResult<()> {
 /// Tag keys 1-128 characters, values 0-256 (AWS's tagging rules).
 fn check_tags(tags: &[(String, String)]) -> AwsResult<()> {
     if tags.len() > MAX_TAGS {
-        return Err(AwsError::new(
-            400,
-            "TagLimitExceeded",
-            format!(
-                "Could not complete request: tag quota of per resource exceeded (at most {MAX_TAGS} tags)"
-            ),
-        ));
+        return Err(tag_limit());
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > 128 {

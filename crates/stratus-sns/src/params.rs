@@ -313,3 +313,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn flattened_parameters_never_panic(
+            items in prop::collection::vec(
+                ("(Attributes|Tags|TagKeys|MessageAttributes)\\.(entry|member)?\\.?[0-9a-z]{0,3}\\.?(key|value|Key|Value|Name|Value\\.DataType|Value\\.StringValue|Value\\.BinaryValue)?",
+                 ".{0,12}"),
+                0..12),
+        ) {
+            let p = Params::new(&items);
+            let _ = p.string_map("Attributes");
+            let _ = p.tags("Tags");
+            let _ = p.strings("TagKeys");
+            if let Err(e) = p.message_attributes() {
+                prop_assert_eq!(e.status, 400);
+            }
+        }
+    }
+}

@@ -414,3 +414,83 @@ fn a_message_without_attributes_does_not_match_an_attribute_policy() {
     // anything-but needs the key to be present.
     assert!(!p.matches_attributes(&one("other", "String", "y")));
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// JSON values with the keys and operators filter policies use.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-2e9f64..2e9).prop_map(|f| serde_json::json!(f)),
+            "[a-z0-9./-]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            let key = prop_oneof![
+                Just("prefix".to_string()),
+                Just("suffix".to_string()),
+                Just("anything-but".to_string()),
+                Just("numeric".to_string()),
+                Just("exists".to_string()),
+                Just("cidr".to_string()),
+                Just("equals-ignore-case".to_string()),
+                Just("$or".to_string()),
+                Just("<".to_string()),
+                "[a-c]{1,2}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_and_matching_never_panic(policy in json(), body in json(), text in ".{0,40}") {
+            let text_policy = policy.to_string();
+            for scope in [Scope::MessageAttributes, Scope::MessageBody] {
+                let _ = FilterPolicy::parse(&text, scope);
+                if let Ok(p) = FilterPolicy::parse(&text_policy, scope) {
+                    let _ = p.matches_body(&body.to_string());
+                    let mut a = BTreeMap::new();
+                    if let Value::Object(m) = &body {
+                        for (k, v) in m {
+                            a.insert(k.clone(), MessageAttribute::string(v.to_string()));
+                            a.insert(format!("{k}n"), MessageAttribute {
+                                data_type: "Number".into(),
+                                string_value: Some(v.to_string()),
+                                binary_value: None,
+                            });
+                            a.insert(format!("{k}a"), MessageAttribute {
+                                data_type: "String.Array".into(),
+                                string_value: Some(v.to_string()),
+                                binary_value: None,
+                            });
+                        }
+                    }
+                    let _ = p.matches_attributes(&a);
+                } else if let Err(e) = FilterPolicy::parse(&text_policy, scope) {
+                    prop_assert_eq!(e.code.as_str(), "InvalidParameter");
+                    prop_assert!(e.message.starts_with("Invalid parameter: FilterPolicy: "));
+                }
+            }
+        }
+
+        #[test]
+        fn exact_string_policies_match_exactly(v in "[a-z]{1,8}", w in "[a-z]{1,8}") {
+            let p = FilterPolicy::parse(&serde_json::json!({"k": [v.clone()]}).to_string(),
+                                        Scope::MessageAttributes).unwrap();
+            let a = |s: &str| {
+                let mut m = BTreeMap::new();
+                m.insert("k".to_string(), MessageAttribute::string(s));
+                m
+            };
+            prop_assert!(p.matches_attributes(&a(&v)));
+            prop_assert_eq!(p.matches_attributes(&a(&w)), v == w);
+        }
+    }
+}
