@@ -698,3 +698,29 @@ def test_docs_example_runs_as_written(aws_cli, endpoint, tmp_path):
 def aws_cli_bin() -> str:
     from harness import aws_cli_path
     return aws_cli_path()
+
+
+def test_lambda_destination_publishes_to_a_topic(lambda_client, sns, sqs, topic):
+    """An asynchronous invocation's OnSuccess destination is a topic: the
+    invocation record is published to it and reaches the subscribed queue
+    (Lambda Developer Guide, "Capturing records of Lambda asynchronous
+    invocations")."""
+    url, qarn = make_queue(sqs)
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn)
+    fns = FunctionFactory(lambda_client, "snsdest")
+    try:
+        zip_bytes = make_zip({"app.py": (FUNCTIONS / "python_async" / "app.py").read_text()})
+        name = fns.create(zip_bytes, handler="app.run")["FunctionName"]
+        lambda_client.put_function_event_invoke_config(
+            FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": topic}})
+        lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"amount": 7}')
+        msgs = receive(sqs, url, 1, timeout=60)
+        assert len(msgs) == 1
+        note = json.loads(msgs[0]["Body"])
+        assert note["Type"] == "Notification" and note["TopicArn"] == topic
+        record = json.loads(note["Message"])
+        assert record["requestContext"]["condition"] == "Success"
+        assert record["requestPayload"] == {"amount": 7}
+        assert record["responsePayload"]["processedAmount"] == 7
+    finally:
+        fns.cleanup()
