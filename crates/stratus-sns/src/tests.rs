@@ -791,3 +791,40 @@ async fn topic_is_a_delivery_target() {
         .unwrap_err();
     assert_eq!(err.code, "NotFound");
 }
+
+#[tokio::test]
+async fn list_subscriptions_pages_by_100() {
+    let e = env();
+    let xml = call(&e.sns, "CreateTopic", &[("Name", "t")]).await.unwrap();
+    let arn = between(&xml, "TopicArn").to_string();
+    for i in 0..105 {
+        call(
+            &e.sns,
+            "Subscribe",
+            &[
+                ("TopicArn", &arn),
+                ("Protocol", "sqs"),
+                (
+                    "Endpoint",
+                    &format!("arn:aws:sqs:us-east-1:123456789012:q{i}"),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    for action in ["ListSubscriptions", "ListSubscriptionsByTopic"] {
+        let first = call(&e.sns, action, &[("TopicArn", &arn)]).await.unwrap();
+        assert_eq!(first.matches("<member>").count(), 100, "{action}");
+        let token = between(&first, "NextToken").to_string();
+        let second = call(&e.sns, action, &[("TopicArn", &arn), ("NextToken", &token)])
+            .await
+            .unwrap();
+        assert_eq!(second.matches("<member>").count(), 5, "{action}");
+        assert!(!second.contains("<NextToken>"));
+    }
+    let attrs = call(&e.sns, "GetTopicAttributes", &[("TopicArn", &arn)])
+        .await
+        .unwrap();
+    assert!(attrs.contains("<key>SubscriptionsConfirmed</key><value>105</value>"));
+}
