@@ -73,7 +73,10 @@ pub fn router_with_all(
 ) -> Router {
     Router::new()
         .route("/", axum::routing::post(post_root))
-        .route("/{account}/{queue}", axum::routing::post(post_queue_path))
+        .route(
+            "/{account}/{queue}",
+            axum::routing::post(post_queue_path).fallback(unknown),
+        )
         .route(
             "/2015-03-31/functions",
             post(create_function).get(list_functions),
