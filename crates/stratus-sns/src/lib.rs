@@ -72,6 +72,9 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const PAGE_SIZE: usize = 100;
 /// Most tags on one topic (AWS: 50).
 pub const MAX_TAGS: usize = 50;
+/// Most subscriptions of one topic with a filter policy (AWS's default
+/// quota: 200 per topic).
+pub const MAX_FILTER_POLICIES: usize = 200;
 /// How long a FIFO topic remembers a deduplication id: 5 minutes, in ms.
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
@@ -121,6 +124,22 @@ pub fn invalid(message: impl Into<String>) -> AwsError {
 
 fn topic_not_found() -> AwsError {
     AwsError::new(404, "NotFound", "Topic does not exist")
+}
+
+/// `FilterPolicyLimitExceeded` (403): the topic has [`MAX_FILTER_POLICIES`]
+/// subscriptions with a filter policy.
+fn filter_policy_limit() -> AwsError {
+    AwsError::new(
+        403,
+        "FilterPolicyLimitExceeded",
+        format!(
+            "Filter policy limit exceeded: a topic can have at most {MAX_FILTER_POLICIES} subscriptions with a filter policy"
+        ),
+    )
+}
+
+fn has_filter_policy(attrs: &BTreeMap<String, String>) -> bool {
+    attrs.get("FilterPolicy").is_some_and(|p| !p.is_empty())
 }
 
 fn resource_not_found() -> AwsError {
@@ -627,10 +646,14 @@ impl Sns {
                     "SELECT body FROM sns_subscriptions WHERE topic_arn = ?1",
                 )?;
                 let rows = st.query_map(params![sub.topic_arn], |r| r.get::<_, String>(0))?;
+                let mut with_policy = 0;
                 for b in rows {
                     let Ok(old) = serde_json::from_str::<Subscription>(&b?) else {
                         continue;
                     };
+                    if has_filter_policy(&old.attributes) {
+                        with_policy += 1;
+                    }
                     if old.protocol == sub.protocol && old.endpoint == sub.endpoint {
                         if !sub.attributes.is_empty() && old.attributes != sub.attributes {
                             return Ok(Err(invalid(
@@ -639,6 +662,9 @@ impl Sns {
                         }
                         return Ok(Ok(old.arn));
                     }
+                }
+                if has_filter_policy(&sub.attributes) && with_policy >= MAX_FILTER_POLICIES {
+                    return Ok(Err(filter_policy_limit()));
                 }
                 c.execute(
                     "INSERT INTO sns_subscriptions (arn, topic_arn, region, body) VALUES (?1, ?2, ?3, ?4)",
@@ -814,10 +840,27 @@ impl Sns {
                 else {
                     return Ok(Err(subscription_not_found()));
                 };
+                let had_policy = has_filter_policy(&s.attributes);
                 if value.is_empty() {
                     s.attributes.remove(&name);
                 } else {
                     s.attributes.insert(name, value);
+                }
+                if !had_policy && has_filter_policy(&s.attributes) {
+                    let mut st = c.prepare_cached(
+                        "SELECT body FROM sns_subscriptions WHERE topic_arn = ?1",
+                    )?;
+                    let mut with_policy = 0;
+                    for b in st.query_map(params![s.topic_arn], |r| r.get::<_, String>(0))? {
+                        if serde_json::from_str::<Subscription>(&b?)
+                            .is_ok_and(|o| has_filter_policy(&o.attributes))
+                        {
+                            with_policy += 1;
+                        }
+                    }
+                    if with_policy >= MAX_FILTER_POLICIES {
+                        return Ok(Err(filter_policy_limit()));
+                    }
                 }
                 if let Err(e) = check_subscription_attributes(&s.protocol, &s.attributes) {
                     return Ok(Err(e));

@@ -828,3 +828,49 @@ async fn list_subscriptions_pages_by_100() {
         .unwrap();
     assert!(attrs.contains("<key>SubscriptionsConfirmed</key><value>105</value>"));
 }
+
+#[tokio::test]
+async fn at_most_200_filter_policies_per_topic() {
+    let e = env();
+    let xml = call(&e.sns, "CreateTopic", &[("Name", "t")]).await.unwrap();
+    let arn = between(&xml, "TopicArn").to_string();
+    let sub = |i: usize, policy: bool| {
+        let arn = arn.clone();
+        let sns = e.sns.clone();
+        async move {
+            let endpoint = format!("arn:aws:sqs:us-east-1:123456789012:q{i}");
+            let mut p = vec![
+                ("TopicArn", arn.as_str()),
+                ("Protocol", "sqs"),
+                ("Endpoint", endpoint.as_str()),
+            ];
+            if policy {
+                p.push(("Attributes.entry.1.key", "FilterPolicy"));
+                p.push(("Attributes.entry.1.value", r#"{"a": ["b"]}"#));
+            }
+            call(&sns, "Subscribe", &p).await
+        }
+    };
+    for i in 0..MAX_FILTER_POLICIES {
+        sub(i, true).await.unwrap();
+    }
+    let err = sub(1000, true).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.code.as_str()),
+        (403, "FilterPolicyLimitExceeded")
+    );
+    let plain = sub(1001, false).await.unwrap();
+    let plain_arn = between(&plain, "SubscriptionArn").to_string();
+    let err = call(
+        &e.sns,
+        "SetSubscriptionAttributes",
+        &[
+            ("SubscriptionArn", &plain_arn),
+            ("AttributeName", "FilterPolicy"),
+            ("AttributeValue", r#"{"a": ["b"]}"#),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, "FilterPolicyLimitExceeded");
+}
