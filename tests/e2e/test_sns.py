@@ -724,3 +724,54 @@ def test_lambda_destination_publishes_to_a_topic(lambda_client, sns, sqs, topic)
         assert record["responsePayload"]["processedAmount"] == 7
     finally:
         fns.cleanup()
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers 500 to the first `fail` POSTs, then 200."""
+    fail = 0
+    received: list = []
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", "0"))
+        _Flaky.received.append((dict(self.headers), self.rfile.read(n).decode()))
+        if _Flaky.fail > 0:
+            _Flaky.fail -= 1
+            self.send_response(500)
+        else:
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_delivery_policy_retries_and_content_type(sns, topic):
+    """A subscription DeliveryPolicy (AWS's HTTP/S delivery policy format):
+    5 retries 1 s apart and an application/json content type; the endpoint
+    fails twice with 500 and takes the third attempt."""
+    port = free_port()
+    httpd = HTTPServer(("127.0.0.1", port), _Flaky)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    _Flaky.fail, _Flaky.received = 2, []
+    try:
+        policy = {"healthyRetryPolicy": {"numRetries": 5, "minDelayTarget": 1, "maxDelayTarget": 1},
+                  "requestPolicy": {"headerContentType": "application/json"}}
+        sub = sns.subscribe(TopicArn=topic, Protocol="http", Endpoint=f"http://127.0.0.1:{port}/",
+                            Attributes={"DeliveryPolicy": json.dumps(policy)})["SubscriptionArn"]
+        eff = json.loads(sns.get_subscription_attributes(SubscriptionArn=sub)["Attributes"]
+                         ["EffectiveDeliveryPolicy"])
+        assert eff["healthyRetryPolicy"]["numRetries"] == 5
+        sns.publish(TopicArn=topic, Message="eventually")
+        wait_until(lambda: len(_Flaky.received) >= 3, timeout=20, what="three delivery attempts")
+        time.sleep(1.5)
+        assert len(_Flaky.received) == 3
+        headers, body = _Flaky.received[-1]
+        assert {k.lower(): v for k, v in headers.items()}["content-type"] == "application/json"
+        assert json.loads(body)["Message"] == "eventually"
+        with pytest.raises(ClientError) as e:
+            sns.set_subscription_attributes(
+                SubscriptionArn=sub, AttributeName="DeliveryPolicy",
+                AttributeValue=json.dumps({"healthyRetryPolicy": {"numRetries": 101}}))
+        assert_client_error(e, "InvalidParameter", 400)
+    finally:
+        httpd.shutdown()

@@ -10,7 +10,8 @@
 //! endpoints (AWS managed endpoints): 3 immediate retries, 2 retries 1 s
 //! apart, 10 retries with exponential backoff from 1 s to 20 s, then
 //! 100,000 retries 20 s apart (100,015 retries, about 23 days). For `http`
-//! endpoints, AWS's default HTTP/S policy: 3 retries 20 s apart. Delays are
+//! endpoints, the subscription's effective HTTP/S delivery policy
+//! ([`crate::http_policy`]; AWS's default: 3 retries 20 s apart). Delays are
 //! divided by the server's `--time-scale`. Only server-side failures are
 //! retried (HTTP 5xx, 429, connection failures, timeouts of 15 s); a
 //! client-side failure (another 4xx, e.g. the queue or function no longer
@@ -62,6 +63,9 @@ pub struct Pending {
     /// The notification document, for a dead-letter queue.
     #[serde(default)]
     pub dlq_body: Option<String>,
+    /// HTTP: the subscription's effective delivery policy.
+    #[serde(default)]
+    pub http_policy: Option<crate::http_policy::HttpPolicy>,
 }
 
 /// A message attribute in the store (binary values in base64).
@@ -254,7 +258,14 @@ impl Sns {
         }
         let fut = async {
             match p.protocol.as_str() {
-                "http" => post(&p.endpoint, &p.headers, p.body.clone()).await,
+                "http" => {
+                    let ct = p
+                        .http_policy
+                        .as_ref()
+                        .and_then(|h| h.content_type.as_deref())
+                        .unwrap_or("text/plain; charset=UTF-8");
+                    post(&p.endpoint, ct, &p.headers, p.body.clone()).await
+                }
                 _ => {
                     let d = Delivery {
                         body: p.body.clone(),
@@ -279,12 +290,12 @@ impl Sns {
             Ok(()) => Outcome::Done,
             Err(e) if client_side(&e) => Outcome::GiveUp(e.to_string()),
             Err(e) => {
-                let policy = if p.protocol == "http" {
-                    "http"
-                } else {
-                    "managed"
+                let delay = match (&p.protocol[..], &p.http_policy) {
+                    ("http", Some(h)) => h.retry.delay_s(r.attempts + 1).map(|s| s * 1000),
+                    ("http", None) => retry_delay_ms("http", r.attempts + 1),
+                    _ => retry_delay_ms("managed", r.attempts + 1),
                 };
-                match retry_delay_ms(policy, r.attempts + 1) {
+                match delay {
                     Some(d) => {
                         tracing::debug!(
                             "sns: delivery to {} failed ({e}); retry {} in {d} ms",
@@ -330,6 +341,7 @@ impl Sns {
                             dedup_id: r.pending.dedup_id.clone(),
                             headers: Vec::new(),
                             dlq_body: None,
+                            http_policy: None,
                         });
                     }
                     None => tracing::warn!(
@@ -413,7 +425,12 @@ pub(crate) fn insert_row(
 ///
 /// Errors: a connection failure (503 `EndpointUnavailable`, retried), or
 /// the endpoint's status with code `EndpointError`.
-async fn post(url: &str, headers: &[(String, String)], body: String) -> Result<(), AwsError> {
+async fn post(
+    url: &str,
+    content_type: &str,
+    headers: &[(String, String)],
+    body: String,
+) -> Result<(), AwsError> {
     let unavailable = |m: String| AwsError::new(503, "EndpointUnavailable", m);
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         AwsError::new(400, "InvalidEndpoint", format!("{url} is not an http URL"))
@@ -439,7 +456,7 @@ async fn post(url: &str, headers: &[(String, String)], body: String) -> Result<(
     });
     let mut req = hyper::Request::post(path)
         .header("host", authority)
-        .header("content-type", "text/plain; charset=UTF-8")
+        .header("content-type", content_type)
         .header("user-agent", "Amazon Simple Notification Service Agent");
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());

@@ -18,6 +18,7 @@
 pub mod delivery;
 pub mod envelope;
 pub mod filter;
+pub mod http_policy;
 pub mod model;
 pub mod params;
 
@@ -797,10 +798,15 @@ impl Sns {
         m.insert("PendingConfirmation".into(), "false".into());
         m.insert("RawMessageDelivery".into(), "false".into());
         if s.protocol == "http" {
-            m.insert(
-                "EffectiveDeliveryPolicy".into(),
-                DEFAULT_EFFECTIVE_DELIVERY_POLICY.into(),
+            let topic = self.topic(&s.topic_arn)?;
+            let eff = http_policy::effective(
+                topic
+                    .as_ref()
+                    .and_then(|t| t.attributes.get("DeliveryPolicy"))
+                    .map(String::as_str),
+                s.attributes.get("DeliveryPolicy").map(String::as_str),
             );
+            m.insert("EffectiveDeliveryPolicy".into(), eff.to_json());
         }
         for (k, v) in &s.attributes {
             m.insert(k.clone(), v.clone());
@@ -1121,6 +1127,7 @@ impl Sns {
         let message_id = stratus_core::request_id();
         let topic_arn = topic.arn.clone();
         let fifo = topic.fifo;
+        let topic_policy = topic.attributes.get("DeliveryPolicy").cloned();
         let edge_url = self.edge_url.clone();
         let res = self
             .store
@@ -1179,7 +1186,7 @@ impl Sns {
                     edge_url,
                 };
                 for s in &subs {
-                    if let Some(p) = pending_for(s, &note, &out, fifo)
+                    if let Some(p) = pending_for(s, &note, &out, fifo, topic_policy.as_deref())
                         && let Ok(body) = serde_json::to_string(&p)
                     {
                         insert_row(c, &s.arn, fifo, now, &body)?;
@@ -1258,6 +1265,7 @@ fn pending_for(
     note: &Notification,
     out: &Outgoing,
     fifo: bool,
+    topic_delivery_policy: Option<&str>,
 ) -> Option<Pending> {
     if let Some((policy, scope)) = s.filter() {
         let ok = match scope {
@@ -1279,6 +1287,7 @@ fn pending_for(
         dedup_id: None,
         headers: Vec::new(),
         dlq_body: None,
+        http_policy: None,
     };
     match s.protocol.as_str() {
         "lambda" => {
@@ -1302,6 +1311,10 @@ fn pending_for(
             }
             p.dlq_body = Some(envelope);
             p.attributes = store_attributes(&out.attributes);
+            p.http_policy = Some(http_policy::effective(
+                topic_delivery_policy,
+                s.attributes.get("DeliveryPolicy").map(String::as_str),
+            ));
         }
         _ => {
             if s.raw() {
@@ -1346,7 +1359,10 @@ fn check_topic_attribute(name: &str, value: &str, fifo: bool) -> AwsResult<()> {
                 "Invalid parameter: Attributes Reason: FifoThroughputScope: Invalid value [{value}]. Must be Topic or MessageGroup."
             )));
         }
-        "Policy" | "DeliveryPolicy" | "DataProtectionPolicy" | "ArchivePolicy"
+        "DeliveryPolicy" => {
+            http_policy::parse_topic_policy(value)?;
+        }
+        "Policy" | "DataProtectionPolicy" | "ArchivePolicy"
             if serde_json::from_str::<serde_json::Value>(value)
                 .map(|v| !v.is_object())
                 .unwrap_or(true) =>

@@ -259,7 +259,15 @@ pub fn check_subscription_attributes(
                     ));
                 }
             }
-            "DeliveryPolicy" | "ReplayPolicy"
+            "DeliveryPolicy" if !v.is_empty() => {
+                if protocol != "http" {
+                    return Err(crate::invalid(format!(
+                        "Invalid parameter: DeliveryPolicy: Delivery protocol [{protocol}] does not support delivery policies"
+                    )));
+                }
+                crate::http_policy::parse_subscription_policy(v)?;
+            }
+            "ReplayPolicy"
                 if !v.is_empty() && serde_json::from_str::<serde_json::Value>(v).is_err() =>
             {
                 return Err(crate::invalid(format!(
