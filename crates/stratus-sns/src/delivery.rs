@@ -21,8 +21,8 @@
 //! Deliveries to one subscription of a FIFO topic happen one at a time in
 //! publish order.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine;
@@ -33,6 +33,15 @@ use stratus_core::{AwsError, Delivery, MessageAttribute};
 use stratus_store::rusqlite::{self, params};
 
 use crate::Sns;
+
+/// Most deliveries in flight at once.
+const MAX_IN_FLIGHT: usize = 512;
+/// Due rows read per round (beyond those in flight).
+const DUE_BATCH: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Longest one delivery attempt may take before it counts as failed, ms.
 pub const ATTEMPT_TIMEOUT_MS: u64 = 15_000;
@@ -160,10 +169,19 @@ enum Outcome {
 impl Sns {
     /// Delivers due rows until the server stops.
     pub(crate) async fn delivery_loop(self: Arc<Self>) {
+        // Rows being delivered: each attempt settles its own row, so a slow
+        // endpoint holds up no other delivery. A FIFO subscription's next
+        // row becomes due only once its oldest row is gone, so its order
+        // holds.
+        let inflight: Arc<Mutex<HashSet<i64>>> = Arc::default();
         loop {
             let now = stratus_core::time::now_ms();
-            let rows = self.due_rows(now);
-            let rows = match rows {
+            let busy = lock(&inflight).len();
+            if busy >= MAX_IN_FLIGHT {
+                self.idle(1_000).await;
+                continue;
+            }
+            let rows = match self.due_rows(now, busy + DUE_BATCH).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!("sns: reading pending deliveries failed: {e}");
@@ -171,52 +189,83 @@ impl Sns {
                     continue;
                 }
             };
+            let rows: Vec<Row> = {
+                let set = lock(&inflight);
+                rows.into_iter().filter(|r| !set.contains(&r.id)).collect()
+            };
             if rows.is_empty() {
                 let next = self
                     .store
                     .read(|c| {
-                        c.query_row("SELECT MIN(next_ms) FROM sns_deliveries", [], |r| {
-                            r.get::<_, Option<i64>>(0)
-                        })
+                        c.query_row(
+                            "SELECT MIN(next_ms) FROM sns_deliveries WHERE next_ms > ?1",
+                            params![now],
+                            |r| r.get::<_, Option<i64>>(0),
+                        )
                     })
                     .ok()
                     .flatten();
+                // Due rows in flight wake the loop when they settle.
                 let wait = next.map(|n| (n - now).clamp(1, 60_000)).unwrap_or(60_000);
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-                }
+                self.idle(wait as u64).await;
                 continue;
             }
-            // Every due row at once: a FIFO subscription has only its
-            // oldest row among them, so its order holds.
-            let mut set = tokio::task::JoinSet::new();
             for r in rows {
+                lock(&inflight).insert(r.id);
                 let me = self.clone();
-                set.spawn(async move {
+                let inflight = inflight.clone();
+                tokio::spawn(async move {
+                    let id = r.id;
                     let o = me.attempt(&r).await;
-                    (r, o)
+                    me.settle(vec![(r, o)]).await;
+                    lock(&inflight).remove(&id);
+                    me.wake.notify_one();
                 });
             }
-            let mut results = Vec::new();
-            while let Some(r) = set.join_next().await {
-                if let Ok(v) = r {
-                    results.push(v);
-                }
-            }
-            self.settle(results).await;
         }
     }
 
-    fn due_rows(&self, now: i64) -> Result<Vec<Row>, stratus_store::StoreError> {
+    /// Waits for a publish or a settled delivery, at most `ms`.
+    async fn idle(&self, ms: u64) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+        }
+    }
+
+    /// Due rows, oldest first; rows whose body cannot be read are deleted.
+    async fn due_rows(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Row>, stratus_store::StoreError> {
+        let (rows, bad) = self.read_due(now, limit)?;
+        if !bad.is_empty() {
+            self.store
+                .write(move |c| {
+                    for id in &bad {
+                        c.execute("DELETE FROM sns_deliveries WHERE id = ?1", params![id])?;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(rows)
+    }
+
+    fn read_due(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<Row>, Vec<i64>), stratus_store::StoreError> {
         self.store.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, attempts, body FROM sns_deliveries d WHERE next_ms <= ?1 \
                  AND (fifo = 0 OR id = (SELECT MIN(id) FROM sns_deliveries e \
                       WHERE e.subscription_arn = d.subscription_arn AND e.fifo = 1)) \
-                 ORDER BY id LIMIT 256",
+                 ORDER BY id LIMIT ?2",
             )?;
-            let rows = st.query_map(params![now], |r| {
+            let rows = st.query_map(params![now, limit as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, u32>(1)?,
@@ -224,6 +273,7 @@ impl Sns {
                 ))
             })?;
             let mut out = Vec::new();
+            let mut bad = Vec::new();
             for r in rows {
                 let (id, attempts, body) = r?;
                 match serde_json::from_str::<Pending>(&body) {
@@ -232,10 +282,13 @@ impl Sns {
                         attempts,
                         pending,
                     }),
-                    Err(e) => tracing::warn!("sns: unreadable pending delivery {id}: {e}"),
+                    Err(e) => {
+                        tracing::warn!("sns: unreadable pending delivery {id} is dropped: {e}");
+                        bad.push(id);
+                    }
                 }
             }
-            Ok(out)
+            Ok((out, bad))
         })
     }
 

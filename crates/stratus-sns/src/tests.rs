@@ -874,3 +874,63 @@ async fn at_most_200_filter_policies_per_topic() {
     .unwrap_err();
     assert_eq!(err.code, "FilterPolicyLimitExceeded");
 }
+
+/// Takes 3 s for queues named `slow`, records the others at once.
+struct Slow(Arc<Recorder>);
+
+impl Target for Slow {
+    fn deliver<'a>(&'a self, arn: &'a str, d: Delivery) -> BoxFuture<'a, AwsResult<String>> {
+        Box::pin(async move {
+            if arn.ends_with(":slow") {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            self.0.deliver(arn, d).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_holds_up_no_other_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let targets = Targets::new();
+    let rec = Arc::new(Recorder::default());
+    targets.register("sqs", Arc::new(Slow(rec.clone())));
+    let config = Config::with_data_dir(std::path::PathBuf::from("/nonexistent"));
+    let sns = Sns::new(store.clone(), &config, targets).unwrap();
+    sns.spawn();
+    let xml = call(&sns, "CreateTopic", &[("Name", "t")]).await.unwrap();
+    let arn = between(&xml, "TopicArn").to_string();
+    for q in ["slow", "fast"] {
+        let endpoint = format!("arn:aws:sqs:us-east-1:123456789012:{q}");
+        call(
+            &sns,
+            "Subscribe",
+            &[
+                ("TopicArn", &arn),
+                ("Protocol", "sqs"),
+                ("Endpoint", &endpoint),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    let start = std::time::Instant::now();
+    for i in 0..3 {
+        call(
+            &sns,
+            "Publish",
+            &[("TopicArn", &arn), ("Message", &format!("m{i}"))],
+        )
+        .await
+        .unwrap();
+    }
+    let got = wait_for(&rec, 3).await;
+    assert!(got.iter().all(|(a, _)| a.ends_with(":fast")), "{got:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(wait_for(&rec, 6).await.len(), 6);
+}
