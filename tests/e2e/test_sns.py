@@ -262,11 +262,14 @@ def test_sqs_delivery_carries_the_notification_envelope(sns, sqs, topic):
         "price_usd": {"Type": "Number", "Value": "210.75"},
         "blob": {"Type": "Binary", "Value": "AAE="},
     }
-    # Without a subject the envelope has no Subject key.
+    # Without a subject the envelope has no Subject key; the topic's
+    # SignatureVersion is the envelope's.
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="SignatureVersion", AttributeValue="2")
     sns.publish(TargetArn=topic, Message="no subject")
     body = json.loads(receive(sqs, url)[0]["Body"])
     assert "Subject" not in body
     assert body["Message"] == "no subject"
+    assert body["SignatureVersion"] == "2"
 
 
 def test_raw_message_delivery_to_sqs(sns, sqs, topic):

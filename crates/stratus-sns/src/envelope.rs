@@ -48,6 +48,8 @@ pub struct Notification {
     pub sequence_number: Option<String>,
     /// The edge URL (for `SigningCertURL` / `UnsubscribeURL`).
     pub edge_url: String,
+    /// The topic's `SignatureVersion` (`1`, the default, or `2`).
+    pub signature_version: String,
 }
 
 impl Notification {
@@ -75,7 +77,7 @@ impl Notification {
         format!(
             "{}/?Action=Unsubscribe&SubscriptionArn={}",
             self.edge_url,
-            percent(subscription_arn)
+            query_value(subscription_arn)
         )
     }
 
@@ -116,7 +118,7 @@ impl Notification {
         }
         m.insert("Message".into(), json!(message));
         m.insert("Timestamp".into(), json!(self.timestamp()));
-        m.insert("SignatureVersion".into(), json!("1"));
+        m.insert("SignatureVersion".into(), json!(self.signature_version));
         m.insert("Signature".into(), json!(self.signature(&message)));
         m.insert("SigningCertURL".into(), json!(self.signing_cert_url()));
         m.insert(
@@ -142,7 +144,7 @@ impl Notification {
             "Subject": self.subject,
             "Message": message,
             "Timestamp": self.timestamp(),
-            "SignatureVersion": "1",
+            "SignatureVersion": self.signature_version,
             "Signature": self.signature(&message),
             "SigningCertUrl": self.signing_cert_url(),
             "UnsubscribeUrl": self.unsubscribe_url(subscription_arn),
@@ -174,11 +176,12 @@ pub fn attributes_json(attrs: &BTreeMap<String, MessageAttribute>) -> Value {
     Value::Object(m)
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent(s: &str) -> String {
+/// Percent-encodes what a query value cannot hold; `:` stays as it is, as
+/// in the `UnsubscribeURL`s AWS sends (`...&SubscriptionArn=arn:aws:sns:...`).
+fn query_value(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -215,6 +218,7 @@ mod tests {
             attributes,
             sequence_number: None,
             edge_url: "http://127.0.0.1:4566".into(),
+            signature_version: "1".into(),
         }
     }
 
@@ -253,7 +257,7 @@ mod tests {
             v["UnsubscribeURL"]
                 .as_str()
                 .unwrap()
-                .ends_with("Action=Unsubscribe&SubscriptionArn=arn%3Aaws%3Asns%3Aus-east-1%3A123456789012%3Asns-lambda%3A21be56ed-a058-49f5-8c98-aedd2564c486")
+                .ends_with("/?Action=Unsubscribe&SubscriptionArn=arn:aws:sns:us-east-1:123456789012:sns-lambda:21be56ed-a058-49f5-8c98-aedd2564c486")
         );
     }
 

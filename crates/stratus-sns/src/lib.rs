@@ -1128,6 +1128,11 @@ impl Sns {
         let topic_arn = topic.arn.clone();
         let fifo = topic.fifo;
         let topic_policy = topic.attributes.get("DeliveryPolicy").cloned();
+        let signature_version = topic
+            .attributes
+            .get("SignatureVersion")
+            .cloned()
+            .unwrap_or_else(|| "1".into());
         let edge_url = self.edge_url.clone();
         let res = self
             .store
@@ -1184,6 +1189,7 @@ impl Sns {
                     attributes: out.attributes.clone(),
                     sequence_number: sequence.clone(),
                     edge_url,
+                    signature_version,
                 };
                 for s in &subs {
                     if let Some(p) = pending_for(s, &note, &out, fifo, topic_policy.as_deref())
