@@ -170,6 +170,7 @@ fn store_err(e: stratus_store::StoreError) -> AwsError {
 pub struct Sns {
     store: Store,
     targets: Targets,
+    account: String,
     edge_url: String,
     time_scale: f64,
     wake: Notify,
@@ -195,6 +196,7 @@ impl Sns {
         Ok(Arc::new(Sns {
             store,
             targets,
+            account: config.account_id.clone(),
             edge_url: config.edge_url(),
             time_scale: if config.time_scale > 0.0 {
                 config.time_scale
@@ -383,7 +385,7 @@ impl Sns {
         for (k, v) in &attrs {
             check_topic_attribute(k, v, fifo)?;
         }
-        let account = stratus_core::DEFAULT_ACCOUNT_ID.to_string();
+        let account = self.account.clone();
         let arn = format!("arn:aws:sns:{region}:{account}:{name}");
         let mut stored_attrs = attrs.clone();
         stored_attrs.remove("FifoTopic");

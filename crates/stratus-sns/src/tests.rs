@@ -934,3 +934,35 @@ async fn a_slow_endpoint_holds_up_no_other_delivery() {
     );
     assert_eq!(wait_for(&rec, 6).await.len(), 6);
 }
+
+#[tokio::test]
+async fn arns_use_the_configured_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut config = Config::with_data_dir(dir.path().to_path_buf());
+    config.account_id = "111122223333".into();
+    let sns = Sns::new(store, &config, Targets::new()).unwrap();
+    let xml = sns
+        .call_query("eu-west-1", "CreateTopic", &q(&[("Name", "t")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        between(&xml, "TopicArn"),
+        "arn:aws:sns:eu-west-1:111122223333:t"
+    );
+    let attrs = sns
+        .call_query(
+            "eu-west-1",
+            "GetTopicAttributes",
+            &q(&[("TopicArn", "arn:aws:sns:eu-west-1:111122223333:t")]),
+        )
+        .await
+        .unwrap();
+    assert!(attrs.contains("<key>Owner</key><value>111122223333</value>"));
+    // Topics are listed in their own region only.
+    let other = sns
+        .call_query("us-east-1", "ListTopics", &[])
+        .await
+        .unwrap();
+    assert_eq!(other, "<Topics></Topics>");
+}
