@@ -478,6 +478,9 @@ impl Sns {
 
     fn list_topics(&self, region: &str, p: &Params) -> AwsResult<String> {
         let after = p.get("NextToken").unwrap_or("").to_string();
+        if !after.is_empty() && parse_topic_arn(&after, "NextToken").is_err() {
+            return Err(invalid("Invalid parameter: NextToken"));
+        }
         let region = region.to_string();
         let arns = self
             .store
@@ -737,6 +740,9 @@ impl Sns {
         p: &Params,
     ) -> AwsResult<String> {
         let after = p.get("NextToken").unwrap_or("").to_string();
+        if !after.is_empty() && topic_of_subscription(&after).is_err() {
+            return Err(invalid("Invalid parameter: NextToken"));
+        }
         let region = region.to_string();
         let topic = topic.map(str::to_string);
         let bodies = self

@@ -160,6 +160,10 @@ async fn list_topics_pages_by_100() {
         .unwrap();
     assert_eq!(second.matches("<member>").count(), 50);
     assert!(!second.contains("<NextToken>"));
+    let err = call(&e.sns, "ListTopics", &[("NextToken", "garbage")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.message, "Invalid parameter: NextToken");
 }
 
 #[tokio::test]
