@@ -494,3 +494,34 @@ mod props {
         }
     }
 }
+
+#[test]
+fn nested_or_from_the_complexity_example() {
+    // AWS's "$or" complexity example: (4 x 2) + (4 x 1 x 2) + (4 x 1 x 3) = 28
+    // combinations, at most 3 keys in any one of them.
+    let text = r#"{
+        "source": ["aws.cloudwatch", "aws.events", "aws.test", "aws.test2"],
+        "$or": [
+            {"metricName": ["CPUUtilization", "ReadLatency"]},
+            {"metricType": ["MetricType"],
+             "$or": [{"metricId": [1234, 4321]}, {"spaceId": [1000, 2000, 3000]}]}
+        ]
+    }"#;
+    let p = attr_policy(text);
+    assert_eq!(combinations(&p.root), 28);
+    assert_eq!(max_keys(&p.root), 3);
+    assert!(p.matches_attributes(&attrs(&[
+        ("source", "String", "aws.events"),
+        ("metricType", "String", "MetricType"),
+        ("spaceId", "Number", "2000"),
+    ])));
+    assert!(!p.matches_attributes(&attrs(&[
+        ("source", "String", "aws.events"),
+        ("metricType", "String", "MetricType"),
+        ("spaceId", "Number", "4000"),
+    ])));
+    assert!(p.matches_attributes(&attrs(&[
+        ("source", "String", "aws.test"),
+        ("metricName", "String", "ReadLatency"),
+    ])));
+}
