@@ -191,6 +191,8 @@ def test_subscriptions_list_get_set_unsubscribe(sns, sqs, topic):
     assert sns.get_topic_attributes(TopicArn=topic)["Attributes"]["SubscriptionsConfirmed"] == "1"
     sns.unsubscribe(SubscriptionArn=sub_arn)
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+    # Unsubscribe is idempotent.
+    sns.unsubscribe(SubscriptionArn=sub_arn)
     t_attrs = sns.get_topic_attributes(TopicArn=topic)["Attributes"]
     assert t_attrs["SubscriptionsDeleted"] == "1"
     with pytest.raises(ClientError) as e:

@@ -96,6 +96,12 @@ pub const SUBSCRIPTION_ATTRIBUTES: &[&str] = &[
 pub fn parse_topic_arn<'a>(arn: &'a str, what: &str) -> AwsResult<(&'a str, &'a str, &'a str)> {
     let bad = || crate::invalid(format!("Invalid parameter: {what}"));
     let parts: Vec<&str> = arn.split(':').collect();
+    if parts.len() < 6 {
+        return Err(crate::invalid(format!(
+            "Invalid parameter: {what} Reason: An ARN must have at least 6 elements, not {}",
+            parts.len()
+        )));
+    }
     if parts.len() != 6 || parts[0] != "arn" || parts[1].is_empty() || parts[2] != "sns" {
         return Err(bad());
     }
@@ -305,8 +311,16 @@ mod tests {
         ] {
             let e = parse_topic_arn(bad, "TopicArn").unwrap_err();
             assert_eq!(e.code, "InvalidParameter");
-            assert_eq!(e.message, "Invalid parameter: TopicArn");
+            assert!(
+                e.message.starts_with("Invalid parameter: TopicArn"),
+                "{}",
+                e.message
+            );
         }
+        assert_eq!(
+            parse_topic_arn("t", "TopicArn").unwrap_err().message,
+            "Invalid parameter: TopicArn Reason: An ARN must have at least 6 elements, not 1"
+        );
         assert_eq!(
             topic_of_subscription(
                 "arn:aws:sns:us-east-1:123456789012:t:0b7b7b5e-1d2c-4e0b-9d8f-2f1f1a1b1c1d"
