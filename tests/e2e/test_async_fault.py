@@ -66,7 +66,10 @@ def test_async_events_survive_three_sigkills(tmp_path):
     ok_url = sqs.create_queue(QueueName="fault-ok")["QueueUrl"]
     failed_url = sqs.create_queue(QueueName="fault-failed")["QueueUrl"]
     fns = FunctionFactory(lam, "fault")
-    name = fns.python(make_zip({"app.py": APP}))
+    # A generous timeout: the init phase of 32 environments starting at once
+    # on a loaded 2-core machine must not fail events that should succeed
+    # (an init that outlasts the timeout is a function error, as on AWS).
+    name = fns.python(make_zip({"app.py": APP}), Timeout=60)
     lam.put_function_event_invoke_config(
         FunctionName=name, MaximumRetryAttempts=1,
         DestinationConfig={

@@ -615,8 +615,10 @@ impl Lambda {
                     }
                 }
             }
-            Err(e) if e.status == 429 || e.status >= 500 => {
-                // Throttled or a system error: back to the queue.
+            Err(e) if e.status == 429 || e.status == 409 || e.status >= 500 => {
+                // Throttled, a system error, or the function is between
+                // states (Pending, an update in progress: 409
+                // ResourceConflictException): back to the queue.
                 let delay = (BACKOFF_FIRST_MS << ev.backoffs.min(16)).min(BACKOFF_MAX_MS);
                 ev.backoffs += 1;
                 let due = now + self.scaled(delay);
