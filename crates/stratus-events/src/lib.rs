@@ -1,6 +1,8 @@
 //! Amazon EventBridge: event buses, rules (event patterns and schedules),
 //! targets and PutEvents (json 1.1, `AWSEvents.*`), durable in the store.
 
+pub mod pattern;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
