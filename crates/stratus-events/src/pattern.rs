@@ -186,7 +186,11 @@ fn parse_obj(m: &Map<String, Value>, path: &str) -> Result<ObjPat, String> {
             let Value::Array(items) = v else {
                 return Err(invalid(format!(
                     "\"$or\" at {} must be an array of objects",
-                    if path.is_empty() { "the top level" } else { path }
+                    if path.is_empty() {
+                        "the top level"
+                    } else {
+                        path
+                    }
                 )));
             };
             if items.len() < 2 {
@@ -440,7 +444,11 @@ fn parse_numeric(arg: &Value, here: &str) -> Result<Range, String> {
 }
 
 fn parse_cidr(s: &str, here: &str) -> Result<Cidr, String> {
-    let bad = || invalid(format!("\"{here}\": nonstandard IP address or CIDR block: {s}"));
+    let bad = || {
+        invalid(format!(
+            "\"{here}\": nonstandard IP address or CIDR block: {s}"
+        ))
+    };
     let (addr, bits) = match s.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (s, None),
@@ -613,7 +621,7 @@ impl But {
             (But::Suffix(p), Value::String(s)) => !s.ends_with(p.as_str()),
             (But::EqualsIc(list), Value::String(s)) => {
                 let l = s.to_lowercase();
-                !list.iter().any(|x| *x == l)
+                !list.contains(&l)
             }
             (But::Wildcard(ws), Value::String(s)) => !ws.iter().any(|w| w.matches(s)),
             // A value of another type is not among those excluded.

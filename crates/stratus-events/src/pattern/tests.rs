@@ -421,11 +421,27 @@ fn exists() {
 fn null_and_empty_strings() {
     let event = json!({"detail": {"eventVersion": "", "responseElements": null}});
     check(&[
-        (json!({"detail": {"eventVersion": [""]}}), event.clone(), true),
-        (json!({"detail": {"responseElements": [null]}}), event.clone(), true),
+        (
+            json!({"detail": {"eventVersion": [""]}}),
+            event.clone(),
+            true,
+        ),
+        (
+            json!({"detail": {"responseElements": [null]}}),
+            event.clone(),
+            true,
+        ),
         // null is not an empty string and the other way round.
-        (json!({"detail": {"eventVersion": [null]}}), event.clone(), false),
-        (json!({"detail": {"responseElements": [""]}}), event.clone(), false),
+        (
+            json!({"detail": {"eventVersion": [null]}}),
+            event.clone(),
+            false,
+        ),
+        (
+            json!({"detail": {"responseElements": [""]}}),
+            event.clone(),
+            false,
+        ),
         // null is a value: the field exists.
         (
             json!({"detail": {"responseElements": [{"exists": true}]}}),
@@ -561,21 +577,54 @@ fn invalid_patterns_are_refused_with_a_reason() {
         (r#"{"source": "aws.ec2"}"#, "must be an object or an array"),
         (r#"{"source": []}"#, "empty array"),
         (r#"{"source": [["a"]]}"#, "not arrays"),
-        (r#"{"source": [{"foo": "a"}]}"#, "unrecognized match type foo"),
-        (r#"{"source": [{"prefix": 1}]}"#, "prefix match pattern must be a string"),
-        (r#"{"a": [{"numeric": [">", "x"]}]}"#, "value of > must be numeric"),
-        (r#"{"a": [{"numeric": ["!", 1]}]}"#, "unrecognized numeric range operator"),
-        (r#"{"a": [{"numeric": [">", 5, "<", 1]}]}"#, "bad numeric range"),
-        (r#"{"a": [{"numeric": [">", 1, ">", 2]}]}"#, "two lower bounds"),
-        (r#"{"a": [{"numeric": ["=", 1, "<", 2]}]}"#, "cannot be combined"),
-        (r#"{"a": [{"numeric": [">", 1e10]}]}"#, "between -5.0E9 and 5.0E9"),
+        (
+            r#"{"source": [{"foo": "a"}]}"#,
+            "unrecognized match type foo",
+        ),
+        (
+            r#"{"source": [{"prefix": 1}]}"#,
+            "prefix match pattern must be a string",
+        ),
+        (
+            r#"{"a": [{"numeric": [">", "x"]}]}"#,
+            "value of > must be numeric",
+        ),
+        (
+            r#"{"a": [{"numeric": ["!", 1]}]}"#,
+            "unrecognized numeric range operator",
+        ),
+        (
+            r#"{"a": [{"numeric": [">", 5, "<", 1]}]}"#,
+            "bad numeric range",
+        ),
+        (
+            r#"{"a": [{"numeric": [">", 1, ">", 2]}]}"#,
+            "two lower bounds",
+        ),
+        (
+            r#"{"a": [{"numeric": ["=", 1, "<", 2]}]}"#,
+            "cannot be combined",
+        ),
+        (
+            r#"{"a": [{"numeric": [">", 1e10]}]}"#,
+            "between -5.0E9 and 5.0E9",
+        ),
         (r#"{"a": [{"exists": "yes"}]}"#, "either true or false"),
         (r#"{"a": [{"cidr": "10.0.0.0/33"}]}"#, "CIDR"),
         (r#"{"a": [{"cidr": "banana"}]}"#, "CIDR"),
         (r#"{"a": [{"wildcard": "a**b"}]}"#, "consecutive wildcard"),
-        (r#"{"a": [{"anything-but": ["a", 1]}]}"#, "all values must be strings"),
-        (r#"{"a": [{"anything-but": {"foo": "x"}}]}"#, "anything-but must be"),
-        (r#"{"a": [{"prefix": "a", "suffix": "b"}]}"#, "exactly one key"),
+        (
+            r#"{"a": [{"anything-but": ["a", 1]}]}"#,
+            "all values must be strings",
+        ),
+        (
+            r#"{"a": [{"anything-but": {"foo": "x"}}]}"#,
+            "anything-but must be",
+        ),
+        (
+            r#"{"a": [{"prefix": "a", "suffix": "b"}]}"#,
+            "exactly one key",
+        ),
         (r#"{"$or": [{"a": ["x"]}]}"#, "at least 2"),
         (r#"{"$or": {"a": ["x"]}}"#, "must be an array of objects"),
     ] {
