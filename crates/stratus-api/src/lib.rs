@@ -32,6 +32,7 @@ macro_rules! body_or_return {
     };
 }
 
+mod lambda_async;
 mod lambda_layers;
 mod lambda_versions;
 
@@ -122,6 +123,25 @@ pub fn router_with_all(
             put(lambda_versions::put_provisioned)
                 .get(lambda_versions::get_provisioned)
                 .delete(lambda_versions::delete_provisioned),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(lambda_async::put_config)
+                .post(lambda_async::update_config)
+                .get(lambda_async::get_config)
+                .delete(lambda_async::delete_config),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(lambda_async::list_configs),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async",
+            post(lambda_async::invoke_async),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async/",
+            post(lambda_async::invoke_async),
         )
         .route("/2016-08-19/account-settings", get(account_settings))
         .route("/2016-08-19/account-settings/", get(account_settings))

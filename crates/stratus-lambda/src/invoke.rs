@@ -80,6 +80,9 @@ pub(crate) struct InvokeTarget {
     pub(crate) reserved: Option<u32>,
     /// A provisioned concurrency environment checked out for it, if one was idle.
     pub(crate) provisioned: Option<crate::provisioned::ProvisionedTicket>,
+    /// The request id to run under (an asynchronous event's); a new one
+    /// when `None`.
+    pub(crate) request_id: Option<String>,
 }
 
 pub(crate) struct EnvEntry {
@@ -304,6 +307,29 @@ impl Lambda {
         region: &str,
         req: InvokeRequest,
     ) -> AwsResult<InvokeResponse> {
+        self.invoke_as(region, req, None).await
+    }
+
+    /// [`Lambda::invoke`] with the invocation's request id chosen by the
+    /// caller (an asynchronous event keeps the id its 202 answer gave across
+    /// every attempt, as AWS does).
+    pub(crate) async fn invoke_as(
+        self: &Arc<Self>,
+        region: &str,
+        req: InvokeRequest,
+        request_id: Option<String>,
+    ) -> AwsResult<InvokeResponse> {
+        let event = req.invocation_type.as_deref() == Some("Event");
+        if event && req.payload.len() > crate::async_invoke::MAX_ASYNC_PAYLOAD {
+            return Err(AwsError::new(
+                413,
+                "RequestTooLargeException",
+                format!(
+                    "Request must be smaller than {} bytes for the InvokeFunction operation",
+                    crate::async_invoke::MAX_ASYNC_PAYLOAD
+                ),
+            ));
+        }
         if req.payload.len() > MAX_SYNC_PAYLOAD {
             return Err(AwsError::new(
                 413,
@@ -367,10 +393,11 @@ impl Lambda {
             });
         }
         if invocation_type == "Event" {
-            return Err(AwsError::invalid_parameter(
-                "InvocationType Event (asynchronous invocation) is not available in this version of stratus; invoke with RequestResponse.",
-            ));
+            return self
+                .enqueue_event(region, &rec, &target, req.qualifier.clone(), payload)
+                .await;
         }
+        target.request_id = request_id;
         // A function being created or updated becomes Active within
         // milliseconds here; wait for it rather than fail.
         let wait_until = Instant::now() + Duration::from_secs(5);
@@ -427,7 +454,10 @@ impl Lambda {
         // The version that runs (X-Amz-Executed-Version, START line).
         let qualifier = rec.config.version.as_str();
         let pool_key = crate::versions::pool_key(rec);
-        let request_id = stratus_core::request_id();
+        let request_id = target
+            .request_id
+            .take()
+            .unwrap_or_else(stratus_core::request_id);
         let invoke_start = Instant::now();
         let mut init_ms: Option<f64> = None;
         let ticket = target.provisioned.take();

@@ -2,6 +2,7 @@
 //! invoke, the concurrency model and provisioned concurrency.
 
 pub mod aliases;
+pub mod async_invoke;
 pub mod concurrency;
 pub mod cost;
 pub mod invoke;

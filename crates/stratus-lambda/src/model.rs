@@ -52,6 +52,19 @@ pub struct FunctionConfiguration {
     /// The function's layers in order (absent without layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<Layer>>,
+    /// `DeadLetterConfig`: where failed asynchronous events go (an SQS queue
+    /// or SNS topic ARN); absent when none is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_config: Option<DeadLetterConfig>,
+}
+
+/// `DeadLetterConfig` (request and response): `TargetArn` is an SQS queue or
+/// SNS topic ARN, or empty to remove it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_arn: Option<String>,
 }
 
 /// `Layer`: a layer version a function uses, as FunctionConfiguration shows it.
@@ -173,6 +186,7 @@ pub struct ConfigInput {
     pub revision_id: Option<String>,
     pub layers: Option<Vec<String>>,
     pub logging_config: Option<LoggingInput>,
+    pub dead_letter_config: Option<DeadLetterConfig>,
 }
 
 /// `Environment` in a request.

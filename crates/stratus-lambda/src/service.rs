@@ -45,6 +45,8 @@ pub struct Lambda {
     pub(crate) runtime_dir: PathBuf,
     /// Isolation mode, cgroups and root view of execution environments.
     pub(crate) sandbox: Arc<stratus_sandbox::isolation::Sandbox>,
+    /// Asynchronous invocation: which queued event is due when.
+    pub(crate) async_queue: crate::async_invoke::AsyncQueue,
     /// Function records by (region, name), kept in step with the store (this
     /// process is the store's only writer) so invokes skip SQLite and JSON.
     cache: std::sync::RwLock<std::collections::HashMap<(String, String), Arc<FunctionRecord>>>,
@@ -94,7 +96,9 @@ impl Lambda {
             runtime_dir,
             sandbox,
             cache: Default::default(),
+            async_queue: Default::default(),
         });
+        lambda.open_async_queue().map_err(std::io::Error::other)?;
         Ok(lambda)
     }
 
@@ -443,6 +447,8 @@ impl Lambda {
             Some(arns) => self.resolve_layers(region, arns, &[])?,
             None => Vec::new(),
         };
+        let dead_letter_config =
+            crate::async_invoke::dead_letter_config(input.config.dead_letter_config.as_ref())?;
         let (hex, sha_b64, size, unzipped) = self.accept_zip(&zip_b64).await?;
         crate::layers::check_total_size(unzipped, &layer_code)?;
         self.warn_incompatible_layers(
@@ -499,6 +505,7 @@ impl Lambda {
             },
             logging_config: logging_config(c.logging_config.as_ref(), &name, None),
             layers: crate::layers::config_layers(&layer_code),
+            dead_letter_config,
         };
         let mut rec = FunctionRecord {
             config,
@@ -868,6 +875,9 @@ impl Lambda {
         if let Some(e) = input.ephemeral_storage {
             c.ephemeral_storage.size = e.size as u32;
         }
+        if let Some(d) = input.dead_letter_config.as_ref() {
+            c.dead_letter_config = crate::async_invoke::dead_letter_config(Some(d))?;
+        }
         if let Some(t) = input.tracing_config.and_then(|t| t.mode) {
             c.tracing_config.mode = t;
         }
@@ -930,6 +940,7 @@ impl Lambda {
         // Its versions, aliases and provisioned concurrency go with it.
         self.delete_all_qualified_locked(region, &rec.config.function_name);
         self.sched.forget(region, &rec.config.function_name);
+        self.delete_event_invoke_configs(region, &rec.config.function_name, None);
         Ok(())
     }
 

@@ -320,6 +320,7 @@ impl Lambda {
                 invoked_arn,
                 reserved,
                 provisioned: None,
+                request_id: None,
             },
         ))
     }

@@ -337,10 +337,17 @@ async fn serve(mut config: Config) -> Result<(), String> {
     targets.register("sqs", sqs.clone());
     targets.register("sns", sns.clone());
     targets.register("events", events.clone());
+    targets.register(
+        "lambda",
+        Arc::new(stratus_lambda::async_invoke::AsyncInvokeTarget(
+            lambda.clone(),
+        )),
+    );
     let mut background = Vec::new();
     background.extend(sqs.spawn());
     background.extend(sns.spawn());
     background.extend(events.spawn());
+    background.push(lambda.spawn_async_processor(targets.clone()));
     let json_services = stratus_api::JsonServices::new()
         .with(
             stratus_autoscaling::TARGET_PREFIX,
