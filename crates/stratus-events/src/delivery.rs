@@ -6,8 +6,8 @@
 //! due rows through the [`stratus_core::Targets`] registry; a failure is
 //! retried with exponential backoff (1 s doubling to 8 min, scaled by
 //! `time_scale`) until the target's RetryPolicy is spent (AWS's default:
-//! 185 retries or 24 hours of event age). Errors that cannot heal (the
-//! target does not exist) are not retried. An event that fails for good
+//! 185 retries or 24 hours of event age). Client errors other than
+//! throttling (the target does not exist) are not retried. An event that fails for good
 //! goes to the target's DeadLetterConfig queue, with the message
 //! attributes AWS documents (`RULE_ARN`, `TARGET_ARN`, `ERROR_CODE`,
 //! `ERROR_MESSAGE`;
@@ -243,18 +243,15 @@ impl Events {
     }
 }
 
-/// Whether a target's error can heal by itself (throttling, a failing
-/// function) or not (the target does not exist).
+/// Whether a target's error is retried: server errors (5xx) and throttling
+/// (429) are; other client errors (the target does not exist, a bad
+/// request, no permission) are not, and go to the dead-letter queue at once
+/// (<https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html>).
 fn retryable(e: &AwsError) -> bool {
-    !matches!(
-        e.code.as_str(),
-        "ResourceNotFoundException"
-            | "AWS.SimpleQueueService.NonExistentQueue"
-            | "QueueDoesNotExist"
-            | "NotFound"
-            | "InvalidParameterValueException"
-            | "AccessDeniedException"
-    )
+    e.status >= 500
+        || e.status == 429
+        || e.code.contains("Throttl")
+        || e.code == "TooManyRequestsException"
 }
 
 /// The worker: delivers due rows, at most [`PARALLEL`] at once.

@@ -243,3 +243,174 @@ impl stratus_core::Target for Events {
         Box::pin(async move { self.deliver_to_bus(arn, delivery).await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use stratus_core::targets::BoxFuture;
+    use stratus_core::{AwsError, Delivery, Target};
+
+    use super::*;
+
+    const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:q";
+    const DLQ: &str = "arn:aws:sqs:us-east-1:123456789012:dlq";
+
+    /// A queue service that fails (HTTP 500) its first `fail` deliveries
+    /// to [`QUEUE`] and records everything it accepts.
+    struct Flaky {
+        fail: AtomicU32,
+        attempts: AtomicU32,
+        got: Mutex<Vec<(String, Delivery)>>,
+    }
+
+    impl Flaky {
+        fn new(fail: u32) -> Arc<Flaky> {
+            Arc::new(Flaky {
+                fail: AtomicU32::new(fail),
+                attempts: AtomicU32::new(0),
+                got: Mutex::new(Vec::new()),
+            })
+        }
+        fn got(&self) -> Vec<(String, Delivery)> {
+            self.got.lock().unwrap().clone()
+        }
+    }
+
+    impl Target for Flaky {
+        fn deliver<'a>(&'a self, arn: &'a str, d: Delivery) -> BoxFuture<'a, AwsResult<String>> {
+            Box::pin(async move {
+                if arn == QUEUE {
+                    self.attempts.fetch_add(1, Ordering::SeqCst);
+                    if self
+                        .fail
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return Err(AwsError::new(500, "ServiceUnavailable", "queue is down"));
+                    }
+                }
+                self.got.lock().unwrap().push((arn.to_string(), d));
+                Ok("id".into())
+            })
+        }
+    }
+
+    fn service(store: &Store, flaky: &Arc<Flaky>) -> Arc<Events> {
+        let mut config = Config::with_data_dir(store.path().to_path_buf());
+        // Backoffs of 1 s, 2 s, ... take 1 ms, 2 ms, ...
+        config.time_scale = 1000.0;
+        let targets = Targets::new();
+        targets.register("sqs", flaky.clone());
+        Events::new(store.clone(), &config, targets).unwrap()
+    }
+
+    async fn call(ev: &Events, op: &str, body: Value) -> Value {
+        ev.call("us-east-1", op, Bytes::from(body.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+    }
+
+    async fn wait_for(mut f: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pending_deliveries_survive_a_restart_and_are_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = Flaky::new(0);
+        let ev = service(&store, &first);
+        call(
+            &ev,
+            "PutRule",
+            serde_json::json!({"Name": "r", "EventPattern": "{\"source\": [\"shop\"]}"}),
+        )
+        .await;
+        call(
+            &ev,
+            "PutTargets",
+            serde_json::json!({"Rule": "r", "Targets": [{"Id": "q", "Arn": QUEUE}]}),
+        )
+        .await;
+        let out = call(
+            &ev,
+            "PutEvents",
+            serde_json::json!({"Entries": [
+                {"Source": "shop", "DetailType": "Order", "Detail": "{\"n\": 1}"},
+                {"Source": "other", "DetailType": "Order", "Detail": "{\"n\": 2}"}
+            ]}),
+        )
+        .await;
+        assert_eq!(out["FailedEntryCount"], 0);
+        // No worker ran: the matched event waits in the store.
+        drop(ev);
+        assert!(first.got().is_empty());
+        let second = Flaky::new(2);
+        let ev = service(&store, &second);
+        let _workers = ev.spawn();
+        wait_for(|| !second.got().is_empty()).await;
+        let got = second.got();
+        assert_eq!(got.len(), 1);
+        assert_eq!(second.attempts.load(Ordering::SeqCst), 3);
+        let body: Value = serde_json::from_str(&got[0].1.body).unwrap();
+        assert_eq!(body["source"], "shop");
+        assert_eq!(body["detail"], serde_json::json!({"n": 1}));
+        assert_eq!(body["version"], "0");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_end_at_the_retry_policy_then_the_dead_letter_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let flaky = Flaky::new(u32::MAX);
+        let ev = service(&store, &flaky);
+        let _workers = ev.spawn();
+        call(
+            &ev,
+            "PutRule",
+            serde_json::json!({"Name": "r", "EventPattern": "{\"source\": [\"shop\"]}"}),
+        )
+        .await;
+        call(
+            &ev,
+            "PutTargets",
+            serde_json::json!({"Rule": "r", "Targets": [{
+            "Id": "q", "Arn": QUEUE, "Input": "{\"fixed\": 1}",
+            "RetryPolicy": {"MaximumRetryAttempts": 2},
+            "DeadLetterConfig": {"Arn": DLQ}}]}),
+        )
+        .await;
+        call(
+            &ev,
+            "PutEvents",
+            serde_json::json!({"Entries": [
+            {"Source": "shop", "DetailType": "Order", "Detail": "{}"}]}),
+        )
+        .await;
+        wait_for(|| !flaky.got().is_empty()).await;
+        // One attempt and two retries, then the DLQ.
+        assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
+        let got = flaky.got();
+        assert_eq!(got[0].0, DLQ);
+        assert_eq!(got[0].1.body, "{\"fixed\": 1}");
+        let attr = |k: &str| got[0].1.attributes[k].string_value.clone().unwrap();
+        assert_eq!(
+            attr("RULE_ARN"),
+            "arn:aws:events:us-east-1:123456789012:rule/r"
+        );
+        assert_eq!(attr("TARGET_ARN"), QUEUE);
+        assert_eq!(attr("ERROR_CODE"), "ServiceUnavailable");
+        let left: i64 = store
+            .read(|c| c.query_row("SELECT COUNT(*) FROM events_deliveries", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+}
