@@ -51,7 +51,9 @@ pub(crate) struct Envelope {
 }
 
 impl Envelope {
-    /// Builds an event; `detail_raw` must be a JSON object.
+    /// Builds an event; `detail_raw` must be a JSON object, `detail` is
+    /// its parsed value when the caller has it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         account: &str,
         region: &str,
@@ -59,11 +61,13 @@ impl Envelope {
         detail_type: &str,
         resources: Vec<String>,
         detail_raw: String,
+        detail: Option<Value>,
         time_ms: i64,
     ) -> Envelope {
         let id = uuid::Uuid::new_v4().to_string();
         let time = event_time(time_ms);
-        let detail: Value = serde_json::from_str(&detail_raw).unwrap_or(Value::Null);
+        let detail =
+            detail.unwrap_or_else(|| serde_json::from_str(&detail_raw).unwrap_or(Value::Null));
         let s = |x: &str| Value::from(x).to_string();
         let text = format!(
             "{{\"version\":\"0\",\"id\":{},\"detail-type\":{},\"source\":{},\"account\":{},\"time\":{},\"region\":{},\"resources\":{},\"detail\":{}}}",
@@ -198,11 +202,14 @@ impl Events {
                 "An event for an event bus needs a source and a detail type.",
             ));
         };
-        if !serde_json::from_str::<Value>(&d.body).is_ok_and(|v| v.is_object()) {
-            return Err(AwsError::invalid_parameter(
-                "The detail of an event must be a JSON object.",
-            ));
-        }
+        let detail = match serde_json::from_str::<Value>(&d.body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return Err(AwsError::invalid_parameter(
+                    "The detail of an event must be a JSON object.",
+                ));
+            }
+        };
         let env = Envelope::new(
             &self.account,
             region,
@@ -210,6 +217,7 @@ impl Events {
             detail_type,
             d.resources.clone(),
             d.body.clone(),
+            Some(detail),
             stratus_core::time::now_ms(),
         );
         let ds = self

@@ -145,6 +145,7 @@ impl Events {
                 "Scheduled Event",
                 vec![rule.rec.arn.clone()],
                 "{}".to_string(),
+                Some(serde_json::json!({})),
                 at,
             );
             let ds = crate::delivery::plan(&region, &rule, &env);

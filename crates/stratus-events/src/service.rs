@@ -307,6 +307,14 @@ impl Events {
 
     /// Makes sure the region's default bus is in memory.
     fn touch_region(&self, region: &str) {
+        if self
+            .read_state()
+            .regions
+            .get(region)
+            .is_some_and(|r| r.contains_key(DEFAULT_BUS))
+        {
+            return;
+        }
         let mut st = self.write_state();
         let buses = st.regions.entry(region.to_string()).or_default();
         if !buses.contains_key(DEFAULT_BUS) {
@@ -642,9 +650,10 @@ impl Events {
             .ok_or_else(|| invalid("DetailType", "DetailType is a required argument."))?;
         let detail =
             text("Detail")?.ok_or_else(|| invalid("Detail", "Detail is a required argument."))?;
-        if !serde_json::from_str::<Value>(detail).is_ok_and(|v| v.is_object()) {
-            return Err(("MalformedDetail", "Detail is malformed.".to_string()));
-        }
+        let detail_value = match serde_json::from_str::<Value>(detail) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return Err(("MalformedDetail", "Detail is malformed.".to_string())),
+        };
         let resources: Vec<String> = match e.get("Resources") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => {
@@ -683,6 +692,7 @@ impl Events {
             detail_type,
             resources,
             detail.to_string(),
+            Some(detail_value),
             time_ms,
         );
         let ds = self.route(region, &bus, &env).ok_or_else(|| {
