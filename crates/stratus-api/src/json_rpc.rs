@@ -80,8 +80,16 @@ pub fn json_error(e: &AwsError, version: &str) -> Response {
     let mut body = serde_json::Map::new();
     body.insert("__type".into(), Value::from(e.code.clone()));
     body.insert("message".into(), Value::from(e.message.clone()));
+    // Extra fields named `x-amzn-...` are headers (SQS's
+    // `x-amzn-query-error`), the others body fields (an `__type` replaces
+    // the code in the body, as awsQueryCompatible services answer).
+    let mut headers = Vec::new();
     for (k, v) in &e.extra {
-        body.insert(k.clone(), Value::from(v.clone()));
+        if k.starts_with("x-amzn-") {
+            headers.push((k, v));
+        } else {
+            body.insert(k.clone(), Value::from(v.clone()));
+        }
     }
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (status, Value::Object(body).to_string()).into_response();
@@ -89,6 +97,14 @@ pub fn json_error(e: &AwsError, version: &str) -> Response {
     h.insert("content-type", content_type(version));
     if let Ok(v) = HeaderValue::from_str(&e.code) {
         h.insert("x-amzn-errortype", v);
+    }
+    for (k, v) in headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(name, value);
+        }
     }
     crate::with_request_id(r)
 }

@@ -1,8 +1,16 @@
 //! Amazon SQS: queues and messages (json protocol `AmazonSQS.*` and the
 //! query protocol), durable in the store; and Lambda event source mappings
 //! from SQS queues to functions.
+//!
+//! Layout: [`service`] implements the operations on json-protocol shapes
+//! (botocore `sqs/2012-11-05`); [`query`] translates the query protocol to
+//! and from them; [`messages`] is the SQL of the message store;
+//! [`queue`] the queue attributes; [`attrs`] message attributes and their
+//! MD5 digests; [`errors`] SQS's error codes in both protocols; [`esm`] the
+//! event source mappings (Lambda `2015-03-31` REST API) and their pollers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -10,78 +18,160 @@ use stratus_core::{AwsError, AwsResult, Config, Targets};
 use stratus_lambda::Lambda;
 use stratus_store::Store;
 
+pub mod attrs;
+pub mod errors;
+pub mod esm;
+pub mod messages;
+pub mod query;
+pub mod queue;
+pub mod service;
+
+pub use service::{Core, SendInput, SendResult};
+
 /// `X-Amz-Target` prefix of the json protocol.
 pub const TARGET_PREFIX: &str = "AmazonSQS";
 /// XML namespace of query-protocol answers.
 pub const XMLNS: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 /// Query-protocol actions (used to route unsigned requests).
-pub const ACTIONS: &[&str] = &[];
+pub const ACTIONS: &[&str] = &[
+    "CreateQueue",
+    "DeleteQueue",
+    "GetQueueUrl",
+    "ListQueues",
+    "GetQueueAttributes",
+    "SetQueueAttributes",
+    "PurgeQueue",
+    "SendMessage",
+    "SendMessageBatch",
+    "ReceiveMessage",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch",
+    "TagQueue",
+    "UntagQueue",
+    "ListQueueTags",
+    "ListDeadLetterSourceQueues",
+];
+
+/// How often messages past their retention period are deleted.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The SQS service.
 pub struct Sqs {
-    #[allow(dead_code)]
-    store: Store,
+    core: Arc<Core>,
+    esm: Arc<esm::Esm>,
 }
 
 impl Sqs {
-    /// Opens the service's tables in `store`.
+    /// Opens the service's tables in `store` and loads its queues and event
+    /// source mappings.
     ///
-    /// Errors: the tables cannot be created.
+    /// Errors: the tables cannot be created or read.
     pub fn new(
         store: Store,
-        _config: &Config,
+        config: &Config,
         _targets: Targets,
-        _lambda: Arc<Lambda>,
+        lambda: Arc<Lambda>,
     ) -> Result<Arc<Sqs>, String> {
-        Ok(Arc::new(Sqs { store }))
+        let core = Arc::new(Core::open(
+            store.clone(),
+            config.account_id.clone(),
+            config.edge_url(),
+        )?);
+        let esm = esm::Esm::new(store, core.clone(), lambda, config.account_id.clone())?;
+        Ok(Arc::new(Sqs { core, esm }))
     }
 
-    /// Answers one json-protocol operation.
-    pub async fn call_json(&self, _region: &str, op: &str, _body: Bytes) -> AwsResult<Value> {
-        Err(AwsError::new(
-            400,
-            "InvalidAction",
-            format!("SQS action {op} is not available yet."),
-        ))
+    /// The queues and messages.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Answers one json-protocol operation (`AmazonSQS.<op>`, json 1.0).
+    ///
+    /// Errors: SQS's errors (see [`errors`]); a body that is not a JSON
+    /// object is `InvalidParameterValue`... as `SerializationException`
+    /// is not an SQS code, it is reported as `InvalidParameterValue` too.
+    pub async fn call_json(&self, region: &str, op: &str, body: Bytes) -> AwsResult<Value> {
+        let input = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Map::new()
+        } else {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    return Err(errors::invalid_param(
+                        "The request body is not a JSON object.",
+                    ));
+                }
+            }
+        };
+        self.core.dispatch(region, op, &input).await
     }
 
     /// Answers one query-protocol action with the inner XML of its result.
+    /// `path` is the request path: a queue URL path supplies `QueueUrl`.
+    ///
+    /// Errors: as [`Sqs::call_json`].
     pub async fn call_query(
         &self,
-        _region: &str,
+        region: &str,
         action: &str,
-        _params: &[(String, String)],
-        _path: &str,
+        params: &[(String, String)],
+        path: &str,
     ) -> AwsResult<String> {
-        Err(AwsError::new(
-            400,
-            "InvalidAction",
-            format!("SQS action {action} is not available yet."),
-        ))
+        let input = query::to_input(action, params, path);
+        let v = self.core.dispatch(region, action, &input).await?;
+        Ok(query::to_xml(action, &v))
     }
 
-    /// Starts background work (delayed messages, event source mappings).
+    /// Starts background work: the retention sweeper and the pollers of
+    /// the enabled event source mappings.
     pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        Vec::new()
+        let core = self.core.clone();
+        let sweeper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_INTERVAL).await;
+                if let Err(e) = core.sweep().await {
+                    tracing::warn!("sqs retention sweep failed: {e}");
+                }
+            }
+        });
+        self.esm.start_all();
+        vec![sweeper]
     }
 
     /// The Lambda REST routes for event source mappings
     /// (`/2015-03-31/event-source-mappings/...`).
     pub fn esm_router(self: &Arc<Self>) -> axum::Router {
-        axum::Router::new()
+        esm::router(self.esm.clone())
     }
 }
 
 impl stratus_core::Target for Sqs {
+    /// Sends `delivery` as a message to the queue `arn`: its body,
+    /// message attributes and, for FIFO queues, `MessageGroupId` and
+    /// `MessageDeduplicationId`. Returns the message id.
+    ///
+    /// Errors: `AWS.SimpleQueueService.NonExistentQueue` (400) when the
+    /// queue does not exist; the errors of `SendMessage` otherwise.
     fn deliver<'a>(
         &'a self,
         arn: &'a str,
-        _delivery: stratus_core::Delivery,
+        delivery: stratus_core::Delivery,
     ) -> stratus_core::targets::BoxFuture<'a, AwsResult<String>> {
         Box::pin(async move {
-            Err(AwsError::invalid_parameter(format!(
-                "cannot deliver to {arn} yet"
-            )))
+            let q = self.core.queue_by_arn(arn)?;
+            let input = SendInput {
+                body: delivery.body,
+                delay: None,
+                attributes: delivery.attributes,
+                system_attributes: Default::default(),
+                group_id: delivery.message_group_id,
+                dedup_id: delivery.deduplication_id,
+            };
+            let r: Result<SendResult, AwsError> = self.core.send(&q, input).await;
+            r.map(|r| r.message_id)
         })
     }
 }
