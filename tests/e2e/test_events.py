@@ -337,9 +337,8 @@ def test_put_events_entries(events):
         {"DetailType": "Order Placed", "Detail": "{}"},
         {"Source": "app.orders", "DetailType": "Order Placed", "Detail": "[1, 2]"},
         {"Source": "app.orders", "DetailType": "Order Placed", "Detail": "{not json"},
-        {"Source": "app.orders", "DetailType": "Order Placed", "Detail": "{}",
-         "EventBusName": "no-such-bus"},
         {"Source": "app.orders", "Detail": "{}"},
+        {"Source": "aws.ec2", "DetailType": "EC2 Instance State-change Notification", "Detail": "{}"},
     ])
     entries = resp["Entries"]
     assert resp["FailedEntryCount"] == 5
@@ -349,9 +348,23 @@ def test_put_events_entries(events):
     assert "Source" in entries[1]["ErrorMessage"]
     assert entries[2]["ErrorCode"] == "MalformedDetail"
     assert entries[3]["ErrorCode"] == "MalformedDetail"
-    assert entries[4]["ErrorCode"] == "ResourceNotFoundException"
-    assert entries[5]["ErrorCode"] == "InvalidArgument"
-    assert "DetailType" in entries[5]["ErrorMessage"]
+    assert entries[4]["ErrorCode"] == "InvalidArgument"
+    assert "DetailType" in entries[4]["ErrorMessage"]
+    # Sources starting with "aws." belong to AWS services.
+    assert entries[5]["ErrorCode"] == "NotAuthorizedForSourceException"
+
+
+def test_put_events_to_a_bus_that_does_not_exist_is_accepted(events):
+    """EventBridge accepts an event for a bus that does not exist: the entry
+    gets an EventId and the event goes nowhere (aws/aws-cli#9186,
+    aws/aws-sdk#186), while the bus operations answer
+    ResourceNotFoundException."""
+    resp = events.put_events(Entries=[{"Source": "app", "DetailType": "t", "Detail": "{}",
+                                       "EventBusName": "no-such-bus"}])
+    assert resp["FailedEntryCount"] == 0 and "EventId" in resp["Entries"][0]
+    with pytest.raises(ClientError) as e:
+        events.describe_event_bus(Name="no-such-bus")
+    assert code(e) == "ResourceNotFoundException"
 
 
 def test_put_events_limits(events, events_novalidate):

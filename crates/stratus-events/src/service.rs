@@ -645,6 +645,12 @@ impl Events {
         let source = text("Source")?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| invalid("Source", "Source is a required argument."))?;
+        if source.starts_with("aws.") {
+            return Err((
+                "NotAuthorizedForSourceException",
+                "Not authorized for the source.".to_string(),
+            ));
+        }
         let detail_type = text("DetailType")?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| invalid("DetailType", "DetailType is a required argument."))?;
@@ -695,12 +701,12 @@ impl Events {
             Some(detail_value),
             time_ms,
         );
-        let ds = self.route(region, &bus, &env).ok_or_else(|| {
-            (
-                "ResourceNotFoundException",
-                format!("Event bus {bus} does not exist."),
-            )
-        })?;
+        // As EventBridge does, an event for a bus that does not exist is
+        // accepted (it gets an id) and goes nowhere.
+        let ds = self.route(region, &bus, &env).unwrap_or_else(|| {
+            tracing::warn!(bus = %bus, region, "PutEvents: event bus does not exist; the event is dropped");
+            Vec::new()
+        });
         Ok((env.id, ds))
     }
 

@@ -51,7 +51,10 @@ pub fn md5_of_attributes(attrs: &BTreeMap<String, MessageAttribute>) -> Option<S
             put(&mut buf, a.binary_value.as_deref().unwrap_or_default());
         } else {
             buf.push(1);
-            put(&mut buf, a.string_value.as_deref().unwrap_or_default().as_bytes());
+            put(
+                &mut buf,
+                a.string_value.as_deref().unwrap_or_default().as_bytes(),
+            );
         }
     }
     Some(md5_hex(&buf))
@@ -133,7 +136,9 @@ pub fn from_json(v: Option<&Value>) -> Result<BTreeMap<String, MessageAttribute>
         return Ok(out);
     }
     let Some(map) = v.as_object() else {
-        return Err(invalid_param("MessageAttributes must be a map of name to value."));
+        return Err(invalid_param(
+            "MessageAttributes must be a map of name to value.",
+        ));
     };
     if map.len() > MAX_ATTRIBUTES {
         return Err(invalid_param(format!(
@@ -151,10 +156,15 @@ pub fn from_json(v: Option<&Value>) -> Result<BTreeMap<String, MessageAttribute>
             .get("DataType")
             .and_then(Value::as_str)
             .ok_or_else(|| {
-                invalid_param(format!("The message attribute '{name}' must contain a DataType."))
+                invalid_param(format!(
+                    "The message attribute '{name}' must contain a DataType."
+                ))
             })?
             .to_string();
-        let string_value = o.get("StringValue").and_then(Value::as_str).map(str::to_string);
+        let string_value = o
+            .get("StringValue")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let binary_value = match o.get("BinaryValue").and_then(Value::as_str) {
             Some(b) => Some(
                 base64::engine::general_purpose::STANDARD

@@ -17,7 +17,12 @@ use stratus_core::AwsError;
 /// Builds an SQS error: `shape` is the botocore exception shape (json
 /// `__type`), `query_code` the query-protocol code (AWS's "Common Errors"
 /// and each action's "Errors" section of the SQS API reference).
-pub fn sqs_error(status: u16, shape: &str, query_code: &str, message: impl Into<String>) -> AwsError {
+pub fn sqs_error(
+    status: u16,
+    shape: &str,
+    query_code: &str,
+    message: impl Into<String>,
+) -> AwsError {
     let kind = if status >= 500 { "Receiver" } else { "Sender" };
     AwsError::new(status, query_code, message)
         .with_field("__type", format!("com.amazonaws.sqs#{shape}"))
@@ -36,7 +41,12 @@ pub fn queue_missing() -> AwsError {
 
 /// `InvalidParameterValue` (400): a parameter has a bad value.
 pub fn invalid_param(message: impl Into<String>) -> AwsError {
-    sqs_error(400, "InvalidParameterValue", "InvalidParameterValue", message)
+    sqs_error(
+        400,
+        "InvalidParameterValue",
+        "InvalidParameterValue",
+        message,
+    )
 }
 
 /// `MissingParameter` (400): a required parameter is absent.
@@ -137,9 +147,7 @@ pub fn batch_too_long(total: usize) -> AwsError {
         400,
         "BatchRequestTooLong",
         "AWS.SimpleQueueService.BatchRequestTooLong",
-        format!(
-            "Batch requests cannot be longer than 262144 bytes. You have sent {total} bytes."
-        ),
+        format!("Batch requests cannot be longer than 262144 bytes. You have sent {total} bytes."),
     )
 }
 
@@ -159,9 +167,7 @@ pub fn purge_in_progress(url: &str) -> AwsError {
         403,
         "PurgeQueueInProgress",
         "AWS.SimpleQueueService.PurgeQueueInProgress",
-        format!(
-            "Only one PurgeQueue operation on {url} is allowed every 60 seconds."
-        ),
+        format!("Only one PurgeQueue operation on {url} is allowed every 60 seconds."),
     )
 }
 

@@ -71,13 +71,19 @@ impl Mapping {
         let mut m = Map::new();
         m.insert("UUID".into(), json!(self.uuid));
         m.insert("BatchSize".into(), json!(self.batch_size));
-        m.insert("MaximumBatchingWindowInSeconds".into(), json!(self.batching_window));
+        m.insert(
+            "MaximumBatchingWindowInSeconds".into(),
+            json!(self.batching_window),
+        );
         m.insert("EventSourceArn".into(), json!(self.event_source_arn));
         m.insert("FunctionArn".into(), json!(self.function_arn));
         m.insert("LastModified".into(), json!(self.last_modified));
         m.insert("State".into(), json!(self.state));
         m.insert("StateTransitionReason".into(), json!("USER_INITIATED"));
-        m.insert("FunctionResponseTypes".into(), json!(self.function_response_types));
+        m.insert(
+            "FunctionResponseTypes".into(),
+            json!(self.function_response_types),
+        );
         if let Some(c) = self.maximum_concurrency {
             m.insert("ScalingConfig".into(), json!({"MaximumConcurrency": c}));
         }
@@ -386,7 +392,12 @@ impl Esm {
         Ok(Some((q, got)))
     }
 
-    fn event(&self, m: &Mapping, q: &crate::queue::Queue, records: &[crate::messages::Received]) -> Value {
+    fn event(
+        &self,
+        m: &Mapping,
+        q: &crate::queue::Queue,
+        records: &[crate::messages::Received],
+    ) -> Value {
         let names = vec!["All".to_string()];
         let recs: Vec<Value> = records
             .iter()
@@ -412,7 +423,10 @@ impl Esm {
                 }
                 let mut o = Map::new();
                 o.insert("messageId".into(), json!(r.message_id));
-                o.insert("receiptHandle".into(), json!(encode_receipt(q.id, r.seq, &r.receipt)));
+                o.insert(
+                    "receiptHandle".into(),
+                    json!(encode_receipt(q.id, r.seq, &r.receipt)),
+                );
                 o.insert("body".into(), json!(r.body));
                 o.insert("attributes".into(), json!(sys));
                 o.insert("messageAttributes".into(), Value::Object(attrs));
@@ -538,7 +552,10 @@ impl Esm {
             };
             return Err(validation("maximumBatchingWindowInSeconds", w, c));
         }
-        if let Some(c) = input.scaling_config.as_ref().and_then(|s| s.maximum_concurrency)
+        if let Some(c) = input
+            .scaling_config
+            .as_ref()
+            .and_then(|s| s.maximum_concurrency)
             && !(2..=1000).contains(&c)
         {
             let k = if c < 2 {
@@ -562,10 +579,11 @@ impl Esm {
     pub async fn create(self: &Arc<Self>, region: &str, body: &[u8]) -> AwsResult<Value> {
         let input: MappingInput = stratus_lambda::service::parse_body(body)?;
         Self::check_ranges(&input)?;
-        let source = input
-            .event_source_arn
-            .clone()
-            .ok_or_else(|| AwsError::invalid_parameter("EventSourceArn is required for an SQS event source mapping."))?;
+        let source = input.event_source_arn.clone().ok_or_else(|| {
+            AwsError::invalid_parameter(
+                "EventSourceArn is required for an SQS event source mapping.",
+            )
+        })?;
         let function = input
             .function_name
             .clone()
@@ -630,7 +648,12 @@ impl Esm {
     ///
     /// Errors: as [`Esm::create`]; `ResourceNotFoundException` for an
     /// unknown UUID; `ResourceInUseException` while it is being deleted.
-    pub async fn update(self: &Arc<Self>, region: &str, uuid: &str, body: &[u8]) -> AwsResult<Value> {
+    pub async fn update(
+        self: &Arc<Self>,
+        region: &str,
+        uuid: &str,
+        body: &[u8],
+    ) -> AwsResult<Value> {
         let input: MappingInput = stratus_lambda::service::parse_body(body)?;
         Self::check_ranges(&input)?;
         let mut m = self.in_region(region, uuid)?;
@@ -670,7 +693,12 @@ impl Esm {
         m.last_modified = now_s();
         m.state = match (was, m.enabled) {
             (_, false) => {
-                if self.running.lock().unwrap_or_else(|p| p.into_inner()).contains_key(uuid) {
+                if self
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(uuid)
+                {
                     "Disabling"
                 } else {
                     "Disabled"
@@ -735,10 +763,18 @@ impl Esm {
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .filter(|m| m.region == region)
-            .filter(|m| query.get("EventSourceArn").is_none_or(|a| &m.event_source_arn == a))
+            .filter(|m| {
+                query
+                    .get("EventSourceArn")
+                    .is_none_or(|a| &m.event_source_arn == a)
+            })
             .filter(|m| {
                 fref.as_ref().is_none_or(|f| {
-                    let tail = m.function_arn.split(":function:").nth(1).unwrap_or_default();
+                    let tail = m
+                        .function_arn
+                        .split(":function:")
+                        .nth(1)
+                        .unwrap_or_default();
                     let mut parts = tail.splitn(2, ':');
                     let name = parts.next().unwrap_or_default();
                     let qual = parts.next();
@@ -831,10 +867,7 @@ async fn create_h(State(e): State<Arc<Esm>>, h: HeaderMap, body: Bytes) -> Respo
 }
 
 async fn list_h(State(e): State<Arc<Esm>>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let query: BTreeMap<String, String> = q
-        .as_deref()
-        .map(url_pairs)
-        .unwrap_or_default();
+    let query: BTreeMap<String, String> = q.as_deref().map(url_pairs).unwrap_or_default();
     answer(StatusCode::OK, e.list(&region(&h), &query))
 }
 
@@ -871,7 +904,9 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn get_h(State(e): State<Arc<Esm>>, h: HeaderMap, Path(uuid): Path<String>) -> Response {
-    let r = e.in_region(&region(&h), &uuid).map(|m| m.to_json(&e.account));
+    let r = e
+        .in_region(&region(&h), &uuid)
+        .map(|m| m.to_json(&e.account));
     answer(StatusCode::OK, r)
 }
 
@@ -881,7 +916,10 @@ async fn update_h(
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Response {
-    answer(StatusCode::ACCEPTED, e.update(&region(&h), &uuid, &body).await)
+    answer(
+        StatusCode::ACCEPTED,
+        e.update(&region(&h), &uuid, &body).await,
+    )
 }
 
 async fn delete_h(State(e): State<Arc<Esm>>, h: HeaderMap, Path(uuid): Path<String>) -> Response {

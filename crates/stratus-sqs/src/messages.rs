@@ -211,7 +211,11 @@ pub fn receive(conn: &Connection, spec: &ReceiveSpec) -> rusqlite::Result<Receiv
                  WHERE queue_id = ?1 AND visible_at <= ?2 ORDER BY visible_at, seq LIMIT ?3",
             )?;
             st.query_map(
-                params![spec.queue_id, spec.now, (spec.max - out.messages.len()) as i64],
+                params![
+                    spec.queue_id,
+                    spec.now,
+                    (spec.max - out.messages.len()) as i64
+                ],
                 |r| {
                     Ok(Candidate {
                         seq: r.get(0)?,
@@ -385,13 +389,23 @@ pub fn counts(conn: &Connection, queue_id: i64, now: i64) -> rusqlite::Result<(i
 
 /// Deletes every message of a queue (PurgeQueue, DeleteQueue).
 pub fn purge(conn: &Connection, queue_id: i64) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM sqs_dedup WHERE queue_id = ?1", params![queue_id])?;
-    conn.execute("DELETE FROM sqs_messages WHERE queue_id = ?1", params![queue_id])
+    conn.execute(
+        "DELETE FROM sqs_dedup WHERE queue_id = ?1",
+        params![queue_id],
+    )?;
+    conn.execute(
+        "DELETE FROM sqs_messages WHERE queue_id = ?1",
+        params![queue_id],
+    )
 }
 
 /// Deletes messages older than their queue's retention period and
 /// deduplication entries past their window.
-pub fn sweep(conn: &Connection, retention: &BTreeMap<i64, i64>, now: i64) -> rusqlite::Result<usize> {
+pub fn sweep(
+    conn: &Connection,
+    retention: &BTreeMap<i64, i64>,
+    now: i64,
+) -> rusqlite::Result<usize> {
     let mut n = 0;
     for (queue_id, retention_ms) in retention {
         n += conn.execute(
@@ -451,11 +465,20 @@ mod tests {
         assert_eq!(a.message_id, b.message_id);
         assert_eq!(a.seq, b.seq);
         // After the 5-minute window the same id is a new message.
-        let c3 = insert(&c, 1, &msg("c", 1_000 + DEDUP_WINDOW_MS, Some("g"), Some("d1"))).unwrap();
+        let c3 = insert(
+            &c,
+            1,
+            &msg("c", 1_000 + DEDUP_WINDOW_MS, Some("g"), Some("d1")),
+        )
+        .unwrap();
         assert!(!c3.duplicate);
         assert_ne!(c3.message_id, a.message_id);
         // Other queues have their own window.
-        assert!(!insert(&c, 2, &msg("a", 1_000, Some("g"), Some("d1"))).unwrap().duplicate);
+        assert!(
+            !insert(&c, 2, &msg("a", 1_000, Some("g"), Some("d1")))
+                .unwrap()
+                .duplicate
+        );
     }
 
     #[test]
@@ -466,7 +489,12 @@ mod tests {
         assert_eq!(first.messages.len(), 1);
         assert_eq!(first.messages[0].receive_count, 1);
         assert_eq!(first.next_visible, Some(30_010));
-        assert!(receive(&c, &spec(1, false, 10, 20_000)).unwrap().messages.is_empty());
+        assert!(
+            receive(&c, &spec(1, false, 10, 20_000))
+                .unwrap()
+                .messages
+                .is_empty()
+        );
         assert_eq!(counts(&c, 1, 20_000).unwrap(), (0, 1, 0));
         let again = receive(&c, &spec(1, false, 10, 30_010)).unwrap();
         assert_eq!(again.messages.len(), 1);
@@ -498,7 +526,12 @@ mod tests {
         let got = receive(&c, &spec(1, true, 10, 2)).unwrap();
         let bodies: Vec<_> = got.messages.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, ["b1", "b2"]);
-        assert!(receive(&c, &spec(1, true, 10, 3)).unwrap().messages.is_empty());
+        assert!(
+            receive(&c, &spec(1, true, 10, 3))
+                .unwrap()
+                .messages
+                .is_empty()
+        );
     }
 
     #[test]

@@ -185,7 +185,10 @@ pub fn to_input(action: &str, params: &[(String, String)], path: &str) -> Map<St
                     })
                     .collect::<Vec<_>>()
             });
-            m.insert("Entries".into(), list.map(Value::from).unwrap_or(Value::Null));
+            m.insert(
+                "Entries".into(),
+                list.map(Value::from).unwrap_or(Value::Null),
+            );
         }
         _ => {}
     }
@@ -309,7 +312,11 @@ pub fn to_xml(action: &str, v: &Value) -> String {
             }
         }
         "ListQueues" | "ListDeadLetterSourceQueues" => {
-            let key = if action == "ListQueues" { "QueueUrls" } else { "queueUrls" };
+            let key = if action == "ListQueues" {
+                "QueueUrls"
+            } else {
+                "queueUrls"
+            };
             if let Some(Value::Array(list)) = v.get(key) {
                 for u in list {
                     el(&mut out, "QueueUrl", &scalar(u));
@@ -319,7 +326,9 @@ pub fn to_xml(action: &str, v: &Value) -> String {
                 el(&mut out, "NextToken", &scalar(t));
             }
         }
-        "GetQueueAttributes" => name_values(&mut out, "Attribute", "Name", "Value", v.get("Attributes")),
+        "GetQueueAttributes" => {
+            name_values(&mut out, "Attribute", "Name", "Value", v.get("Attributes"))
+        }
         "ListQueueTags" => name_values(&mut out, "Tag", "Key", "Value", v.get("Tags")),
         "SendMessage" => {
             for k in [
@@ -345,7 +354,9 @@ pub fn to_xml(action: &str, v: &Value) -> String {
         }
         "SendMessageBatch" => entries(&mut out, v, "SendMessageBatchResultEntry"),
         "DeleteMessageBatch" => entries(&mut out, v, "DeleteMessageBatchResultEntry"),
-        "ChangeMessageVisibilityBatch" => entries(&mut out, v, "ChangeMessageVisibilityBatchResultEntry"),
+        "ChangeMessageVisibilityBatch" => {
+            entries(&mut out, v, "ChangeMessageVisibilityBatchResultEntry")
+        }
         _ => {}
     }
     out
@@ -356,7 +367,10 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -368,9 +382,18 @@ mod tests {
                 ("SendMessageBatchRequestEntry.2.MessageBody", "two"),
                 ("SendMessageBatchRequestEntry.1.Id", "a"),
                 ("SendMessageBatchRequestEntry.1.MessageBody", "one"),
-                ("SendMessageBatchRequestEntry.1.MessageAttribute.1.Name", "k"),
-                ("SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.DataType", "String"),
-                ("SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue", "v"),
+                (
+                    "SendMessageBatchRequestEntry.1.MessageAttribute.1.Name",
+                    "k",
+                ),
+                (
+                    "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.DataType",
+                    "String",
+                ),
+                (
+                    "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue",
+                    "v",
+                ),
             ]),
             "/123456789012/q",
         );

@@ -120,7 +120,10 @@ impl Queue {
 
     /// `ContentBasedDeduplication` (FIFO).
     pub fn content_dedup(&self) -> bool {
-        self.attrs.get("ContentBasedDeduplication").map(String::as_str) == Some("true")
+        self.attrs
+            .get("ContentBasedDeduplication")
+            .map(String::as_str)
+            == Some("true")
     }
 
     /// `DeduplicationScope` is `messageGroup` (FIFO).
@@ -218,8 +221,8 @@ pub fn validate_name(name: &str, fifo: bool) -> Result<(), AwsError> {
 ///
 /// Errors: a reason for `InvalidAttributeValue`.
 pub fn parse_redrive(text: &str) -> Result<Redrive, String> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|_| "Redrive policy is not a valid JSON map.".to_string())?;
+    let v: Value = serde_json::from_str(text)
+        .map_err(|_| "Redrive policy is not a valid JSON map.".to_string())?;
     let arn = v
         .get("deadLetterTargetArn")
         .and_then(Value::as_str)
@@ -230,7 +233,11 @@ pub fn parse_redrive(text: &str) -> Result<Redrive, String> {
     let count = match v.get("maxReceiveCount") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::String(s)) => s.parse().ok(),
-        _ => return Err("Redrive policy does not contain mandatory attribute: maxReceiveCount.".into()),
+        _ => {
+            return Err(
+                "Redrive policy does not contain mandatory attribute: maxReceiveCount.".into(),
+            );
+        }
     }
     .ok_or("Value for maxReceiveCount is not an integer.")?;
     if !(1..=1000).contains(&count) {
@@ -321,7 +328,10 @@ pub fn check_attribute(
             .ok_or_else(|| invalid_attribute_value(name, "Must be true or false.")),
         "DeduplicationScope" => match value {
             "messageGroup" | "queue" => Ok(Some(value.to_string())),
-            _ => Err(invalid_attribute_value(name, "Must be messageGroup or queue.")),
+            _ => Err(invalid_attribute_value(
+                name,
+                "Must be messageGroup or queue.",
+            )),
         },
         "FifoThroughputLimit" => match value {
             "perQueue" | "perMessageGroupId" => Ok(Some(value.to_string())),
@@ -334,7 +344,8 @@ pub fn check_attribute(
             if value.is_empty() {
                 return Ok(None);
             }
-            let r = parse_redrive(value).map_err(|reason| invalid_attribute_value(name, &reason))?;
+            let r =
+                parse_redrive(value).map_err(|reason| invalid_attribute_value(name, &reason))?;
             if r.dead_letter_target_arn.ends_with(".fifo") != fifo {
                 return Err(invalid_attribute_value(
                     name,
@@ -355,7 +366,10 @@ pub fn check_attribute(
             }
             match serde_json::from_str::<Value>(value) {
                 Ok(Value::Object(_)) => Ok(Some(value.to_string())),
-                _ => Err(invalid_attribute_value(name, "The value is not a valid JSON document.")),
+                _ => Err(invalid_attribute_value(
+                    name,
+                    "The value is not a valid JSON document.",
+                )),
             }
         }
         "KmsMasterKeyId" => Ok((!value.is_empty()).then(|| value.to_string())),

@@ -44,7 +44,9 @@ impl<'a> Input<'a> {
         match self.0.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(invalid_param(format!("The parameter {k} must be a string."))),
+            Some(_) => Err(invalid_param(format!(
+                "The parameter {k} must be a string."
+            ))),
         }
     }
 
@@ -59,12 +61,14 @@ impl<'a> Input<'a> {
                 .as_i64()
                 .map(Some)
                 .ok_or_else(|| invalid_param(format!("The parameter {k} must be an integer."))),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| invalid_param(format!("Value {s} for parameter {k} is invalid. Reason: Must be an integer."))),
-            Some(_) => Err(invalid_param(format!("The parameter {k} must be an integer."))),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
+                invalid_param(format!(
+                    "Value {s} for parameter {k} is invalid. Reason: Must be an integer."
+                ))
+            }),
+            Some(_) => Err(invalid_param(format!(
+                "The parameter {k} must be an integer."
+            ))),
         }
     }
 
@@ -92,7 +96,9 @@ impl<'a> Input<'a> {
                     Value::String(s) => Ok((a.clone(), s.clone())),
                     Value::Number(n) => Ok((a.clone(), n.to_string())),
                     Value::Bool(b) => Ok((a.clone(), b.to_string())),
-                    _ => Err(invalid_param(format!("{k}: the value of {a} must be a string."))),
+                    _ => Err(invalid_param(format!(
+                        "{k}: the value of {a} must be a string."
+                    ))),
                 })
                 .collect(),
             Some(_) => Err(invalid_param(format!("{k} must be a map of strings."))),
@@ -193,12 +199,18 @@ impl SendResult {
             m.insert("Id".into(), Value::from(id));
         }
         m.insert("MessageId".into(), Value::from(self.message_id.clone()));
-        m.insert("MD5OfMessageBody".into(), Value::from(self.md5_body.clone()));
+        m.insert(
+            "MD5OfMessageBody".into(),
+            Value::from(self.md5_body.clone()),
+        );
         if let Some(v) = &self.md5_attrs {
             m.insert("MD5OfMessageAttributes".into(), Value::from(v.clone()));
         }
         if let Some(v) = &self.md5_sys {
-            m.insert("MD5OfMessageSystemAttributes".into(), Value::from(v.clone()));
+            m.insert(
+                "MD5OfMessageSystemAttributes".into(),
+                Value::from(v.clone()),
+            );
         }
         if let Some(v) = &self.sequence_number {
             m.insert("SequenceNumber".into(), Value::from(v.clone()));
@@ -245,7 +257,10 @@ fn failure(id: &str, e: &AwsError) -> Value {
 }
 
 /// Checks a batch's entries: 1-10, ids valid and distinct.
-fn check_entries<'a>(entries: Option<&'a Value>, what: &str) -> AwsResult<Vec<(&'a str, &'a Map<String, Value>)>> {
+fn check_entries<'a>(
+    entries: Option<&'a Value>,
+    what: &str,
+) -> AwsResult<Vec<(&'a str, &'a Map<String, Value>)>> {
     let list = match entries {
         None | Some(Value::Null) => return Err(empty_batch(what)),
         Some(Value::Array(a)) => a,
@@ -282,8 +297,7 @@ impl Core {
         let rows: Vec<(i64, String)> = store
             .read(|c| {
                 let mut st = c.prepare("SELECT id, body FROM sqs_queues")?;
-                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
             })
             .map_err(|e| e.to_string())?;
         let mut queues = HashMap::new();
@@ -389,7 +403,12 @@ impl Core {
     }
 
     /// Answers one operation.
-    pub async fn dispatch(&self, region: &str, op: &str, input: &Map<String, Value>) -> AwsResult<Value> {
+    pub async fn dispatch(
+        &self,
+        region: &str,
+        op: &str,
+        input: &Map<String, Value>,
+    ) -> AwsResult<Value> {
         let i = Input(input);
         match op {
             "CreateQueue" => self.create_queue(region, &i).await,
@@ -440,7 +459,9 @@ impl Core {
                 let now = now_ms();
                 let ok = self
                     .store
-                    .write(move |c| messages::change_visibility(c, id, seq, &nonce, now, timeout * 1000))
+                    .write(move |c| {
+                        messages::change_visibility(c, id, seq, &nonce, now, timeout * 1000)
+                    })
                     .await
                     .map_err(store)?;
                 if !ok {
@@ -458,7 +479,9 @@ impl Core {
                 let mut next = (*q).clone();
                 next.tags.extend(tags);
                 if next.tags.len() > 50 {
-                    return Err(invalid_param("Too many tags added for queue: a queue can have at most 50 tags."));
+                    return Err(invalid_param(
+                        "Too many tags added for queue: a queue can have at most 50 tags.",
+                    ));
                 }
                 self.save(next).await?;
                 Ok(json!({}))
@@ -489,14 +512,22 @@ impl Core {
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .values()
-                    .filter(|s| s.region == region && s.redrive().is_some_and(|r| r.dead_letter_target_arn == arn))
+                    .filter(|s| {
+                        s.region == region
+                            && s.redrive().is_some_and(|r| r.dead_letter_target_arn == arn)
+                    })
                     .map(|s| self.queue_url(&s.name))
                     .collect();
                 urls.sort();
                 Ok(json!({"queueUrls": urls}))
             }
-            "AddPermission" | "RemovePermission" | "StartMessageMoveTask" | "CancelMessageMoveTask"
-            | "ListMessageMoveTasks" => Err(unsupported(format!("stratus does not implement {op}."))),
+            "AddPermission"
+            | "RemovePermission"
+            | "StartMessageMoveTask"
+            | "CancelMessageMoveTask"
+            | "ListMessageMoveTasks" => {
+                Err(unsupported(format!("stratus does not implement {op}.")))
+            }
             _ => Err(invalid_action(op)),
         }
     }
@@ -506,7 +537,12 @@ impl Core {
         let body = serde_json::to_string(&q).map_err(|e| AwsError::service(e.to_string()))?;
         let id = q.id;
         self.store
-            .write(move |c| c.execute("UPDATE sqs_queues SET body = ?2 WHERE id = ?1", params![id, body]))
+            .write(move |c| {
+                c.execute(
+                    "UPDATE sqs_queues SET body = ?2 WHERE id = ?1",
+                    params![id, body],
+                )
+            })
             .await
             .map_err(store)?;
         Ok(self.put_cache(q))
@@ -516,7 +552,9 @@ impl Core {
         let name = i.req("QueueName")?.to_string();
         let given = i.string_map("Attributes")?;
         let tags = i.string_map("tags")?;
-        let fifo_attr = given.get("FifoQueue").map(|v| v.eq_ignore_ascii_case("true"));
+        let fifo_attr = given
+            .get("FifoQueue")
+            .map(|v| v.eq_ignore_ascii_case("true"));
         let fifo = fifo_attr.unwrap_or(false);
         if name.ends_with(".fifo") && !fifo {
             return Err(invalid_param(
@@ -538,7 +576,10 @@ impl Core {
                 }
             }
         }
-        if let Some(r) = attrs_map.get("RedrivePolicy").and_then(|p| queue::parse_redrive(p).ok()) {
+        if let Some(r) = attrs_map
+            .get("RedrivePolicy")
+            .and_then(|p| queue::parse_redrive(p).ok())
+        {
             self.queue_by_arn(&r.dead_letter_target_arn).map_err(|_| {
                 invalid_attribute_value("RedrivePolicy", "Dead letter target does not exist.")
             })?;
@@ -581,7 +622,8 @@ impl Core {
             .await
             .map_err(store)?;
         if let Some(body) = existing {
-            let prior: Queue = serde_json::from_str(&body).map_err(|e| AwsError::service(e.to_string()))?;
+            let prior: Queue =
+                serde_json::from_str(&body).map_err(|e| AwsError::service(e.to_string()))?;
             let same = requested
                 .iter()
                 .all(|(k, v)| prior.attrs.get(k) == v.as_ref());
@@ -611,7 +653,10 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(q.region.clone(), q.name.clone()));
         self.wake(id);
-        self.notifies.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.notifies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         Ok(json!({}))
     }
 
@@ -669,7 +714,10 @@ impl Core {
     pub fn attributes(&self, q: &Queue, names: &[String]) -> AwsResult<BTreeMap<String, String>> {
         let all = names.iter().any(|n| n == "All");
         for n in names {
-            if n != "All" && !queue::SETTABLE.contains(&n.as_str()) && !queue::READ_ONLY.contains(&n.as_str()) {
+            if n != "All"
+                && !queue::SETTABLE.contains(&n.as_str())
+                && !queue::READ_ONLY.contains(&n.as_str())
+            {
                 return Err(invalid_attribute_name(n));
             }
         }
@@ -793,7 +841,10 @@ impl Core {
         }
         let mut dedup_key = None;
         if q.fifo {
-            let group = m.group_id.as_deref().ok_or_else(|| missing_param("MessageGroupId"))?;
+            let group = m
+                .group_id
+                .as_deref()
+                .ok_or_else(|| missing_param("MessageGroupId"))?;
             if !valid_token(group) {
                 return Err(invalid_param(format!(
                     "Value {group} for parameter MessageGroupId is invalid. Reason: It can contain only 1 to 128 alphanumeric and punctuation characters."
@@ -850,7 +901,15 @@ impl Core {
             sent_ms: now,
             visible_at: now + delay * 1000,
             group_id: m.group_id,
-            dedup_id: if q.fifo { m.dedup_id.or_else(|| dedup_key.clone().map(|k| k.rsplit('\u{0}').next().unwrap_or_default().to_string())) } else { None },
+            dedup_id: if q.fifo {
+                m.dedup_id.or_else(|| {
+                    dedup_key
+                        .clone()
+                        .map(|k| k.rsplit('\u{0}').next().unwrap_or_default().to_string())
+                })
+            } else {
+                None
+            },
             dedup_key,
             sender_id: self.account.clone(),
         };
@@ -894,7 +953,9 @@ impl Core {
         let total: usize = entries
             .iter()
             .map(|(_, m)| {
-                m.get("MessageBody").and_then(Value::as_str).map_or(0, str::len)
+                m.get("MessageBody")
+                    .and_then(Value::as_str)
+                    .map_or(0, str::len)
                     + attrs::from_json(m.get("MessageAttributes"))
                         .map(|a| a.iter().map(|(n, v)| attrs::attribute_size(n, v)).sum())
                         .unwrap_or(0)
@@ -918,7 +979,11 @@ impl Core {
             Vec::new()
         } else {
             self.store
-                .write(move |c| news.iter().map(|m| messages::insert(c, qid, m)).collect::<Result<Vec<_>, _>>())
+                .write(move |c| {
+                    news.iter()
+                        .map(|m| messages::insert(c, qid, m))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .await
                 .map_err(store)?
         };
@@ -974,7 +1039,11 @@ impl Core {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let q = self.by_id(queue_id).ok_or_else(queue_missing)?;
-            let spec = self.receive_spec(&q, max, visibility_s.unwrap_or_else(|| q.visibility_timeout()));
+            let spec = self.receive_spec(
+                &q,
+                max,
+                visibility_s.unwrap_or_else(|| q.visibility_timeout()),
+            );
             let now = spec.now;
             let dlq = spec.redrive.as_ref().map(|r| r.dlq_id);
             let out = self
@@ -992,7 +1061,8 @@ impl Core {
             }
             let mut wake = deadline;
             if let Some(next) = out.next_visible {
-                let at = tokio::time::Instant::now() + Duration::from_millis((next - now).max(1) as u64);
+                let at =
+                    tokio::time::Instant::now() + Duration::from_millis((next - now).max(1) as u64);
                 wake = wake.min(at);
             }
             let _ = tokio::time::timeout_at(wake, notified).await;
@@ -1001,7 +1071,12 @@ impl Core {
 
     async fn receive(&self, region: &str, i: &Input<'_>) -> AwsResult<Value> {
         let q = self.queue_of(region, i)?;
-        let max = in_range("MaxNumberOfMessages", i.int("MaxNumberOfMessages")?.unwrap_or(1), 1, 10)? as usize;
+        let max = in_range(
+            "MaxNumberOfMessages",
+            i.int("MaxNumberOfMessages")?.unwrap_or(1),
+            1,
+            10,
+        )? as usize;
         let visibility = match i.int("VisibilityTimeout")? {
             Some(v) => Some(in_range("VisibilityTimeout", v, 0, MAX_VISIBILITY)?),
             None => None,
@@ -1027,7 +1102,12 @@ impl Core {
 
     /// The system attributes of a received message (`All` or the names
     /// asked for).
-    pub fn system_attributes(&self, q: &Queue, m: &Received, names: &[String]) -> BTreeMap<String, String> {
+    pub fn system_attributes(
+        &self,
+        q: &Queue,
+        m: &Received,
+        names: &[String],
+    ) -> BTreeMap<String, String> {
         let all = names.iter().any(|n| n == "All");
         let want = |n: &str| all || names.iter().any(|x| x == n);
         let mut a = BTreeMap::new();
@@ -1038,10 +1118,16 @@ impl Core {
             a.insert("SentTimestamp".into(), m.sent_ms.to_string());
         }
         if want("ApproximateReceiveCount") {
-            a.insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+            a.insert(
+                "ApproximateReceiveCount".into(),
+                m.receive_count.to_string(),
+            );
         }
         if want("ApproximateFirstReceiveTimestamp") {
-            a.insert("ApproximateFirstReceiveTimestamp".into(), m.first_receive_ms.to_string());
+            a.insert(
+                "ApproximateFirstReceiveTimestamp".into(),
+                m.first_receive_ms.to_string(),
+            );
         }
         if let Some(g) = &m.group_id
             && want("MessageGroupId")
@@ -1066,7 +1152,9 @@ impl Core {
         if want("AWSTraceHeader")
             && let Some(sys) = &m.sys_attrs
             && let Ok(v) = serde_json::from_str::<Value>(sys)
-            && let Some(t) = v.pointer("/AWSTraceHeader/StringValue").and_then(Value::as_str)
+            && let Some(t) = v
+                .pointer("/AWSTraceHeader/StringValue")
+                .and_then(Value::as_str)
         {
             a.insert("AWSTraceHeader".into(), t.to_string());
         }
@@ -1082,10 +1170,19 @@ impl Core {
             .unwrap_or_default()
     }
 
-    fn message_json(&self, q: &Queue, m: &Received, sys_names: &[String], attr_names: &[String]) -> Value {
+    fn message_json(
+        &self,
+        q: &Queue,
+        m: &Received,
+        sys_names: &[String],
+        attr_names: &[String],
+    ) -> Value {
         let mut o = Map::new();
         o.insert("MessageId".into(), Value::from(m.message_id.clone()));
-        o.insert("ReceiptHandle".into(), Value::from(encode_receipt(q.id, m.seq, &m.receipt)));
+        o.insert(
+            "ReceiptHandle".into(),
+            Value::from(encode_receipt(q.id, m.seq, &m.receipt)),
+        );
         o.insert("MD5OfBody".into(), Value::from(m.md5_body.clone()));
         o.insert("Body".into(), Value::from(m.body.clone()));
         let sys = self.system_attributes(q, m, sys_names);
@@ -1134,13 +1231,18 @@ impl Core {
 
     async fn change_visibility_batch(&self, region: &str, i: &Input<'_>) -> AwsResult<Value> {
         let q = self.queue_of(region, i)?;
-        let entries = check_entries(i.0.get("Entries"), "ChangeMessageVisibilityBatchRequestEntry")?;
+        let entries = check_entries(
+            i.0.get("Entries"),
+            "ChangeMessageVisibilityBatchRequestEntry",
+        )?;
         let mut failed = Vec::new();
         let mut todo = Vec::new();
         for (id, m) in entries {
             let e = Input(m);
             let parsed = e.req("ReceiptHandle").and_then(|h| {
-                let t = e.int("VisibilityTimeout")?.ok_or_else(|| missing_param("VisibilityTimeout"))?;
+                let t = e
+                    .int("VisibilityTimeout")?
+                    .ok_or_else(|| missing_param("VisibilityTimeout"))?;
                 let t = in_range("VisibilityTimeout", t, 0, MAX_VISIBILITY)?;
                 let (seq, nonce) = decode_receipt(h, q.id)?;
                 Ok((seq, nonce, t))
@@ -1159,7 +1261,9 @@ impl Core {
             self.store
                 .write(move |c| {
                     todo.iter()
-                        .map(|(_, seq, nonce, t)| messages::change_visibility(c, qid, *seq, nonce, now, t * 1000))
+                        .map(|(_, seq, nonce, t)| {
+                            messages::change_visibility(c, qid, *seq, nonce, now, t * 1000)
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .await
