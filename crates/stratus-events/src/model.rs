@@ -52,14 +52,18 @@ pub fn constraint(value: &str, field: &str, what: &str) -> String {
 /// until it is tagged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BusRec {
+    /// `default` or a custom bus name.
     pub name: String,
+    /// `arn:aws:events:<region>:<account>:event-bus/<name>`.
     pub arn: String,
+    /// `Description` (at most 512 characters).
     #[serde(default)]
     pub description: Option<String>,
     /// ms since the epoch.
     pub created_ms: i64,
     /// ms since the epoch.
     pub modified_ms: i64,
+    /// Tags by key.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
@@ -68,23 +72,32 @@ pub struct BusRec {
 /// received, so ListTargetsByRule answers it back unchanged).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleRec {
+    /// Rule name (`[\.\-_A-Za-z0-9]+`, at most 64 characters).
     pub name: String,
+    /// Name of the rule's event bus.
     pub bus: String,
+    /// `arn:aws:events:<region>:<account>:rule/[<bus>/]<name>`.
     pub arn: String,
+    /// `EventPattern` as given.
     #[serde(default)]
     pub event_pattern: Option<String>,
+    /// `ScheduleExpression` as given.
     #[serde(default)]
     pub schedule: Option<String>,
     /// `ENABLED` or `DISABLED`.
     pub state: String,
+    /// `Description` (at most 512 characters).
     #[serde(default)]
     pub description: Option<String>,
+    /// `RoleArn` (kept, not used).
     #[serde(default)]
     pub role_arn: Option<String>,
     /// ms since the epoch.
     pub created_ms: i64,
+    /// Tags by key.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The targets, each the `Target` object PutTargets received.
     #[serde(default)]
     pub targets: Vec<Map<String, Value>>,
 }
@@ -99,16 +112,22 @@ impl RuleRec {
 /// One delivery waiting to be made (or retried) to a target.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingDelivery {
+    /// The target's `Arn`.
     pub target_arn: String,
+    /// The target's `Id`.
     pub target_id: String,
+    /// The ARN of the rule that matched (or fired).
     pub rule_arn: String,
     /// What the target receives (JSON or text).
     pub payload: String,
-    /// The event's `source`, `detail-type`, `resources` and `detail`
-    /// (JSON text), for targets that are event buses.
+    /// The event's `source` (these four fields feed targets that are
+    /// event buses).
     pub source: String,
+    /// The event's `detail-type`.
     pub detail_type: String,
+    /// The event's `resources`.
     pub resources: Vec<String>,
+    /// The event's `detail`, JSON text.
     pub detail: String,
     /// Attempts made so far.
     pub attempts: u32,

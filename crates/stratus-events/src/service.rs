@@ -24,8 +24,9 @@ pub const MAX_ENTRIES: usize = 10;
 pub const MAX_PUT_BYTES: usize = 256 * 1024;
 /// Most targets per rule.
 pub const MAX_TARGETS: usize = 5;
-/// AWS's default RetryPolicy: retries and event age (s).
+/// AWS's default RetryPolicy: most retries.
 pub const DEFAULT_RETRIES: u32 = 185;
+/// AWS's default RetryPolicy: most event age, seconds.
 pub const DEFAULT_MAX_AGE_S: i64 = 86_400;
 
 fn secs(ms: i64) -> Value {
