@@ -237,6 +237,13 @@ fn parse_obj(m: &Map<String, Value>, path: &str) -> Result<ObjPat, String> {
         };
         out.fields.push((k.clone(), field));
     }
+    // Cheap and selective tests first: exact values, then other filters,
+    // then nested objects (fields are ANDed, so the order is free).
+    out.fields.sort_by_key(|(_, f)| match f {
+        FieldPat::Leaf(ms) if ms.iter().all(Matcher::is_exact) => 0,
+        FieldPat::Leaf(_) => 1,
+        FieldPat::Obj(_) => 2,
+    });
     Ok(out)
 }
 
@@ -587,6 +594,14 @@ fn ends_with_ic(s: &str, lower_suffix: &str) -> bool {
 }
 
 impl Matcher {
+    /// An exact value (string, number, boolean, null).
+    fn is_exact(&self) -> bool {
+        matches!(
+            self,
+            Matcher::Str(_) | Matcher::Num(_) | Matcher::Bool(_) | Matcher::Null
+        )
+    }
+
     /// Whether one scalar of the event matches.
     fn matches(&self, v: &Value) -> bool {
         match (self, v) {
