@@ -73,7 +73,10 @@ pub fn router_with_all(
 ) -> Router {
     Router::new()
         .route("/", axum::routing::post(post_root))
-        .route("/{account}/{queue}", axum::routing::post(post_queue_path))
+        .route(
+            "/{account}/{queue}",
+            axum::routing::post(post_queue_path).fallback(unknown),
+        )
         .route(
             "/2015-03-31/functions",
             post(create_function).get(list_functions),
@@ -587,6 +590,16 @@ async fn post_queue_path(
     h: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    // A queue URL's path starts with the 12-digit account id.
+    let account = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return unknown(Method::POST, uri).await;
+    }
     if query::is_form(&h) {
         return match body {
             Ok(b) => query::dispatch(&query, &h, uri.path(), &b).await,

@@ -224,11 +224,9 @@ pub async fn dispatch(
     };
     match (svc.handler)(req).await {
         Ok(inner) => {
-            let result = if inner.is_empty() {
-                String::new()
-            } else {
-                format!("<{action}Result>{inner}</{action}Result>")
-            };
+            // Always present: botocore looks for it whenever the operation
+            // has an output shape, even an empty one.
+            let result = format!("<{action}Result>{inner}</{action}Result>");
             let body = format!(
                 "<?xml version=\"1.0\"?><{action}Response xmlns=\"{}\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>",
                 xml_escape(svc.xmlns)

@@ -46,9 +46,15 @@ pub struct Config {
     /// start per 10 seconds (AWS's rate: 1,000), refilled continuously.
     pub scaling_rate: u32,
     /// Speeds up platform-internal timers by this factor (`--time-scale`,
-    /// default 1): Application Auto Scaling's metric period and cooldowns.
-    /// Never function timeouts, and never wall-clock schedules.
+    /// default 1): Application Auto Scaling's metric period and cooldowns,
+    /// asynchronous invocation retry delays and event age, delivery retry
+    /// backoffs. Never function timeouts, and never wall-clock schedules.
     pub time_scale: f64,
+    /// `--upstream-endpoint` values: `http://HOST:PORT` (every service) or
+    /// `SERVICE=http://HOST:PORT`; AWS-compatible endpoints that Step
+    /// Functions' AWS SDK integrations call for services stratus does not
+    /// implement (see the `stratus-upstream` crate).
+    pub upstream_endpoints: Vec<String>,
 }
 
 /// AWS's default concurrent executions quota per account and region.
@@ -107,6 +113,7 @@ impl Config {
             account_concurrency: DEFAULT_ACCOUNT_CONCURRENCY,
             scaling_rate: DEFAULT_SCALING_RATE,
             time_scale: 1.0,
+            upstream_endpoints: Vec::new(),
         }
     }
 

@@ -130,6 +130,17 @@ struct ServerArgs {
     #[arg(long, env = "STRATUS_TIME_SCALE", default_value_t = 1.0,
           value_parser = parse_time_scale)]
     time_scale: f64,
+    /// An AWS-compatible endpoint (for example moto_server or LocalStack)
+    /// that Step Functions' AWS SDK integrations call for services stratus
+    /// does not implement (DynamoDB, S3, ECS, ...): `http://HOST:PORT` for
+    /// every service, or `SERVICE=http://HOST:PORT` for one; repeatable.
+    #[arg(
+        long = "upstream-endpoint",
+        value_name = "[SERVICE=]URL",
+        env = "STRATUS_UPSTREAM_ENDPOINT",
+        value_delimiter = ','
+    )]
+    upstream_endpoints: Vec<String>,
 }
 
 fn parse_time_scale(s: &str) -> Result<f64, String> {
@@ -263,6 +274,7 @@ fn run_server(a: ServerArgs) -> i32 {
     config.account_concurrency = a.account_concurrency;
     config.scaling_rate = a.scaling_rate;
     config.time_scale = a.time_scale;
+    config.upstream_endpoints = a.upstream_endpoints;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
