@@ -588,6 +588,70 @@ def test_buses_rules_and_targets_survive_restart(tmp_path):
         srv.stop()
 
 
+def queue(ev_server):
+    """A new SQS queue: (client, url, arn); skips when the server serves no SQS."""
+    sqs = make_client(ev_server.url, "sqs")
+    try:
+        url = sqs.create_queue(QueueName=unique_name("evq"))["QueueUrl"]
+    except ClientError as e:
+        pytest.skip(f"this server serves no SQS: {e}")
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs, url, arn
+
+
+def receive(sqs, url):
+    return wait_until(lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1,
+                                                  MessageAttributeNames=["All"]).get("Messages"),
+                      timeout=30, what="a message in the queue")
+
+
+def test_rule_to_sns_topic(ev_server, events):
+    sqs, url, qarn = queue(ev_server)
+    sns = make_client(ev_server.url, "sns")
+    try:
+        topic = sns.create_topic(Name=unique_name("evt"))["TopicArn"]
+    except ClientError as e:
+        pytest.skip(f"this server serves no SNS: {e}")
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=qarn,
+                  Attributes={"RawMessageDelivery": "true"})
+    rule = unique_name("sn")
+    events.put_rule(Name=rule, EventPattern='{"source": ["sn"]}')
+    events.put_targets(Rule=rule, Targets=[{"Id": "t", "Arn": topic, "InputPath": "$.detail"}])
+    try:
+        events.put_events(Entries=[{"Source": "sn", "DetailType": "x", "Detail": '{"via": "sns"}'}])
+        msgs = receive(sqs, url)
+        assert json.loads(msgs[0]["Body"]) == {"via": "sns"}
+    finally:
+        clean_rule(events, rule)
+        sns.delete_topic(TopicArn=topic)
+        sqs.delete_queue(QueueUrl=url)
+
+
+def test_rule_to_another_event_bus(ev_server, events):
+    """An event bus as a target receives the event itself; its own rules
+    route it on."""
+    sqs, url, qarn = queue(ev_server)
+    bus = unique_name("fwd")
+    bus_arn = events.create_event_bus(Name=bus)["EventBusArn"]
+    outer, inner = unique_name("outer"), unique_name("inner")
+    events.put_rule(Name=outer, EventPattern='{"source": ["fwd"]}')
+    events.put_targets(Rule=outer, Targets=[{"Id": "bus", "Arn": bus_arn}])
+    events.put_rule(Name=inner, EventBusName=bus, EventPattern='{"detail-type": ["Forwarded"]}')
+    events.put_targets(Rule=inner, EventBusName=bus, Targets=[{"Id": "q", "Arn": qarn}])
+    try:
+        events.put_events(Entries=[{"Source": "fwd", "DetailType": "Forwarded", "Detail": '{"hop": 1}',
+                                    "Resources": ["arn:aws:s3:::bucket"]}])
+        body = json.loads(receive(sqs, url)[0]["Body"])
+        assert body["source"] == "fwd" and body["detail-type"] == "Forwarded"
+        assert body["detail"] == {"hop": 1}
+        assert body["resources"] == ["arn:aws:s3:::bucket"]
+    finally:
+        clean_rule(events, outer)
+        clean_rule(events, inner, bus)
+        events.delete_event_bus(Name=bus)
+        sqs.delete_queue(QueueUrl=url)
+
+
 def test_missing_target_goes_to_the_dead_letter_queue(ev_server, events):
     """A target that does not exist is not retried: the event goes to the
     target's DLQ with RULE_ARN, TARGET_ARN, ERROR_CODE and ERROR_MESSAGE
