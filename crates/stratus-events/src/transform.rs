@@ -399,6 +399,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any template, any path map: validation and rendering never panic.
+        #[test]
+        fn render_never_panics(t in "[{}\\[\\]<>\"\\\\a-z:. é]{0,40}") {
+            if let Ok(tr) = Transformer::new(&paths(), &t) {
+                let _ = tr.render(&event(), &ctx());
+            }
+        }
+    }
+
     #[test]
     fn validation() {
         let bad_key = BTreeMap::from([("a.b".to_string(), "$.x".to_string())]);
