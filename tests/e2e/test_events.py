@@ -605,6 +605,37 @@ def receive(sqs, url):
                       timeout=30, what="a message in the queue")
 
 
+def test_rule_to_fifo_queue_with_message_group(ev_server, events):
+    """SqsParameters.MessageGroupId: events reach a FIFO queue in that group,
+    in order."""
+    sqs = make_client(ev_server.url, "sqs")
+    try:
+        url = sqs.create_queue(QueueName=unique_name("evf") + ".fifo",
+                               Attributes={"FifoQueue": "true"})["QueueUrl"]
+    except ClientError as e:
+        pytest.skip(f"this server serves no SQS FIFO queues: {e}")
+    qarn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = unique_name("ff")
+    events.put_rule(Name=rule, EventPattern='{"source": ["ff"]}')
+    events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": qarn, "InputPath": "$.detail",
+                                            "SqsParameters": {"MessageGroupId": "orders"}}])
+    try:
+        for n in range(3):
+            events.put_events(Entries=[{"Source": "ff", "DetailType": "x", "Detail": json.dumps({"n": n})}])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 3 and time.monotonic() < deadline:
+            for m in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10,
+                                         AttributeNames=["MessageGroupId"]).get("Messages", []):
+                assert m["Attributes"]["MessageGroupId"] == "orders"
+                got.append(json.loads(m["Body"])["n"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        assert got == [0, 1, 2]
+    finally:
+        clean_rule(events, rule)
+        sqs.delete_queue(QueueUrl=url)
+
+
 def test_rule_to_sns_topic(ev_server, events):
     sqs, url, qarn = queue(ev_server)
     sns = make_client(ev_server.url, "sns")

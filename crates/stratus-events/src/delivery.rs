@@ -140,6 +140,8 @@ pub(crate) fn plan(region: &str, rule: &CompiledRule, env: &Envelope) -> Vec<Pen
                 max_retries: t.max_retries,
                 max_age_s: t.max_age_s,
                 dead_letter_arn: t.dead_letter_arn.clone(),
+                message_group_id: t.message_group_id.clone(),
+                event_id: env.id.clone(),
                 whole_event: matches!(t.input, InputMode::Event),
                 region: region.to_string(),
             }
@@ -344,6 +346,13 @@ async fn attempt(me: &Events, id: i64, body: &str) {
         source: Some(d.source.clone()),
         detail_type: Some(d.detail_type.clone()),
         resources: d.resources.clone(),
+        // FIFO queues: the target's message group, deduplicated by event id.
+        message_group_id: d.message_group_id.clone(),
+        deduplication_id: d
+            .message_group_id
+            .as_ref()
+            .map(|_| d.event_id.clone())
+            .filter(|id| !id.is_empty()),
         ..Default::default()
     };
     let result = me.targets.deliver(&d.target_arn, delivery).await;

@@ -87,6 +87,8 @@ pub(crate) struct TargetSpec {
     pub max_retries: u32,
     pub max_age_s: i64,
     pub dead_letter_arn: Option<String>,
+    /// `SqsParameters.MessageGroupId`, for FIFO queues.
+    pub message_group_id: Option<String>,
 }
 
 /// A rule with its pattern, schedule and targets compiled.

@@ -140,6 +140,13 @@ pub struct PendingDelivery {
     /// DeadLetterConfig.Arn: an SQS queue for events that fail for good.
     #[serde(default)]
     pub dead_letter_arn: Option<String>,
+    /// `SqsParameters.MessageGroupId` of the target (FIFO queues); the
+    /// event id is then the message deduplication id.
+    #[serde(default)]
+    pub message_group_id: Option<String>,
+    /// The event's id.
+    #[serde(default)]
+    pub event_id: String,
     /// Region of the rule.
     pub region: String,
     /// True when the target receives the whole event (no Input,

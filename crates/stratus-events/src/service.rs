@@ -182,6 +182,18 @@ pub(crate) fn compile_target(t: &Map<String, Value>) -> AwsResult<TargetSpec> {
         }
         None => None,
     };
+    let message_group_id = match t.get("SqsParameters").filter(|v| !v.is_null()) {
+        None => None,
+        Some(p) => match p.get("MessageGroupId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(g)) if !g.is_empty() && g.chars().count() <= 128 => Some(g.clone()),
+            Some(_) => {
+                return Err(validation(format!(
+                    "SqsParameters.MessageGroupId of target {id} must be a string of 1-128 characters."
+                )));
+            }
+        },
+    };
     Ok(TargetSpec {
         id: id.to_string(),
         arn: arn.to_string(),
@@ -189,6 +201,7 @@ pub(crate) fn compile_target(t: &Map<String, Value>) -> AwsResult<TargetSpec> {
         max_retries,
         max_age_s,
         dead_letter_arn,
+        message_group_id,
     })
 }
 
