@@ -535,9 +535,15 @@ def test_scheduled_rule_fires(ev_server, events, fns, async_zip):
         assert e["detail"] == {}
         assert e["time"].endswith("Z") and len(e["time"]) == 20
         events.disable_rule(Name=rule)
-        time.sleep(1)
-        n = len(records(ev_server, rec))
-        time.sleep(3)
+        # Let the invocations already under way finish, then nothing more comes.
+        n, deadline = -1, time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = len(records(ev_server, rec))
+            if now == n:
+                break
+            n = now
+            time.sleep(2)
+        time.sleep(4)
         assert len(records(ev_server, rec)) == n
     finally:
         clean_rule(events, rule)
