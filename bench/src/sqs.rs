@@ -15,13 +15,15 @@
 //! Usage: `stratus-bench-sqs --stratus target/release/stratus
 //! [--clients 16] [--single 4000] [--batch 40000] [--out bench/RESULTS.md]`.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use stratus_bench::{Conn, Res, Stop, append_section, call, connect, or_exit, start_server, utc_date};
+use stratus_bench::{
+    Conn, Res, Stop, append_section, call, connect, or_exit, start_server, utc_date,
+};
 
 const PROG: &str = "stratus-bench-sqs";
 const BODY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123";
@@ -110,7 +112,12 @@ async fn consume(
         }
         if max == 1 {
             for h in &hs {
-                sqs(&mut c, "DeleteMessage", json!({"QueueUrl": url, "ReceiptHandle": h})).await?;
+                sqs(
+                    &mut c,
+                    "DeleteMessage",
+                    json!({"QueueUrl": url, "ReceiptHandle": h}),
+                )
+                .await?;
             }
         } else {
             let entries: Vec<Value> = hs
@@ -118,8 +125,16 @@ async fn consume(
                 .enumerate()
                 .map(|(i, h)| json!({"Id": i.to_string(), "ReceiptHandle": h}))
                 .collect();
-            let d = sqs(&mut c, "DeleteMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await?;
-            if d.get("Failed").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) {
+            let d = sqs(
+                &mut c,
+                "DeleteMessageBatch",
+                json!({"QueueUrl": url, "Entries": entries}),
+            )
+            .await?;
+            if d.get("Failed")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+            {
                 return Err(format!("DeleteMessageBatch failed entries: {d}"));
             }
         }
@@ -137,14 +152,27 @@ async fn send(mut c: Conn, url: String, count: usize, batch: bool) -> Res<()> {
             .map(|i| json!({"Id": i.to_string(), "MessageBody": BODY}))
             .collect();
         for _ in 0..count / 10 {
-            let r = sqs(&mut c, "SendMessageBatch", json!({"QueueUrl": url, "Entries": entries})).await?;
-            if r.get("Failed").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) {
+            let r = sqs(
+                &mut c,
+                "SendMessageBatch",
+                json!({"QueueUrl": url, "Entries": entries}),
+            )
+            .await?;
+            if r.get("Failed")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+            {
                 return Err(format!("SendMessageBatch failed entries: {r}"));
             }
         }
     } else {
         for _ in 0..count {
-            sqs(&mut c, "SendMessage", json!({"QueueUrl": url, "MessageBody": BODY})).await?;
+            sqs(
+                &mut c,
+                "SendMessage",
+                json!({"QueueUrl": url, "MessageBody": BODY}),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -168,7 +196,10 @@ async fn phase(addr: &str, url: &str, clients: usize, messages: usize, batch: bo
     let finish: Finish = Arc::default();
     let f = finish.clone();
     let t0 = Instant::now();
-    run(addr, clients, move |c, _| consume(c, u.clone(), d.clone(), n, max, f.clone())).await?;
+    run(addr, clients, move |c, _| {
+        consume(c, u.clone(), d.clone(), n, max, f.clone())
+    })
+    .await?;
     let consumed = finish
         .lock()
         .unwrap_or_else(|p| p.into_inner())
