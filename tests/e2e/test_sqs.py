@@ -848,3 +848,35 @@ def test_aws_cli(aws_cli):
         assert "AWS.SimpleQueueService.NonExistentQueue" in proc.stderr
     finally:
         aws_cli("sqs", "delete-queue", "--queue-url", url)
+
+
+def test_query_protocol_dead_letter_sources(endpoint):
+    dlq_name, src_name = qname("qdlq"), qname("qsrc")
+    st, root = query(endpoint, "CreateQueue", {"QueueName": dlq_name})
+    dlq = text(root, "QueueUrl")
+    dlq_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{dlq_name}"
+    st, root = query(endpoint, "CreateQueue", {
+        "QueueName": src_name, "Attribute.1.Name": "RedrivePolicy",
+        "Attribute.1.Value": '{"deadLetterTargetArn":"%s","maxReceiveCount":1}' % dlq_arn,
+        "Attribute.2.Name": "VisibilityTimeout", "Attribute.2.Value": "0"})
+    assert st == 200, ET.tostring(root)
+    src = text(root, "QueueUrl")
+    try:
+        st, root = query(endpoint, "ListDeadLetterSourceQueues", {"QueueUrl": dlq})
+        assert st == 200
+        assert [e.text for e in root.iter(f"{NS}QueueUrl")] == [src]
+        query(endpoint, "SendMessage", {"QueueUrl": src, "MessageBody": "once"})
+        st, root = query(endpoint, "ReceiveMessage", {"QueueUrl": src})
+        assert len(list(root.iter(f"{NS}Message"))) == 1
+        # maxReceiveCount 1: the next receive moves it to the dead-letter queue.
+        st, root = query(endpoint, "ReceiveMessage", {"QueueUrl": src})
+        assert list(root.iter(f"{NS}Message")) == []
+        st, root = query(endpoint, "ReceiveMessage", {"QueueUrl": dlq, "WaitTimeSeconds": "2",
+                                                      "MessageSystemAttributeName.1": "DeadLetterQueueSourceArn"})
+        (m,) = list(root.iter(f"{NS}Message"))
+        assert m.find(f"{NS}Body").text == "once"
+        attrs = {a.find(f"{NS}Name").text: a.find(f"{NS}Value").text for a in m.iter(f"{NS}Attribute")}
+        assert attrs == {"DeadLetterQueueSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{src_name}"}
+    finally:
+        query(endpoint, "DeleteQueue", {"QueueUrl": src})
+        query(endpoint, "DeleteQueue", {"QueueUrl": dlq})
