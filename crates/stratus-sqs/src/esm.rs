@@ -49,18 +49,26 @@ const MAX_POLLERS: u32 = 20;
 /// One event source mapping as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mapping {
+    /// The mapping's identifier (a UUID v4).
     pub uuid: String,
+    /// The region the mapping was created in.
     pub region: String,
+    /// The queue's ARN.
     pub event_source_arn: String,
     /// The function's ARN, with the qualifier given at creation if any.
     pub function_arn: String,
+    /// `BatchSize`: most messages per invoke (1-10,000).
     pub batch_size: u32,
+    /// `MaximumBatchingWindowInSeconds` (0-300).
     pub batching_window: u32,
+    /// `Enabled`: whether pollers run.
     pub enabled: bool,
     /// `Creating`, `Enabling`, `Enabled`, `Disabling`, `Disabled`,
     /// `Updating`, `Deleting`.
     pub state: String,
+    /// `FunctionResponseTypes` (`ReportBatchItemFailures` or none).
     pub function_response_types: Vec<String>,
+    /// `ScalingConfig.MaximumConcurrency` (2-1,000), if set.
     pub maximum_concurrency: Option<u32>,
     /// Seconds since the epoch (fractional).
     pub last_modified: f64,

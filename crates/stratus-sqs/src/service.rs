@@ -144,11 +144,17 @@ fn valid_body(body: &str) -> bool {
 /// One message to send, as parsed from `SendMessage` or a batch entry.
 #[derive(Debug, Clone, Default)]
 pub struct SendInput {
+    /// `MessageBody`.
     pub body: String,
+    /// `DelaySeconds` (0-900; standard queues only).
     pub delay: Option<i64>,
+    /// `MessageAttributes` (at most 10).
     pub attributes: BTreeMap<String, MessageAttribute>,
+    /// `MessageSystemAttributes` (`AWSTraceHeader`).
     pub system_attributes: BTreeMap<String, MessageAttribute>,
+    /// `MessageGroupId` (required on FIFO queues).
     pub group_id: Option<String>,
+    /// `MessageDeduplicationId` (FIFO queues).
     pub dedup_id: Option<String>,
 }
 
@@ -186,9 +192,13 @@ struct Prepared {
 /// The answer to one send.
 #[derive(Debug, Clone)]
 pub struct SendResult {
+    /// `MessageId` (the first message's for a deduplicated send).
     pub message_id: String,
+    /// `MD5OfMessageBody`.
     pub md5_body: String,
+    /// `MD5OfMessageAttributes`, when there are attributes.
     pub md5_attrs: Option<String>,
+    /// `MD5OfMessageSystemAttributes`, when there are system attributes.
     pub md5_sys: Option<String>,
     /// FIFO only: the 20-digit sequence number.
     pub sequence_number: Option<String>,
