@@ -137,7 +137,14 @@ impl Sqs {
             }
         });
         self.esm.start_all();
-        vec![sweeper]
+        // Aborting this task at shutdown stops the pollers, so none takes
+        // messages it can no longer hand to a function.
+        let guard = self.esm.shutdown_guard();
+        let pollers = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        });
+        vec![sweeper, pollers]
     }
 
     /// The Lambda REST routes for event source mappings
