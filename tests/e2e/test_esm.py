@@ -259,11 +259,37 @@ def test_messages_reach_the_function_and_are_deleted(lambda_client, sqs, functio
         sqs.delete_queue(QueueUrl=src)
 
 
+def test_batching_window_gathers_more_than_ten(lambda_client, sqs, functions, consumer_zip, sink):
+    lam = lambda_client
+    src = sqs.create_queue(QueueName=qname("esm-window"))["QueueUrl"]
+    name = consumer(functions, consumer_zip, sink)
+    for b in range(3):
+        sqs.send_message_batch(QueueUrl=src, Entries=[
+            {"Id": str(i), "MessageBody": f"w-{b}-{i}"} for i in range(10 if b < 2 else 5)])
+    u = lam.create_event_source_mapping(EventSourceArn=arn_of(sqs, src), FunctionName=name, BatchSize=25,
+                                        MaximumBatchingWindowInSeconds=2,
+                                        ScalingConfig={"MaximumConcurrency": 2})["UUID"]
+    try:
+        got = drain(sqs, sink, 25, timeout=60)
+        assert sorted(json.loads(m["Body"])["body"] for m in got) == sorted(
+            f"w-{b}-{i}" for b in range(3) for i in range(10 if b < 2 else 5))
+        sizes = [int(m["MessageAttributes"]["batch-size"]["StringValue"]) for m in got]
+        # One invoke carried more than one ReceiveMessage's worth (10).
+        assert max(sizes) > 10, sizes
+        assert max(sizes) <= 25
+    finally:
+        delete_mapping(lam, u)
+        sqs.delete_queue(QueueUrl=src)
+
+
 def _redrive_queues(sqs, prefix: str):
     dlq = sqs.create_queue(QueueName=qname(prefix + "-dlq"))["QueueUrl"]
     policy = json.dumps({"deadLetterTargetArn": arn_of(sqs, dlq), "maxReceiveCount": 2})
+    # The visibility timeout must outlast an invoke (AWS advises six times
+    # the function timeout); 4 s keeps a cold start on a busy host from
+    # handing the same batch to a second poller while the test stays short.
     src = sqs.create_queue(QueueName=qname(prefix),
-                           Attributes={"RedrivePolicy": policy, "VisibilityTimeout": "1"})["QueueUrl"]
+                           Attributes={"RedrivePolicy": policy, "VisibilityTimeout": "4"})["QueueUrl"]
     return src, dlq
 
 
@@ -271,11 +297,14 @@ def test_partial_batch_failures_reach_the_dead_letter_queue(lambda_client, sqs, 
     lam = lambda_client
     src, dlq = _redrive_queues(sqs, "esm-partial")
     name = consumer(functions, consumer_zip, sink, mode="report")
+    # A warm environment: the first batch does not wait for a cold start.
+    lam.invoke(FunctionName=name, Payload=b'{"Records": []}')
     # Messages first, then the mapping: they arrive in one batch.
     bodies = ["ok-1", "fail-1", "ok-2"]
     sqs.send_message_batch(QueueUrl=src, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies)])
     u = lam.create_event_source_mapping(EventSourceArn=arn_of(sqs, src), FunctionName=name, BatchSize=10,
-                                        FunctionResponseTypes=["ReportBatchItemFailures"])["UUID"]
+                                        FunctionResponseTypes=["ReportBatchItemFailures"],
+                                        ScalingConfig={"MaximumConcurrency": 2})["UUID"]
     try:
         dead = drain(sqs, dlq, 1, timeout=60)
         assert [m["Body"] for m in dead] == ["fail-1"]
@@ -320,7 +349,8 @@ def test_mappings_survive_restart(tmp_path, consumer_zip):
     name = factory.python(consumer_zip, Timeout=30, Environment={"Variables": {"SINK_QUEUE_URL": sink}})
     u = lam.create_event_source_mapping(EventSourceArn=arn_of(sqs, src), FunctionName=name)["UUID"]
     wait_state(lam, u, "Enabled")
-    first.stop()
+    # Pollers in a long poll do not hold the shutdown up.
+    assert first.stop(timeout=15) == 0
 
     second = start_server(tmp_path / "data", name="esm-restart-2")
     lam, sqs = second.client(), second.client("sqs")

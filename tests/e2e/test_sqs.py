@@ -815,3 +815,68 @@ def test_messages_survive_sigkill(tmp_path):
     f2 = sqs.send_message(QueueUrl=fifo, MessageBody="f1", MessageGroupId="g", MessageDeduplicationId="d")
     assert f2["MessageId"] == f1["MessageId"]
     second.stop()
+
+
+# --------------------------------------------------------------------------
+# the AWS CLI
+# --------------------------------------------------------------------------
+
+
+def test_aws_cli(aws_cli):
+    name = qname("cli")
+    url = aws_cli("sqs", "create-queue", "--queue-name", name,
+                  "--attributes", "VisibilityTimeout=40")["QueueUrl"]
+    try:
+        assert url.endswith(f"/{ACCOUNT}/{name}")
+        sent = aws_cli("sqs", "send-message", "--queue-url", url, "--message-body", '{"order": 1}',
+                       "--message-attributes", '{"kind": {"DataType": "String", "StringValue": "new"}}')
+        assert sent["MD5OfMessageBody"] == md5(b'{"order": 1}')
+        assert sent["MD5OfMessageAttributes"] == attrs_md5({"kind": {"DataType": "String", "StringValue": "new"}})
+        got = aws_cli("sqs", "receive-message", "--queue-url", url, "--wait-time-seconds", "2",
+                      "--attribute-names", "All", "--message-attribute-names", "All")
+        (m,) = got["Messages"]
+        assert m["MessageId"] == sent["MessageId"]
+        assert m["MessageAttributes"]["kind"]["StringValue"] == "new"
+        assert m["Attributes"]["ApproximateReceiveCount"] == "1"
+        aws_cli("sqs", "delete-message", "--queue-url", url, "--receipt-handle", m["ReceiptHandle"])
+        attrs = aws_cli("sqs", "get-queue-attributes", "--queue-url", url, "--attribute-names", "All")["Attributes"]
+        assert attrs["VisibilityTimeout"] == "40"
+        assert attrs["ApproximateNumberOfMessages"] == "0"
+        assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+        proc = aws_cli.run("sqs", "get-queue-url", "--queue-name", name + "-missing", check=False)
+        assert proc.returncode != 0
+        assert "AWS.SimpleQueueService.NonExistentQueue" in proc.stderr
+    finally:
+        aws_cli("sqs", "delete-queue", "--queue-url", url)
+
+
+def test_query_protocol_dead_letter_sources(endpoint):
+    dlq_name, src_name = qname("qdlq"), qname("qsrc")
+    st, root = query(endpoint, "CreateQueue", {"QueueName": dlq_name})
+    dlq = text(root, "QueueUrl")
+    dlq_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{dlq_name}"
+    st, root = query(endpoint, "CreateQueue", {
+        "QueueName": src_name, "Attribute.1.Name": "RedrivePolicy",
+        "Attribute.1.Value": '{"deadLetterTargetArn":"%s","maxReceiveCount":1}' % dlq_arn,
+        "Attribute.2.Name": "VisibilityTimeout", "Attribute.2.Value": "0"})
+    assert st == 200, ET.tostring(root)
+    src = text(root, "QueueUrl")
+    try:
+        st, root = query(endpoint, "ListDeadLetterSourceQueues", {"QueueUrl": dlq})
+        assert st == 200
+        assert [e.text for e in root.iter(f"{NS}QueueUrl")] == [src]
+        query(endpoint, "SendMessage", {"QueueUrl": src, "MessageBody": "once"})
+        st, root = query(endpoint, "ReceiveMessage", {"QueueUrl": src})
+        assert len(list(root.iter(f"{NS}Message"))) == 1
+        # maxReceiveCount 1: the next receive moves it to the dead-letter queue.
+        st, root = query(endpoint, "ReceiveMessage", {"QueueUrl": src})
+        assert list(root.iter(f"{NS}Message")) == []
+        st, root = query(endpoint, "ReceiveMessage", {"QueueUrl": dlq, "WaitTimeSeconds": "2",
+                                                      "MessageSystemAttributeName.1": "DeadLetterQueueSourceArn"})
+        (m,) = list(root.iter(f"{NS}Message"))
+        assert m.find(f"{NS}Body").text == "once"
+        attrs = {a.find(f"{NS}Name").text: a.find(f"{NS}Value").text for a in m.iter(f"{NS}Attribute")}
+        assert attrs == {"DeadLetterQueueSourceArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{src_name}"}
+    finally:
+        query(endpoint, "DeleteQueue", {"QueueUrl": src})
+        query(endpoint, "DeleteQueue", {"QueueUrl": dlq})

@@ -91,11 +91,17 @@ pub fn json_error(e: &AwsError, version: &str) -> Response {
             body.insert(k.clone(), Value::from(v.clone()));
         }
     }
+    // The error type header names the same shape as `__type`.
+    let error_type = body
+        .get("__type")
+        .and_then(Value::as_str)
+        .map(|t| t.rsplit('#').next().unwrap_or(t).to_string())
+        .unwrap_or_else(|| e.code.clone());
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = (status, Value::Object(body).to_string()).into_response();
     let h = r.headers_mut();
     h.insert("content-type", content_type(version));
-    if let Ok(v) = HeaderValue::from_str(&e.code) {
+    if let Ok(v) = HeaderValue::from_str(&error_type) {
         h.insert("x-amzn-errortype", v);
     }
     for (k, v) in headers {
@@ -193,6 +199,11 @@ mod tests {
                 if op == "Fail" {
                     return Err(AwsError::new(400, "ValidationException", "bad"));
                 }
+                if op == "QueryCompatible" {
+                    return Err(AwsError::new(400, "AWS.Queue.Gone", "gone")
+                        .with_field("__type", "com.example#Gone")
+                        .with_field("x-amzn-query-error", "AWS.Queue.Gone;Sender"));
+                }
                 Ok(serde_json::json!({"region": region, "op": op, "len": body.len()}))
             });
         Router::new()
@@ -234,6 +245,14 @@ mod tests {
         assert_eq!(h["x-amzn-errortype"], "ValidationException");
         assert_eq!(v["__type"], "ValidationException");
         assert_eq!(v["message"], "bad");
+        // awsQueryCompatible: `__type` names the shape, the query code
+        // travels in the `x-amzn-query-error` header, not in the body.
+        let (s, h, v) = call(Some("EchoService.QueryCompatible")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(v["__type"], "com.example#Gone");
+        assert_eq!(h["x-amzn-query-error"], "AWS.Queue.Gone;Sender");
+        assert_eq!(h["x-amzn-errortype"], "Gone");
+        assert!(v.get("x-amzn-query-error").is_none());
         for t in [None, Some("Nope"), Some("OtherService.DoIt")] {
             let (s, h, v) = call(t).await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{t:?}");

@@ -49,18 +49,26 @@ const MAX_POLLERS: u32 = 20;
 /// One event source mapping as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Mapping {
+    /// The mapping's identifier (a UUID v4).
     pub uuid: String,
+    /// The region the mapping was created in.
     pub region: String,
+    /// The queue's ARN.
     pub event_source_arn: String,
     /// The function's ARN, with the qualifier given at creation if any.
     pub function_arn: String,
+    /// `BatchSize`: most messages per invoke (1-10,000).
     pub batch_size: u32,
+    /// `MaximumBatchingWindowInSeconds` (0-300).
     pub batching_window: u32,
+    /// `Enabled`: whether pollers run.
     pub enabled: bool,
     /// `Creating`, `Enabling`, `Enabled`, `Disabling`, `Disabled`,
     /// `Updating`, `Deleting`.
     pub state: String,
+    /// `FunctionResponseTypes` (`ReportBatchItemFailures` or none).
     pub function_response_types: Vec<String>,
+    /// `ScalingConfig.MaximumConcurrency` (2-1,000), if set.
     pub maximum_concurrency: Option<u32>,
     /// Seconds since the epoch (fractional).
     pub last_modified: f64,
@@ -113,6 +121,18 @@ pub struct Esm {
     mappings: RwLock<HashMap<String, Mapping>>,
     /// Stop signals of running pollers, by UUID.
     running: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Set when the server shuts down: every poller stops.
+    shutdown: watch::Sender<bool>,
+}
+
+/// Stops every poller when dropped (the server's shutdown aborts the task
+/// holding it).
+pub struct ShutdownGuard(Arc<Esm>);
+
+impl Drop for ShutdownGuard {
+    fn drop(&mut self) {
+        self.0.shutdown.send_replace(true);
+    }
 }
 
 fn now_s() -> f64 {
@@ -174,6 +194,7 @@ impl Esm {
             account,
             mappings: RwLock::new(mappings),
             running: Mutex::new(HashMap::new()),
+            shutdown: watch::channel(false).0,
         }))
     }
 
@@ -251,8 +272,16 @@ impl Esm {
         }
     }
 
+    /// A guard whose drop stops every poller for good.
+    pub fn shutdown_guard(self: &Arc<Self>) -> ShutdownGuard {
+        ShutdownGuard(self.clone())
+    }
+
     /// Starts the pollers of mapping `uuid` unless they run.
     fn start(self: &Arc<Self>, uuid: &str) {
+        if *self.shutdown.borrow() {
+            return;
+        }
         let Some(m) = self.get(uuid) else { return };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.contains_key(uuid) {
@@ -324,8 +353,9 @@ impl Esm {
 
     /// One poller: receive, invoke, delete, until stopped.
     async fn poll(self: &Arc<Self>, uuid: &str, mut stop: watch::Receiver<bool>) {
+        let mut down = self.shutdown.subscribe();
         loop {
-            if *stop.borrow() {
+            if *stop.borrow() || *down.borrow() {
                 return;
             }
             let Some(m) = self.get(uuid) else { return };
@@ -338,6 +368,7 @@ impl Esm {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = stop.changed() => {}
+                        _ = down.changed() => return,
                     }
                     continue;
                 }
@@ -345,6 +376,7 @@ impl Esm {
             let batch = tokio::select! {
                 b = self.collect(&m, q.id) => b,
                 _ = stop.changed() => return,
+                _ = down.changed() => return,
             };
             let (q, records) = match batch {
                 Ok(Some(b)) => b,

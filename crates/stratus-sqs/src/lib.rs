@@ -91,8 +91,7 @@ impl Sqs {
     /// Answers one json-protocol operation (`AmazonSQS.<op>`, json 1.0).
     ///
     /// Errors: SQS's errors (see [`errors`]); a body that is not a JSON
-    /// object is `InvalidParameterValue`... as `SerializationException`
-    /// is not an SQS code, it is reported as `InvalidParameterValue` too.
+    /// object is `InvalidParameterValue` (400).
     pub async fn call_json(&self, region: &str, op: &str, body: Bytes) -> AwsResult<Value> {
         let input = if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Map::new()
@@ -138,7 +137,14 @@ impl Sqs {
             }
         });
         self.esm.start_all();
-        vec![sweeper]
+        // Aborting this task at shutdown stops the pollers, so none takes
+        // messages it can no longer hand to a function.
+        let guard = self.esm.shutdown_guard();
+        let pollers = tokio::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        });
+        vec![sweeper, pollers]
     }
 
     /// The Lambda REST routes for event source mappings
@@ -173,5 +179,87 @@ impl stratus_core::Target for Sqs {
             let r: Result<SendResult, AwsError> = self.core.send(&q, input).await;
             r.map(|r| r.message_id)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use stratus_core::{Delivery, MessageAttribute, Target};
+
+    fn service() -> (Arc<Sqs>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("stratus-sqs-test-{}", uuid::Uuid::new_v4()));
+        let store = Store::open(&dir).unwrap();
+        let config = Config::with_data_dir(dir.clone());
+        let lambda = Lambda::new(config.clone(), store.clone()).unwrap();
+        (
+            Sqs::new(store, &config, Targets::new(), lambda).unwrap(),
+            dir,
+        )
+    }
+
+    async fn call(sqs: &Sqs, op: &str, body: Value) -> AwsResult<Value> {
+        sqs.call_json("us-east-1", op, Bytes::from(body.to_string()))
+            .await
+    }
+
+    #[tokio::test]
+    async fn deliveries_become_messages() {
+        let (sqs, dir) = service();
+        let url = call(&sqs, "CreateQueue", json!({"QueueName": "t"}))
+            .await
+            .unwrap()["QueueUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut d = Delivery::body("from elsewhere");
+        d.attributes
+            .insert("k".into(), MessageAttribute::string("v"));
+        let id = sqs
+            .deliver("arn:aws:sqs:us-east-1:123456789012:t", d)
+            .await
+            .unwrap();
+        let got = call(
+            &sqs,
+            "ReceiveMessage",
+            json!({"QueueUrl": url, "MessageAttributeNames": ["All"]}),
+        )
+        .await
+        .unwrap();
+        let m = &got["Messages"][0];
+        assert_eq!(m["MessageId"], id.as_str());
+        assert_eq!(m["Body"], "from elsewhere");
+        assert_eq!(m["MessageAttributes"]["k"]["StringValue"], "v");
+
+        // FIFO queues take the delivery's group and deduplication ids.
+        call(
+            &sqs,
+            "CreateQueue",
+            json!({"QueueName": "t.fifo", "Attributes": {"FifoQueue": "true"}}),
+        )
+        .await
+        .unwrap();
+        let arn = "arn:aws:sqs:us-east-1:123456789012:t.fifo";
+        let mut f = Delivery::body("x");
+        f.message_group_id = Some("g".into());
+        f.deduplication_id = Some("d".into());
+        let a = sqs.deliver(arn, f.clone()).await.unwrap();
+        let b = sqs.deliver(arn, f).await.unwrap();
+        assert_eq!(a, b);
+        let e = sqs
+            .deliver(arn, Delivery::body("no group"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "MissingParameter");
+        let e = sqs
+            .deliver(
+                "arn:aws:sqs:us-east-1:123456789012:nope",
+                Delivery::body("x"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "AWS.SimpleQueueService.NonExistentQueue");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -55,20 +55,28 @@ pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// A message ready to insert.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
+    /// `MessageId` (UUID v4).
     pub message_id: String,
+    /// The message body.
     pub body: String,
+    /// `MD5OfMessageBody` (lowercase hex).
     pub md5_body: String,
     /// json-protocol `MessageAttributes` document, if any.
     pub attrs: Option<String>,
     /// json `MessageSystemAttributes` document (`AWSTraceHeader`), if any.
     pub sys_attrs: Option<String>,
+    /// `SentTimestamp`, ms since the epoch.
     pub sent_ms: i64,
+    /// When the message may first be received (sent time plus delay), ms.
     pub visible_at: i64,
+    /// `MessageGroupId`.
     pub group_id: Option<String>,
+    /// FIFO `MessageDeduplicationId`, given or computed from the body.
     pub dedup_id: Option<String>,
     /// Key in `sqs_dedup` (FIFO), including the group when deduplication
     /// is per message group.
     pub dedup_key: Option<String>,
+    /// `SenderId` (the account id).
     pub sender_id: String,
 }
 
@@ -76,8 +84,11 @@ pub struct NewMessage {
 /// now in the queue (an earlier one when deduplicated).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
+    /// The message id of the message in the queue.
     pub message_id: String,
+    /// Its sequence number (row id).
     pub seq: i64,
+    /// True when the send was a duplicate within the deduplication window.
     pub duplicate: bool,
 }
 
@@ -135,41 +146,63 @@ pub fn insert(conn: &Connection, queue_id: i64, m: &NewMessage) -> rusqlite::Res
 /// One received message, as stored after the receive.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Sequence number (row id).
     pub seq: i64,
+    /// `MessageId`.
     pub message_id: String,
     /// The receipt nonce of this receive.
     pub receipt: String,
+    /// The message body.
     pub body: String,
+    /// `MD5OfBody`.
     pub md5_body: String,
+    /// json-protocol `MessageAttributes` document, if any.
     pub attrs: Option<String>,
+    /// json `MessageSystemAttributes` document, if any.
     pub sys_attrs: Option<String>,
+    /// `SentTimestamp`, ms since the epoch.
     pub sent_ms: i64,
+    /// `ApproximateReceiveCount`, this receive included.
     pub receive_count: i64,
+    /// `ApproximateFirstReceiveTimestamp`, ms since the epoch.
     pub first_receive_ms: i64,
+    /// `MessageGroupId`.
     pub group_id: Option<String>,
+    /// `MessageDeduplicationId` (FIFO).
     pub dedup_id: Option<String>,
+    /// `SenderId`.
     pub sender_id: String,
+    /// `DeadLetterQueueSourceArn` when the message was moved here.
     pub dlq_source: Option<String>,
 }
 
 /// How to receive from one queue.
 #[derive(Debug, Clone)]
 pub struct ReceiveSpec {
+    /// The queue's row id.
     pub queue_id: i64,
+    /// Whether the queue is FIFO (group ordering and blocking).
     pub fifo: bool,
+    /// Most messages to return (1-10).
     pub max: usize,
+    /// Visibility timeout of received messages, ms.
     pub visibility_ms: i64,
+    /// `MessageRetentionPeriod`, ms.
     pub retention_ms: i64,
     /// The queue's redrive policy, resolved.
     pub redrive: Option<RedriveTarget>,
+    /// The current time, ms since the epoch.
     pub now: i64,
 }
 
 /// Where messages received too often go.
 #[derive(Debug, Clone)]
 pub struct RedriveTarget {
+    /// The dead-letter queue's row id.
     pub dlq_id: i64,
+    /// Whether the dead-letter queue is FIFO (resets the enqueue time).
     pub dlq_fifo: bool,
+    /// `maxReceiveCount` (1-1,000).
     pub max_receive_count: i64,
     /// The source queue's ARN (`DeadLetterQueueSourceArn`).
     pub source_arn: String,
@@ -178,6 +211,7 @@ pub struct RedriveTarget {
 /// The outcome of one receive round.
 #[derive(Debug, Default)]
 pub struct ReceiveOutcome {
+    /// The messages received, in order.
     pub messages: Vec<Received>,
     /// Messages moved to the dead-letter queue during this round.
     pub moved: usize,

@@ -428,3 +428,47 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any form parameters translate without panicking, and every
+        /// scalar top-level parameter reaches the input unchanged.
+        #[test]
+        fn any_parameters_translate(
+            pairs in proptest::collection::vec(("[A-Za-z.0-9]{0,24}", ".{0,16}"), 0..24),
+            action in prop::sample::select(crate::ACTIONS.to_vec()),
+        ) {
+            let m = to_input(action, &pairs, "/123456789012/q");
+            let _ = to_xml(action, &Value::Object(m.clone()));
+            for (k, v) in &pairs {
+                if !k.contains('.') && !k.is_empty() && pairs.iter().filter(|(k2, _)| k2 == k).count() == 1
+                    && !matches!(k.as_str(), "Attributes" | "Entries" | "MessageAttributes" | "MessageSystemAttributes" | "AttributeNames" | "MessageAttributeNames" | "MessageSystemAttributeNames" | "Tags" | "TagKeys" | "tags")
+                    && !pairs.iter().any(|(k2, _)| k2.starts_with(&format!("{k}.")))
+                {
+                    prop_assert_eq!(m.get(k).and_then(Value::as_str), Some(v.as_str()));
+                }
+            }
+        }
+
+        /// Receipt handles and queue URLs from anywhere never panic the
+        /// decoders.
+        #[test]
+        fn decoders_take_any_text(s in ".{0,80}") {
+            let _ = crate::service::decode_receipt(&s, 1);
+            let _ = crate::queue::parse_url(&s);
+            let _ = crate::queue::parse_arn(&s);
+        }
+
+        /// A receipt handle decodes to what it encodes, and only for its queue.
+        #[test]
+        fn receipts_round_trip(q in 1i64..1_000_000, seq in 1i64..i64::MAX, n in "[0-9a-f]{32}") {
+            let h = crate::service::encode_receipt(q, seq, &n);
+            prop_assert_eq!(crate::service::decode_receipt(&h, q).unwrap(), (seq, n));
+            prop_assert!(crate::service::decode_receipt(&h, q + 1).is_err());
+        }
+    }
+}

@@ -66,11 +66,15 @@ pub struct Queue {
     /// name starts empty.
     #[serde(skip)]
     pub id: i64,
+    /// The queue's region.
     pub region: String,
+    /// The queue name (FIFO names end in `.fifo`).
     pub name: String,
+    /// `FifoQueue`.
     pub fifo: bool,
     /// Settable attributes with their effective values (defaults filled).
     pub attrs: BTreeMap<String, String>,
+    /// Queue tags (at most 50).
     pub tags: BTreeMap<String, String>,
     /// Seconds since the epoch.
     pub created: i64,
@@ -81,7 +85,9 @@ pub struct Queue {
 /// A parsed `RedrivePolicy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redrive {
+    /// `deadLetterTargetArn`.
     pub dead_letter_target_arn: String,
+    /// `maxReceiveCount` (1-1,000).
     pub max_receive_count: i64,
 }
 

@@ -32,6 +32,8 @@ pub struct Core {
     pub(crate) account: String,
     pub(crate) edge_url: String,
     queues: RwLock<HashMap<(String, String), Arc<Queue>>>,
+    /// Queue ids to `(region, name)`.
+    ids: RwLock<HashMap<i64, (String, String)>>,
     notifies: Mutex<HashMap<i64, Arc<Notify>>>,
     purges: Mutex<HashMap<i64, i64>>,
 }
@@ -142,11 +144,17 @@ fn valid_body(body: &str) -> bool {
 /// One message to send, as parsed from `SendMessage` or a batch entry.
 #[derive(Debug, Clone, Default)]
 pub struct SendInput {
+    /// `MessageBody`.
     pub body: String,
+    /// `DelaySeconds` (0-900; standard queues only).
     pub delay: Option<i64>,
+    /// `MessageAttributes` (at most 10).
     pub attributes: BTreeMap<String, MessageAttribute>,
+    /// `MessageSystemAttributes` (`AWSTraceHeader`).
     pub system_attributes: BTreeMap<String, MessageAttribute>,
+    /// `MessageGroupId` (required on FIFO queues).
     pub group_id: Option<String>,
+    /// `MessageDeduplicationId` (FIFO queues).
     pub dedup_id: Option<String>,
 }
 
@@ -184,9 +192,13 @@ struct Prepared {
 /// The answer to one send.
 #[derive(Debug, Clone)]
 pub struct SendResult {
+    /// `MessageId` (the first message's for a deduplicated send).
     pub message_id: String,
+    /// `MD5OfMessageBody`.
     pub md5_body: String,
+    /// `MD5OfMessageAttributes`, when there are attributes.
     pub md5_attrs: Option<String>,
+    /// `MD5OfMessageSystemAttributes`, when there are system attributes.
     pub md5_sys: Option<String>,
     /// FIFO only: the 20-digit sequence number.
     pub sequence_number: Option<String>,
@@ -310,11 +322,13 @@ impl Core {
                 Err(e) => tracing::warn!("skipping unreadable queue {id}: {e}"),
             }
         }
+        let ids = queues.iter().map(|(k, q)| (q.id, k.clone())).collect();
         Ok(Core {
             store,
             account,
             edge_url,
             queues: RwLock::new(queues),
+            ids: RwLock::new(ids),
             notifies: Mutex::new(HashMap::new()),
             purges: Mutex::new(HashMap::new()),
         })
@@ -338,16 +352,25 @@ impl Core {
     }
 
     fn by_id(&self, id: i64) -> Option<Arc<Queue>> {
+        let key = self
+            .ids
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()?;
         self.queues
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .find(|q| q.id == id)
+            .get(&key)
             .cloned()
     }
 
     fn put_cache(&self, q: Queue) -> Arc<Queue> {
         let q = Arc::new(q);
+        self.ids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(q.id, (q.region.clone(), q.name.clone()));
         self.queues
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -652,6 +675,10 @@ impl Core {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(q.region.clone(), q.name.clone()));
+        self.ids
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         self.wake(id);
         self.notifies
             .lock()
@@ -839,7 +866,10 @@ impl Core {
             }
             in_range("DelaySeconds", d, 0, 900)?;
         }
+        // FIFO: the deduplication id (given, or the body's SHA-256) and its
+        // key in the deduplication table (per group when so scoped).
         let mut dedup_key = None;
+        let mut dedup_id = None;
         if q.fifo {
             let group = m
                 .group_id
@@ -872,8 +902,9 @@ impl Core {
             dedup_key = Some(if q.dedup_per_group() {
                 format!("{group}\u{0}{dedup}")
             } else {
-                dedup
+                dedup.clone()
             });
+            dedup_id = Some(dedup);
         } else {
             if m.dedup_id.is_some() {
                 return Err(invalid_param(
@@ -901,15 +932,7 @@ impl Core {
             sent_ms: now,
             visible_at: now + delay * 1000,
             group_id: m.group_id,
-            dedup_id: if q.fifo {
-                m.dedup_id.or_else(|| {
-                    dedup_key
-                        .clone()
-                        .map(|k| k.rsplit('\u{0}').next().unwrap_or_default().to_string())
-                })
-            } else {
-                None
-            },
+            dedup_id,
             dedup_key,
             sender_id: self.account.clone(),
         };
