@@ -770,7 +770,7 @@ impl Lambda {
             } else {
                 Delivery::body(body)
             };
-            if let Err(e) = targets.deliver(&dest, delivery).await {
+            if let Err(e) = deliver_retrying(&targets, &dest, delivery).await {
                 tracing::warn!(
                     "asynchronous event {}: delivery to destination {dest} failed: {}: {}",
                     ev.id,
@@ -822,7 +822,7 @@ impl Lambda {
                 );
                 d.attributes
                     .insert("ErrorMessage".into(), MessageAttribute::string(message));
-                if let Err(e) = targets.deliver(&dlq, d).await {
+                if let Err(e) = deliver_retrying(&targets, &dlq, d).await {
                     tracing::warn!(
                         "asynchronous event {}: delivery to dead-letter queue {dlq} failed: {}: {}",
                         ev.id,
@@ -1132,6 +1132,22 @@ impl Lambda {
         };
         for id in ids {
             let _ = self.store.delete(KIND_CONFIG, region, &id);
+        }
+    }
+}
+
+/// Delivers to a destination, retrying a failure of the receiving service
+/// itself (5xx: its store was busy, it is starting) up to 5 times over about
+/// 3 seconds; a refusal (4xx: no such queue, too large) is final.
+async fn deliver_retrying(targets: &Targets, arn: &str, delivery: Delivery) -> AwsResult<String> {
+    let mut attempt = 0u32;
+    loop {
+        match targets.deliver(arn, delivery.clone()).await {
+            Err(e) if e.status >= 500 && attempt < 5 => {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                attempt += 1;
+            }
+            r => return r,
         }
     }
 }

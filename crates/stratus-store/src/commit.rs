@@ -9,6 +9,11 @@
 //! load a round carries hundreds of writes for the cost of one commit; idle,
 //! a write costs one commit.
 //!
+//! Each round is a `BEGIN IMMEDIATE` transaction: it takes the write lock
+//! first (waiting for other writers up to the busy timeout) instead of
+//! upgrading a read snapshot, which in WAL mode fails at once with
+//! `SQLITE_BUSY` when another connection committed in between.
+//!
 //! Durability: the database is in WAL mode with `synchronous=NORMAL`, so a
 //! committed round survives the process being killed (SIGKILL); it may not
 //! survive a power loss (SQLite's documented trade-off for NORMAL in WAL).
@@ -111,7 +116,8 @@ fn run(mut conn: Connection, queue: Arc<(Mutex<Queue>, Condvar)>) {
         };
         let mut completions = Vec::with_capacity(jobs.len());
         let result = (|| -> StoreResult<()> {
-            let mut tx = conn.transaction()?;
+            let mut tx =
+                conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             for job in jobs {
                 completions.push(job(&mut tx));
             }

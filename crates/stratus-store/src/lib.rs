@@ -448,7 +448,7 @@ impl Store {
             return Ok(());
         }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut st = tx.prepare_cached(&format!(
                 "INSERT INTO lambda_metrics ({METRIC_COLUMNS}) VALUES \
@@ -586,7 +586,8 @@ fn log_writer(mut conn: Connection, queue: Arc<(Mutex<LogQueue>, Condvar)>) {
         if !batch.is_empty() {
             let ingestion = now_ms();
             let res: rusqlite::Result<()> = (|| {
-                let tx = conn.transaction()?;
+                let tx =
+                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                 {
                     let mut st = tx.prepare_cached(
                         "INSERT INTO log_events (region, log_group, log_stream, timestamp, ingestion, message)
