@@ -60,7 +60,10 @@ def drain(sqs, url, seen: dict[int, int], ids: dict[int, str], stop_at: int, tim
 
 @pytest.mark.timeout(900)
 def test_async_events_survive_three_sigkills(tmp_path):
-    srv = start_server(tmp_path / "data", name="async-fault", extra_args=["--time-scale", "600"])
+    # Time scaled 60x: the retry waits 1 s instead of a minute, and the
+    # default maximum event age (6 hours) lasts 6 minutes, more than the
+    # backlog of 10,000 events needs on a 2-core machine.
+    srv = start_server(tmp_path / "data", name="async-fault", extra_args=["--time-scale", "60"])
     lam = make_client(srv.url)
     sqs = make_client(srv.url, "sqs")
     ok_url = sqs.create_queue(QueueName="fault-ok")["QueueUrl"]
