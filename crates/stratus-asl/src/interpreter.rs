@@ -35,7 +35,6 @@ use crate::definition::{
     QueryLanguage, State, StateMachine, Text, Wait,
 };
 use crate::path::{EvalError, Lazy, Path, Root, Scope, insert_result};
-use crate::query::JValue;
 
 /// The most a state's input or output may weigh, in bytes of JSON (UTF-8):
 /// 256 KiB (Step Functions quotas, "Maximum input or output size for a
@@ -2186,3 +2185,5 @@ pub async fn test_state(
         },
     })
 }
+#[cfg(test)]
+mod tests;
