@@ -1,2 +1,195 @@
 //! JSONata (<https://docs.jsonata.org/>): the query and transformation
 //! language Step Functions accepts in `{% %}` expressions.
+//!
+//! ```
+//! let expr = stratus_jsonata::parse("$sum(Order.Product.(Price * Quantity))").unwrap();
+//! let input = serde_json::json!({"Order": {"Product": [
+//!     {"Price": 2, "Quantity": 3}, {"Price": 4, "Quantity": 1}]}});
+//! let env = stratus_jsonata::Environment::new();
+//! assert_eq!(expr.evaluate(Some(&input), &env).unwrap(), Some(serde_json::json!(10)));
+//! ```
+//!
+//! `None` stands for JSONata's `undefined` (no value), which is distinct from
+//! JSON `null`. Errors carry JSONata's documented error codes (`S0xxx` syntax,
+//! `T1xxx`/`T2xxx` type, `D1xxx`/`D2xxx`/`D3xxx` dynamic) and the character
+//! offset in the expression where known.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// A host-provided function callable from an expression as `$name(...)`.
+///
+/// Arguments arrive in call order; `None` is an `undefined` argument (a path
+/// that selected nothing, or an omitted trailing argument is simply absent
+/// from the slice). Return `Ok(None)` for `undefined`.
+pub type NativeFunction = Arc<
+    dyn Fn(&[Option<serde_json::Value>]) -> Result<Option<serde_json::Value>, JsonataError>
+        + Send
+        + Sync,
+>;
+
+/// An error from parsing or evaluating an expression.
+///
+/// `code` is JSONata's error code (for example `"S0201"` syntax error,
+/// `"T2001"` non-numeric left operand of an arithmetic operator, `"D3030"`
+/// value not castable to a number). Limits enforced by this implementation
+/// use `"U1001"` (nesting or recursion depth exceeded) and `"U1002"` (the
+/// evaluation step budget of [`Environment::set_step_limit`] or time budget
+/// of [`Environment::set_time_limit`] ran out). `position` is the character
+/// offset (0-based, in Unicode scalar values) in the expression text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonataError {
+    /// JSONata error code, e.g. `"T2001"`.
+    pub code: String,
+    /// Human-readable description.
+    pub message: String,
+    /// Character offset in the expression, when the error relates to a token.
+    pub position: Option<usize>,
+}
+
+impl JsonataError {
+    /// An error with a code, message and optional position.
+    pub fn new(code: &str, message: impl Into<String>, position: Option<usize>) -> Self {
+        JsonataError {
+            code: code.to_string(),
+            message: message.into(),
+            position,
+        }
+    }
+}
+
+impl fmt::Display for JsonataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(p) => write!(f, "{} at position {}: {}", self.code, p, self.message),
+            None => write!(f, "{}: {}", self.code, self.message),
+        }
+    }
+}
+
+impl std::error::Error for JsonataError {}
+
+/// A parsed JSONata expression. Parse once with [`parse`], evaluate many
+/// times; it is `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Expression {
+    ast: Arc<parser::Node>,
+}
+
+/// Parses JSONata expression text.
+///
+/// Errors: `S01xx` lexical errors (unterminated string `S0101`, bad escape
+/// `S0103`/`S0104`, unterminated backquote name `S0105`, unclosed comment
+/// `S0106`), `S02xx` grammar errors (`S0201` unexpected token, `S0202`
+/// expected token, `S0203` unexpected end), `S0301`/`S0302` regex literal
+/// errors, `U1001` nesting deeper than the parser's depth limit.
+pub fn parse(expr: &str) -> Result<Expression, JsonataError> {
+    let text = expr.to_string();
+    let ast = stack::with_large_stack(move || parser::parse(&text))?;
+    Ok(Expression { ast: Arc::new(ast) })
+}
+
+/// Variable bindings and host functions visible to an evaluation, plus its
+/// resource limits.
+#[derive(Clone)]
+pub struct Environment {
+    vars: HashMap<String, serde_json::Value>,
+    functions: HashMap<String, NativeFunction>,
+    step_limit: Option<u64>,
+    time_limit: Option<std::time::Duration>,
+    depth_limit: usize,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Environment")
+            .field("vars", &self.vars)
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .field("step_limit", &self.step_limit)
+            .field("time_limit", &self.time_limit)
+            .field("depth_limit", &self.depth_limit)
+            .finish()
+    }
+}
+
+impl Environment {
+    /// An environment with no bindings, the built-in function library, no
+    /// step or time budget and the default depth limit (see
+    /// [`Environment::set_depth_limit`]).
+    pub fn new() -> Self {
+        Environment {
+            vars: HashMap::new(),
+            functions: HashMap::new(),
+            step_limit: None,
+            time_limit: None,
+            depth_limit: eval::DEFAULT_DEPTH_LIMIT,
+        }
+    }
+
+    /// Binds `$name` (give `name` without the `$`) to a JSON value.
+    pub fn bind(&mut self, name: &str, value: serde_json::Value) {
+        let name = name.strip_prefix('$').unwrap_or(name);
+        self.vars.insert(name.to_string(), value);
+    }
+
+    /// Binds `$name` (without the `$`) to a host function. A binding with
+    /// the name of a built-in (`now`, `millis`, ...) replaces the built-in.
+    pub fn bind_function(&mut self, name: &str, f: NativeFunction) {
+        let name = name.strip_prefix('$').unwrap_or(name);
+        self.functions.insert(name.to_string(), f);
+    }
+
+    /// Caps the number of evaluation steps (expression nodes evaluated plus
+    /// loop iterations in built-ins); exceeding it fails with `U1002`.
+    pub fn set_step_limit(&mut self, steps: u64) {
+        self.step_limit = Some(steps);
+    }
+
+    /// Caps the wall-clock time of one evaluation; exceeding it fails with
+    /// `U1002`.
+    pub fn set_time_limit(&mut self, limit: std::time::Duration) {
+        self.time_limit = Some(limit);
+    }
+
+    /// Caps the nesting depth of evaluation (nested expressions plus nested
+    /// function calls, including recursion); exceeding it fails with
+    /// `U1001`. Default 1000; values above 5000 are clamped to 5000.
+    pub fn set_depth_limit(&mut self, depth: usize) {
+        self.depth_limit = depth.min(eval::MAX_DEPTH_LIMIT);
+    }
+}
+
+impl Expression {
+    /// Evaluates the expression against `input` (`None` = no input).
+    /// `None` = JSONata's `undefined`.
+    ///
+    /// Errors: JSONata's `T`/`D` codes for type and dynamic errors, `U1001`
+    /// depth limit, `U1002` step or time budget. Numbers that are not finite
+    /// (`1/0`) fail with `D1001`. Function values inside the result are
+    /// dropped from objects and become `null` in arrays; a function result
+    /// at the top level is `undefined`.
+    pub fn evaluate(
+        &self,
+        input: Option<&serde_json::Value>,
+        env: &Environment,
+    ) -> Result<Option<serde_json::Value>, JsonataError> {
+        let ast = self.ast.clone();
+        stack::with_large_stack(move || eval::evaluate_root(&ast, input, env))
+    }
+}
+
+mod builtins;
+mod datetime;
+mod eval;
+mod lexer;
+mod numfmt;
+mod parser;
+mod stack;
+mod value;
