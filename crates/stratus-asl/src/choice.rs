@@ -61,11 +61,7 @@ enum Expr {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Test {
-    Compare {
-        ty: Ty,
-        op: Cmp,
-        operand: Operand,
-    },
+    Compare { ty: Ty, op: Cmp, operand: Operand },
     Matches(Vec<Tok>),
     IsPresent(bool),
     IsNull(bool),
@@ -138,7 +134,12 @@ const COMPARISONS: [(&str, Ty, Cmp, bool); 32] = [
     ("TimestampLessThanEquals", Ty::Timestamp, Cmp::Le, false),
     ("TimestampLessThanEqualsPath", Ty::Timestamp, Cmp::Le, true),
     ("TimestampGreaterThanEquals", Ty::Timestamp, Cmp::Ge, false),
-    ("TimestampGreaterThanEqualsPath", Ty::Timestamp, Cmp::Ge, true),
+    (
+        "TimestampGreaterThanEqualsPath",
+        Ty::Timestamp,
+        Cmp::Ge,
+        true,
+    ),
 ];
 
 /// The type tests, whose operand is a boolean.
@@ -209,9 +210,7 @@ impl ChoiceRule {
                 );
             }
             (None, true) => {
-                return Err(
-                    "Each top-level choice rule must have a 'Next' field".to_string(),
-                );
+                return Err("Each top-level choice rule must have a 'Next' field".to_string());
             }
             (Some(_), false) => {
                 return Err(
@@ -221,10 +220,8 @@ impl ChoiceRule {
             }
             (None, false) => None,
         };
-        if let Some(c) = obj.get("Comment") {
-            if !c.is_string() {
-                return Err("The value for the field 'Comment' must be a STRING".to_string());
-            }
+        if obj.get("Comment").is_some_and(|c| !c.is_string()) {
+            return Err("The value for the field 'Comment' must be a STRING".to_string());
         }
 
         let operators: Vec<&String> = obj.keys().filter(|k| is_operator(k)).collect();
@@ -253,12 +250,11 @@ impl ChoiceRule {
                         "The field 'Variable' cannot be used together with '{op}'"
                     ));
                 }
-                let items = value
-                    .as_array()
-                    .filter(|a| !a.is_empty())
-                    .ok_or_else(|| {
-                        format!("The value for the field '{op}' must be a non-empty ARRAY of choice rules")
-                    })?;
+                let items = value.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
+                    format!(
+                        "The value for the field '{op}' must be a non-empty ARRAY of choice rules"
+                    )
+                })?;
                 let rules = items
                     .iter()
                     .map(|r| Self::parse_at(r, false, depth + 1))
@@ -271,11 +267,13 @@ impl ChoiceRule {
             }
             "Not" => {
                 if obj.contains_key("Variable") {
-                    return Err("The field 'Variable' cannot be used together with 'Not'".to_string());
+                    return Err(
+                        "The field 'Variable' cannot be used together with 'Not'".to_string()
+                    );
                 }
                 if !value.is_object() {
                     return Err(
-                        "The value for the field 'Not' must be a choice rule OBJECT".to_string(),
+                        "The value for the field 'Not' must be a choice rule OBJECT".to_string()
                     );
                 }
                 Expr::Not(Box::new(Self::parse_at(value, false, depth + 1)?))
@@ -395,9 +393,9 @@ fn parse_test(op: &str, value: &Value) -> Result<Test, String> {
         });
     }
     if op == "StringMatches" {
-        let s = value
-            .as_str()
-            .ok_or_else(|| "The value for the field 'StringMatches' must be a STRING".to_string())?;
+        let s = value.as_str().ok_or_else(|| {
+            "The value for the field 'StringMatches' must be a STRING".to_string()
+        })?;
         return parse_pattern(s).map(Test::Matches);
     }
     let (_, ty, cmp, path) = COMPARISONS

@@ -397,7 +397,7 @@ pub(crate) fn as_integer(v: &Value) -> Option<i64> {
         return None; // above i64::MAX
     }
     let f = n.as_f64()?;
-    if f.fract() == 0.0 && f >= -9.2e18 && f <= 9.2e18 {
+    if f.fract() == 0.0 && (-9.2e18..=9.2e18).contains(&f) {
         Some(f as i64)
     } else {
         None
@@ -417,7 +417,11 @@ fn rounded(v: &Value) -> Option<i64> {
     }
 }
 
-fn apply(call: &Call, mut v: Vec<Value>, entropy: &mut dyn Entropy) -> Result<Value, IntrinsicError> {
+fn apply(
+    call: &Call,
+    mut v: Vec<Value>,
+    entropy: &mut dyn Entropy,
+) -> Result<Value, IntrinsicError> {
     let f = call.function;
     let name = f.name();
     match f {
@@ -458,9 +462,7 @@ fn apply(call: &Call, mut v: Vec<Value>, entropy: &mut dyn Entropy) -> Result<Va
         Function::StringToJson => {
             let s = take_string(v.pop());
             serde_json::from_str(&s).map_err(|e| {
-                IntrinsicError::new(format!(
-                    "{name}: the argument is not valid JSON text ({e})"
-                ))
+                IntrinsicError::new(format!("{name}: the argument is not valid JSON text ({e})"))
             })
         }
         Function::JsonToString => {
@@ -533,9 +535,7 @@ fn apply(call: &Call, mut v: Vec<Value>, entropy: &mut dyn Entropy) -> Result<Va
                     IntrinsicError::new(format!("{name}: the argument is not valid Base64 ({e})"))
                 })?;
             String::from_utf8(bytes).map(Value::String).map_err(|_| {
-                IntrinsicError::new(format!(
-                    "{name}: the decoded data is not a UTF-8 string"
-                ))
+                IntrinsicError::new(format!("{name}: the decoded data is not a UTF-8 string"))
             })
         }
         Function::Hash => {
@@ -601,7 +601,10 @@ fn apply(call: &Call, mut v: Vec<Value>, entropy: &mut dyn Entropy) -> Result<Va
             };
             Ok(Value::Array(parts))
         }
-        Function::Uuid => Ok(Value::String(uuid_v4(entropy.next_u64(), entropy.next_u64()))),
+        Function::Uuid => Ok(Value::String(uuid_v4(
+            entropy.next_u64(),
+            entropy.next_u64(),
+        ))),
     }
 }
 
@@ -880,7 +883,9 @@ impl Parser<'_> {
                         self.pos += 1;
                         break;
                     }
-                    Some(c) => return Err(self.err(&format!("expected ',' or ')' but found '{c}'"))),
+                    Some(c) => {
+                        return Err(self.err(&format!("expected ',' or ')' but found '{c}'")));
+                    }
                     None => return Err(self.err(&format!("missing ')' to close {name}("))),
                 }
             }
@@ -913,7 +918,9 @@ impl Parser<'_> {
                 }
                 self.call(depth + 1).map(Arg::Call)
             }
-            Some(c) => Err(self.err(&format!("unexpected character '{c}' where an argument was expected"))),
+            Some(c) => Err(self.err(&format!(
+                "unexpected character '{c}' where an argument was expected"
+            ))),
             None => Err(self.err("the expression ends where an argument was expected")),
         }
     }
@@ -1063,14 +1070,14 @@ fn check_static(call: &Call) -> Result<(), String> {
             return Err(type_error(f, i, kind, &literal).cause);
         }
     }
-    if let (Function::Format, Some(Arg::String(t))) = (f, call.args.first()) {
-        if t.placeholders.len() != n - 1 {
-            return Err(format!(
-                "States.Format: the template has {} '{{}}' placeholder(s) but {} value(s) were given; the counts must match",
-                t.placeholders.len(),
-                n - 1
-            ));
-        }
+    if let (Function::Format, Some(Arg::String(t))) = (f, call.args.first())
+        && t.placeholders.len() != n - 1
+    {
+        return Err(format!(
+            "States.Format: the template has {} '{{}}' placeholder(s) but {} value(s) were given; the counts must match",
+            t.placeholders.len(),
+            n - 1
+        ));
     }
     if let (Function::JsonMerge, Some(Arg::Bool(true))) = (f, call.args.get(2)) {
         return Err(

@@ -108,8 +108,14 @@ fn developer_guide_choice_state_example() {
 
 #[test]
 fn guide_single_rule_examples() {
-    assert!(holds(json!({"Variable": "$.foo", "NumericEquals": 1}), json!({"foo": 1})));
-    assert!(holds(json!({"Variable": "$.foo", "StringEquals": "MyString"}), json!({"foo": "MyString"})));
+    assert!(holds(
+        json!({"Variable": "$.foo", "NumericEquals": 1}),
+        json!({"foo": 1})
+    ));
+    assert!(holds(
+        json!({"Variable": "$.foo", "StringEquals": "MyString"}),
+        json!({"foo": "MyString"})
+    ));
     assert!(holds(
         json!({"Variable": "$.foo", "StringGreaterThan": "MyStringABC"}),
         json!({"foo": "MyStringABD"})
@@ -128,33 +134,63 @@ fn string_matches_specification_examples() {
         ("foo*.*", "foobar.zebra"),
     ] {
         assert!(
-            holds(json!({"Variable": "$.v", "StringMatches": pattern}), json!({"v": value})),
+            holds(
+                json!({"Variable": "$.v", "StringMatches": pattern}),
+                json!({"v": value})
+            ),
             "{pattern} ~ {value}"
         );
     }
-    assert!(!holds(json!({"Variable": "$.v", "StringMatches": "foo*.log"}), json!({"v": "foo23.txt"})));
+    assert!(!holds(
+        json!({"Variable": "$.v", "StringMatches": "foo*.log"}),
+        json!({"v": "foo23.txt"})
+    ));
 }
 
 #[test]
 fn string_matches_escapes() {
     // JSON "\\*" is the pattern \* : a literal star.
-    assert!(holds(json!({"Variable": "$.v", "StringMatches": "a\\*b"}), json!({"v": "a*b"})));
-    assert!(!holds(json!({"Variable": "$.v", "StringMatches": "a\\*b"}), json!({"v": "axb"})));
-    assert!(holds(json!({"Variable": "$.v", "StringMatches": "a\\\\b*"}), json!({"v": "a\\bcd"})));
+    assert!(holds(
+        json!({"Variable": "$.v", "StringMatches": "a\\*b"}),
+        json!({"v": "a*b"})
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.v", "StringMatches": "a\\*b"}),
+        json!({"v": "axb"})
+    ));
+    assert!(holds(
+        json!({"Variable": "$.v", "StringMatches": "a\\\\b*"}),
+        json!({"v": "a\\bcd"})
+    ));
     let e = invalid(json!({"Variable": "$.v", "StringMatches": "a\\b"}), false);
     assert!(e.contains("open escape"), "{e}");
     // Not a string: false, no error.
-    assert!(!holds(json!({"Variable": "$.v", "StringMatches": "*"}), json!({"v": 1})));
-    assert!(holds(json!({"Variable": "$.v", "StringMatches": "*"}), json!({"v": ""})));
-    assert!(holds(json!({"Variable": "$.v", "StringMatches": ""}), json!({"v": ""})));
-    assert!(!holds(json!({"Variable": "$.v", "StringMatches": ""}), json!({"v": "a"})));
+    assert!(!holds(
+        json!({"Variable": "$.v", "StringMatches": "*"}),
+        json!({"v": 1})
+    ));
+    assert!(holds(
+        json!({"Variable": "$.v", "StringMatches": "*"}),
+        json!({"v": ""})
+    ));
+    assert!(holds(
+        json!({"Variable": "$.v", "StringMatches": ""}),
+        json!({"v": ""})
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.v", "StringMatches": ""}),
+        json!({"v": "a"})
+    ));
 }
 
 #[test]
 fn string_matches_pathological_pattern_finishes() {
     let value = "a".repeat(20_000);
     let pattern = "*a".repeat(50) + "b";
-    assert!(!holds(json!({"Variable": "$.v", "StringMatches": pattern}), json!({"v": value})));
+    assert!(!holds(
+        json!({"Variable": "$.v", "StringMatches": pattern}),
+        json!({"v": value})
+    ));
 }
 
 #[test]
@@ -180,7 +216,11 @@ fn every_comparison_operator() {
         ("StringGreaterThanEquals", json!("c"), false),
     ];
     for (op, operand, want) in cases {
-        assert_eq!(holds(json!({"Variable": "$.s", op: operand}), input.clone()), want, "{op}");
+        assert_eq!(
+            holds(json!({"Variable": "$.s", op: operand}), input.clone()),
+            want,
+            "{op}"
+        );
     }
     let cases = [
         ("NumericEquals", json!(5), true),
@@ -195,11 +235,25 @@ fn every_comparison_operator() {
         ("NumericGreaterThanEquals", json!(6), false),
     ];
     for (op, operand, want) in cases {
-        assert_eq!(holds(json!({"Variable": "$.n", op: operand}), input.clone()), want, "{op}");
-        assert_eq!(holds(json!({"Variable": "$.f", op: operand}), input.clone()), want, "{op} float");
+        assert_eq!(
+            holds(json!({"Variable": "$.n", op: operand}), input.clone()),
+            want,
+            "{op}"
+        );
+        assert_eq!(
+            holds(json!({"Variable": "$.f", op: operand}), input.clone()),
+            want,
+            "{op} float"
+        );
     }
-    assert!(holds(json!({"Variable": "$.t", "BooleanEquals": true}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.t", "BooleanEquals": false}), input.clone()));
+    assert!(holds(
+        json!({"Variable": "$.t", "BooleanEquals": true}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.t", "BooleanEquals": false}),
+        input.clone()
+    ));
     let cases = [
         ("TimestampEquals", "2016-03-14T01:59:00Z", true),
         ("TimestampEquals", "2016-03-14T02:59:00+01:00", true),
@@ -213,7 +267,11 @@ fn every_comparison_operator() {
         ("TimestampGreaterThanEquals", "2016-03-14T01:59:01Z", false),
     ];
     for (op, operand, want) in cases {
-        assert_eq!(holds(json!({"Variable": "$.ts", op: operand}), input.clone()), want, "{op} {operand}");
+        assert_eq!(
+            holds(json!({"Variable": "$.ts", op: operand}), input.clone()),
+            want,
+            "{op} {operand}"
+        );
     }
     // The ...Path forms.
     let cases = [
@@ -235,53 +293,134 @@ fn every_comparison_operator() {
         ("TimestampGreaterThanEqualsPath", "$.ts", "$.tsLate", false),
     ];
     for (op, var, path, want) in cases {
-        assert_eq!(holds(json!({"Variable": var, op: path}), input.clone()), want, "{op}");
+        assert_eq!(
+            holds(json!({"Variable": var, op: path}), input.clone()),
+            want,
+            "{op}"
+        );
     }
 }
 
 #[test]
 fn wrong_types_compare_false() {
     let input = json!({"s": "5", "n": 5, "b": true, "x": null, "o": {"a": 1}});
-    assert!(!holds(json!({"Variable": "$.s", "NumericEquals": 5}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.n", "StringEquals": "5"}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.b", "StringEquals": "true"}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.x", "BooleanEquals": false}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.s", "TimestampEquals": "2016-03-14T01:59:00Z"}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.o", "NumericLessThan": 1}), input.clone()));
+    assert!(!holds(
+        json!({"Variable": "$.s", "NumericEquals": 5}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.n", "StringEquals": "5"}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.b", "StringEquals": "true"}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.x", "BooleanEquals": false}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.s", "TimestampEquals": "2016-03-14T01:59:00Z"}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.o", "NumericLessThan": 1}),
+        input.clone()
+    ));
     // Not of a false comparison is true.
-    assert!(holds(json!({"Not": {"Variable": "$.s", "NumericEquals": 5}}), input.clone()));
+    assert!(holds(
+        json!({"Not": {"Variable": "$.s", "NumericEquals": 5}}),
+        input.clone()
+    ));
     // A path operand of the wrong type is false too.
-    assert!(!holds(json!({"Variable": "$.n", "NumericEqualsPath": "$.s"}), input));
+    assert!(!holds(
+        json!({"Variable": "$.n", "NumericEqualsPath": "$.s"}),
+        input
+    ));
 }
 
 #[test]
 fn timestamps_are_compared_as_instants_and_strings_as_strings() {
     let input = json!({"t": "2016-03-14T01:59:00.000Z"});
-    assert!(holds(json!({"Variable": "$.t", "TimestampEquals": "2016-03-14T01:59:00Z"}), input.clone()));
-    assert!(!holds(json!({"Variable": "$.t", "StringEquals": "2016-03-14T01:59:00Z"}), input.clone()));
-    assert!(holds(json!({"Variable": "$.t", "StringEquals": "2016-03-14T01:59:00.000Z"}), input));
+    assert!(holds(
+        json!({"Variable": "$.t", "TimestampEquals": "2016-03-14T01:59:00Z"}),
+        input.clone()
+    ));
+    assert!(!holds(
+        json!({"Variable": "$.t", "StringEquals": "2016-03-14T01:59:00Z"}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.t", "StringEquals": "2016-03-14T01:59:00.000Z"}),
+        input
+    ));
 }
 
 #[test]
 fn type_tests() {
     let input = json!({"n": 1.5, "s": "x", "b": false, "z": null, "ts": "2020-02-29T00:00:00Z", "bad": "2019-02-29T00:00:00Z"});
-    assert!(holds(json!({"Variable": "$.n", "IsNumeric": true}), input.clone()));
-    assert!(holds(json!({"Variable": "$.s", "IsNumeric": false}), input.clone()));
-    assert!(holds(json!({"Variable": "$.s", "IsString": true}), input.clone()));
-    assert!(holds(json!({"Variable": "$.b", "IsBoolean": true}), input.clone()));
-    assert!(holds(json!({"Variable": "$.z", "IsNull": true}), input.clone()));
-    assert!(holds(json!({"Variable": "$.s", "IsNull": false}), input.clone()));
-    assert!(holds(json!({"Variable": "$.ts", "IsTimestamp": true}), input.clone()));
-    assert!(holds(json!({"Variable": "$.bad", "IsTimestamp": false}), input.clone()));
-    assert!(holds(json!({"Variable": "$.n", "IsTimestamp": false}), input.clone()));
-    assert!(holds(json!({"Variable": "$.z", "IsPresent": true}), input.clone()));
+    assert!(holds(
+        json!({"Variable": "$.n", "IsNumeric": true}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.s", "IsNumeric": false}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.s", "IsString": true}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.b", "IsBoolean": true}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.z", "IsNull": true}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.s", "IsNull": false}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.ts", "IsTimestamp": true}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.bad", "IsTimestamp": false}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.n", "IsTimestamp": false}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.z", "IsPresent": true}),
+        input.clone()
+    ));
     // IsPresent on a missing field: false (or true for IsPresent: false), no error.
-    assert!(!holds(json!({"Variable": "$.missing", "IsPresent": true}), input.clone()));
-    assert!(holds(json!({"Variable": "$.missing", "IsPresent": false}), input.clone()));
+    assert!(!holds(
+        json!({"Variable": "$.missing", "IsPresent": true}),
+        input.clone()
+    ));
+    assert!(holds(
+        json!({"Variable": "$.missing", "IsPresent": false}),
+        input.clone()
+    ));
     // Any other test on a missing field is a run-time error.
-    let e = test(json!({"Variable": "$.missing", "IsNull": true}), input.clone()).unwrap_err();
+    let e = test(
+        json!({"Variable": "$.missing", "IsNull": true}),
+        input.clone(),
+    )
+    .unwrap_err();
     assert_eq!(e.error, "States.Runtime");
-    let e = test(json!({"Variable": "$.n", "NumericEqualsPath": "$.nope"}), input).unwrap_err();
+    let e = test(
+        json!({"Variable": "$.n", "NumericEqualsPath": "$.nope"}),
+        input,
+    )
+    .unwrap_err();
     assert!(e.cause.contains("$.nope"));
 }
 
@@ -310,17 +449,36 @@ fn string_order_is_utf16_like_java() {
     // U+10000 is a surrogate pair (D800 DC00), which sorts before U+FFFF in
     // UTF-16 although it is the larger code point.
     let input = json!({"v": "\u{10000}"});
-    assert!(holds(json!({"Variable": "$.v", "StringLessThan": "\u{FFFF}"}), input));
-    assert!(holds(json!({"Variable": "$.v", "StringLessThan": "a"}), json!({"v": "B"})));
+    assert!(holds(
+        json!({"Variable": "$.v", "StringLessThan": "\u{FFFF}"}),
+        input
+    ));
+    assert!(holds(
+        json!({"Variable": "$.v", "StringLessThan": "a"}),
+        json!({"v": "B"})
+    ));
 }
 
 #[test]
 fn next_is_required_at_top_level_and_forbidden_inside() {
-    let r = ChoiceRule::parse(&json!({"Variable": "$.a", "IsNull": true, "Next": "X"}), true).unwrap();
+    let r = ChoiceRule::parse(
+        &json!({"Variable": "$.a", "IsNull": true, "Next": "X"}),
+        true,
+    )
+    .unwrap();
     assert_eq!(r.next(), Some("X"));
     assert!(invalid(json!({"Variable": "$.a", "IsNull": true}), true).contains("'Next'"));
-    assert!(invalid(json!({"Variable": "$.a", "IsNull": true, "Next": 3}), true).contains("STRING that references a state"));
-    assert!(invalid(json!({"Variable": "$.a", "IsNull": true, "Next": "X"}), false).contains("must not have a 'Next'"));
+    assert!(
+        invalid(json!({"Variable": "$.a", "IsNull": true, "Next": 3}), true)
+            .contains("STRING that references a state")
+    );
+    assert!(
+        invalid(
+            json!({"Variable": "$.a", "IsNull": true, "Next": "X"}),
+            false
+        )
+        .contains("must not have a 'Next'")
+    );
     let e = invalid(
         json!({"And": [{"Variable": "$.a", "IsNull": true, "Next": "X"}], "Next": "Y"}),
         true,
@@ -332,28 +490,67 @@ fn next_is_required_at_top_level_and_forbidden_inside() {
 fn validation_errors() {
     for (rule, needle) in [
         (json!("x"), "JSON object"),
-        (json!({"Variable": "$.a"}), "exactly one comparison operator"),
-        (json!({"Variable": "$.a", "IsNull": true, "IsString": true}), "'IsNull', 'IsString'"),
+        (
+            json!({"Variable": "$.a"}),
+            "exactly one comparison operator",
+        ),
+        (
+            json!({"Variable": "$.a", "IsNull": true, "IsString": true}),
+            "'IsNull', 'IsString'",
+        ),
         (json!({"IsNull": true}), "'Variable'"),
         (json!({"Variable": "a", "IsNull": true}), "valid JSONPath"),
         (json!({"Variable": 1, "IsNull": true}), "valid JSONPath"),
         (json!({"Variable": "$.a", "IsNull": "yes"}), "BOOLEAN"),
         (json!({"Variable": "$.a", "StringEquals": 1}), "STRING"),
         (json!({"Variable": "$.a", "NumericEquals": "1"}), "NUMBER"),
-        (json!({"Variable": "$.a", "BooleanEquals": "true"}), "BOOLEAN"),
-        (json!({"Variable": "$.a", "TimestampEquals": "2016-03-14"}), "RFC 3339"),
-        (json!({"Variable": "$.a", "TimestampEquals": "2016-03-14t01:59:00z"}), "RFC 3339"),
-        (json!({"Variable": "$.a", "NumericEqualsPath": 3}), "valid JSONPath"),
-        (json!({"Variable": "$.a", "NumericEqualsPath": "x"}), "valid JSONPath"),
+        (
+            json!({"Variable": "$.a", "BooleanEquals": "true"}),
+            "BOOLEAN",
+        ),
+        (
+            json!({"Variable": "$.a", "TimestampEquals": "2016-03-14"}),
+            "RFC 3339",
+        ),
+        (
+            json!({"Variable": "$.a", "TimestampEquals": "2016-03-14t01:59:00z"}),
+            "RFC 3339",
+        ),
+        (
+            json!({"Variable": "$.a", "NumericEqualsPath": 3}),
+            "valid JSONPath",
+        ),
+        (
+            json!({"Variable": "$.a", "NumericEqualsPath": "x"}),
+            "valid JSONPath",
+        ),
         (json!({"And": []}), "non-empty ARRAY"),
-        (json!({"Or": {"Variable": "$.a", "IsNull": true}}), "non-empty ARRAY"),
+        (
+            json!({"Or": {"Variable": "$.a", "IsNull": true}}),
+            "non-empty ARRAY",
+        ),
         (json!({"Not": []}), "OBJECT"),
-        (json!({"Not": {"Variable": "$.a"}}), "exactly one comparison operator"),
-        (json!({"And": [{"Variable": "$.a", "IsNull": true}], "Variable": "$.a"}), "'Variable'"),
-        (json!({"Variable": "$.a", "IsNull": true, "Foo": 1}), "'Foo' is not supported"),
+        (
+            json!({"Not": {"Variable": "$.a"}}),
+            "exactly one comparison operator",
+        ),
+        (
+            json!({"And": [{"Variable": "$.a", "IsNull": true}], "Variable": "$.a"}),
+            "'Variable'",
+        ),
+        (
+            json!({"Variable": "$.a", "IsNull": true, "Foo": 1}),
+            "'Foo' is not supported",
+        ),
         (json!({"Condition": "{% true %}"}), "JSONata"),
-        (json!({"Variable": "$.a", "IsNull": true, "Assign": {}}), "top-level"),
-        (json!({"Variable": "$.a", "IsNull": true, "Comment": 1}), "Comment"),
+        (
+            json!({"Variable": "$.a", "IsNull": true, "Assign": {}}),
+            "top-level",
+        ),
+        (
+            json!({"Variable": "$.a", "IsNull": true, "Comment": 1}),
+            "Comment",
+        ),
     ] {
         let e = invalid(rule.clone(), false);
         assert!(e.contains(needle), "{rule}: {e}");
@@ -367,9 +564,18 @@ fn timestamp_parsing() {
     assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some((0, 0)));
     assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some((0, 0)));
     assert_eq!(parse_timestamp("1969-12-31T23:00:00-01:00"), Some((0, 0)));
-    assert_eq!(parse_timestamp("2016-03-14T01:59:00Z"), Some((1_457_920_740, 0)));
-    assert_eq!(parse_timestamp("2016-03-14T01:59:00.5Z"), Some((1_457_920_740, 500_000_000)));
-    assert_eq!(parse_timestamp("2016-03-14T01:59:00.1234567891Z"), Some((1_457_920_740, 123_456_789)));
+    assert_eq!(
+        parse_timestamp("2016-03-14T01:59:00Z"),
+        Some((1_457_920_740, 0))
+    );
+    assert_eq!(
+        parse_timestamp("2016-03-14T01:59:00.5Z"),
+        Some((1_457_920_740, 500_000_000))
+    );
+    assert_eq!(
+        parse_timestamp("2016-03-14T01:59:00.1234567891Z"),
+        Some((1_457_920_740, 123_456_789))
+    );
     for bad in [
         "2016-03-14 01:59:00Z",
         "2016-03-14T01:59:00",

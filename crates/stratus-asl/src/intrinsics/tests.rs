@@ -38,7 +38,12 @@ fn lookup(root: &Value, rest: &str) -> Option<Value> {
     Some(cur.clone())
 }
 
-fn run_with(expr: &str, input: Value, context: Value, vars: Value) -> Result<Value, IntrinsicError> {
+fn run_with(
+    expr: &str,
+    input: Value,
+    context: Value,
+    vars: Value,
+) -> Result<Value, IntrinsicError> {
     let resolve = move |p: &str| -> Option<Value> {
         if let Some(r) = p.strip_prefix("$$") {
             lookup(&context, r)
@@ -83,7 +88,10 @@ fn fails(expr: &str, input: Value) -> String {
 fn format_examples() {
     let input = json!({"name": "Arnav", "template": "Hello, my name is {}."});
     assert_eq!(
-        ok("States.Format('Hello, my name is {}.', $.name)", input.clone()),
+        ok(
+            "States.Format('Hello, my name is {}.', $.name)",
+            input.clone()
+        ),
         json!("Hello, my name is Arnav.")
     );
     assert_eq!(
@@ -98,9 +106,10 @@ fn format_examples() {
         json!("Your name is Foo, we are in the year 2020")
     );
     // From the specification: "Welcome to {} {}\\'s playlist." in JSON.
-    let field: Value =
-        serde_json::from_str(r#""States.Format('Welcome to {} {}\\'s playlist.', $.firstName, $.lastName)""#)
-            .unwrap();
+    let field: Value = serde_json::from_str(
+        r#""States.Format('Welcome to {} {}\\'s playlist.', $.firstName, $.lastName)""#,
+    )
+    .unwrap();
     assert_eq!(
         ok(
             field.as_str().unwrap(),
@@ -161,7 +170,10 @@ fn json_to_string_example() {
 
 #[test]
 fn array_examples() {
-    assert_eq!(ok("States.Array($.Id)", json!({"Id": 123456})), json!([123456]));
+    assert_eq!(
+        ok("States.Array($.Id)", json!({"Id": 123456})),
+        json!([123456])
+    );
     assert_eq!(
         ok(
             "States.Array('Foo', 2020, $.someJson, null)",
@@ -238,7 +250,10 @@ fn array_unique_example() {
 #[test]
 fn base64_examples() {
     assert_eq!(
-        ok("States.Base64Encode($.input)", json!({"input": "Data to encode"})),
+        ok(
+            "States.Base64Encode($.input)",
+            json!({"input": "Data to encode"})
+        ),
         json!("RGF0YSB0byBlbmNvZGU=")
     );
     // The guide shows "Decoded data" as the output of decoding
@@ -363,7 +378,10 @@ fn uuid_is_version_4() {
     );
     assert!(parts[2].starts_with('4'));
     assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"));
-    assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        s.chars()
+            .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
     assert_ne!(ok("States.UUID()", json!({})), json!(null));
 }
 
@@ -413,7 +431,11 @@ fn paths_with_brackets_and_spaces() {
         json!({"a": [10, 20], "b": true}),
     );
     assert_eq!(v, json!([20, true]));
-    match parse("States.Array($.a[?(@.x == 1)], $['k, )'])").unwrap().args.as_slice() {
+    match parse("States.Array($.a[?(@.x == 1)], $['k, )'])")
+        .unwrap()
+        .args
+        .as_slice()
+    {
         [Arg::Path(a), Arg::Path(b)] => {
             assert_eq!(a, "$.a[?(@.x == 1)]");
             assert_eq!(b, "$['k, )']");
@@ -425,7 +447,10 @@ fn paths_with_brackets_and_spaces() {
 #[test]
 fn literals() {
     assert_eq!(
-        ok("States.Array(1, -2.5, 1e3, true, false, null, 'x')", json!({})),
+        ok(
+            "States.Array(1, -2.5, 1e3, true, false, null, 'x')",
+            json!({})
+        ),
         json!([1, -2.5, 1000.0, true, false, null, "x"])
     );
 }
@@ -487,15 +512,27 @@ fn missing_path_is_an_error() {
 fn wrong_runtime_types() {
     assert!(fails("States.ArrayLength($.a)", json!({"a": "x"})).contains("must be an array"));
     assert!(fails("States.StringToJson($.a)", json!({"a": 1})).contains("must be a string"));
-    assert!(fails("States.Format('{}', $.a)", json!({"a": [1]})).contains("string, number, boolean or null"));
+    assert!(
+        fails("States.Format('{}', $.a)", json!({"a": [1]}))
+            .contains("string, number, boolean or null")
+    );
     assert!(fails("States.Format($.t)", json!({"t": 5})).contains("must be a string"));
-    assert!(fails("States.JsonMerge($.a, $.b, false)", json!({"a": {}, "b": []})).contains("JSON object"));
+    assert!(
+        fails(
+            "States.JsonMerge($.a, $.b, false)",
+            json!({"a": {}, "b": []})
+        )
+        .contains("JSON object")
+    );
 }
 
 #[test]
 fn format_renders_scalars_naturally() {
     assert_eq!(
-        ok("States.Format('{}|{}|{}|{}', $.s, $.n, $.b, $.z)", json!({"s": "t", "n": 1.5, "b": false, "z": null})),
+        ok(
+            "States.Format('{}|{}|{}|{}', $.s, $.n, $.b, $.z)",
+            json!({"s": "t", "n": 1.5, "b": false, "z": null})
+        ),
         json!("t|1.5|false|null")
     );
     assert!(fails("States.Format($.t, 1)", json!({"t": "no holes"})).contains("placeholder"));
@@ -510,32 +547,66 @@ fn string_to_json_rejects_bad_json() {
 fn partition_edge_cases() {
     assert!(fails("States.ArrayPartition($.a, 0)", json!({"a": [1]})).contains("positive"));
     assert!(fails("States.ArrayPartition($.a, -1)", json!({"a": [1]})).contains("positive"));
-    assert_eq!(ok("States.ArrayPartition($.a, 5)", json!({"a": []})), json!([]));
-    assert_eq!(ok("States.ArrayPartition($.a, 5)", json!({"a": [1, 2]})), json!([[1, 2]]));
+    assert_eq!(
+        ok("States.ArrayPartition($.a, 5)", json!({"a": []})),
+        json!([])
+    );
+    assert_eq!(
+        ok("States.ArrayPartition($.a, 5)", json!({"a": [1, 2]})),
+        json!([[1, 2]])
+    );
 }
 
 #[test]
 fn range_edge_cases() {
-    assert_eq!(ok("States.ArrayRange(5, 1, -2)", json!({})), json!([5, 3, 1]));
+    assert_eq!(
+        ok("States.ArrayRange(5, 1, -2)", json!({})),
+        json!([5, 3, 1])
+    );
     assert_eq!(ok("States.ArrayRange(1, 5, -1)", json!({})), json!([]));
-    assert_eq!(ok("States.ArrayRange(0, 999, 1)", json!({})).as_array().unwrap().len(), 1000);
+    assert_eq!(
+        ok("States.ArrayRange(0, 999, 1)", json!({}))
+            .as_array()
+            .unwrap()
+            .len(),
+        1000
+    );
     assert!(fails("States.ArrayRange(0, 1000, 1)", json!({})).contains("1000"));
     assert!(fails("States.ArrayRange(1, 9, 0)", json!({})).contains("non-zero"));
 }
 
 #[test]
 fn get_item_bounds() {
-    assert!(fails("States.ArrayGetItem($.a, 3)", json!({"a": [1, 2, 3]})).contains("out of bounds"));
-    assert!(fails("States.ArrayGetItem($.a, -1)", json!({"a": [1, 2, 3]})).contains("out of bounds"));
+    assert!(
+        fails("States.ArrayGetItem($.a, 3)", json!({"a": [1, 2, 3]})).contains("out of bounds")
+    );
+    assert!(
+        fails("States.ArrayGetItem($.a, -1)", json!({"a": [1, 2, 3]})).contains("out of bounds")
+    );
 }
 
 #[test]
 fn contains_and_unique_compare_numbers_by_value() {
-    assert_eq!(ok("States.ArrayContains($.a, 1)", json!({"a": [1.0]})), json!(true));
-    assert_eq!(ok("States.ArrayContains($.a, $.o)", json!({"a": [{"x": [1]}], "o": {"x": [1]}})), json!(true));
-    assert_eq!(ok("States.ArrayContains($.a, '1')", json!({"a": [1]})), json!(false));
     assert_eq!(
-        ok("States.ArrayUnique($.a)", json!({"a": [1, 1.0, "1", {"a": 1, "b": 2}, {"b": 2, "a": 1}, null, null]})),
+        ok("States.ArrayContains($.a, 1)", json!({"a": [1.0]})),
+        json!(true)
+    );
+    assert_eq!(
+        ok(
+            "States.ArrayContains($.a, $.o)",
+            json!({"a": [{"x": [1]}], "o": {"x": [1]}})
+        ),
+        json!(true)
+    );
+    assert_eq!(
+        ok("States.ArrayContains($.a, '1')", json!({"a": [1]})),
+        json!(false)
+    );
+    assert_eq!(
+        ok(
+            "States.ArrayUnique($.a)",
+            json!({"a": [1, 1.0, "1", {"a": 1, "b": 2}, {"b": 2, "a": 1}, null, null]})
+        ),
         json!([1, "1", {"a": 1, "b": 2}, null])
     );
 }
@@ -567,7 +638,10 @@ fn hash_rejects_unknown_algorithm() {
 fn math_argument_checks() {
     assert_eq!(ok("States.MathAdd(1.4, 2.6)", json!({})), json!(4));
     assert!(fails("States.MathAdd(2147483648, 1)", json!({})).contains("2147483647"));
-    assert_eq!(ok("States.MathAdd(2147483647, 2147483647)", json!({})), json!(4294967294_i64));
+    assert_eq!(
+        ok("States.MathAdd(2147483647, 2147483647)", json!({})),
+        json!(4294967294_i64)
+    );
     assert!(fails("States.MathRandom(5, 5)", json!({})).contains("less than"));
     assert_eq!(ok("States.MathRandom(7, 8)", json!({})), json!(7));
     assert!(fails("States.MathAdd($.a, 1)", json!({"a": "1"})).contains("must be a number"));
@@ -575,18 +649,33 @@ fn math_argument_checks() {
 
 #[test]
 fn split_edge_cases() {
-    assert_eq!(ok("States.StringSplit('a,,b,', ',')", json!({})), json!(["a", "b"]));
-    assert_eq!(ok("States.StringSplit('abc', '')", json!({})), json!(["abc"]));
+    assert_eq!(
+        ok("States.StringSplit('a,,b,', ',')", json!({})),
+        json!(["a", "b"])
+    );
+    assert_eq!(
+        ok("States.StringSplit('abc', '')", json!({})),
+        json!(["abc"])
+    );
     assert_eq!(ok("States.StringSplit('', ',')", json!({})), json!([]));
 }
 
 #[test]
 fn json_merge_later_keys_win() {
     assert_eq!(
-        ok("States.JsonMerge($.a, $.b, false)", json!({"a": {"k": 1, "x": 0}, "b": {"k": 2}})),
+        ok(
+            "States.JsonMerge($.a, $.b, false)",
+            json!({"a": {"k": 1, "x": 0}, "b": {"k": 2}})
+        ),
         json!({"k": 2, "x": 0})
     );
-    assert!(fails("States.JsonMerge($.a, $.b, $.deep)", json!({"a": {}, "b": {}, "deep": true})).contains("shallow"));
+    assert!(
+        fails(
+            "States.JsonMerge($.a, $.b, $.deep)",
+            json!({"a": {}, "b": {}, "deep": true})
+        )
+        .contains("shallow")
+    );
 }
 
 // ---- properties ----
@@ -606,7 +695,7 @@ proptest! {
     ) {
         let expr = format!("{name}({body})");
         let _ = parse(&expr);
-        let resolve = |p: &str| if p.len() % 2 == 0 { Some(json!(3)) } else { Some(json!("x,y")) };
+        let resolve = |p: &str| if p.len().is_multiple_of(2) { Some(json!(3)) } else { Some(json!("x,y")) };
         let _ = evaluate(&expr, &resolve, &mut Counter(1));
     }
 
