@@ -231,9 +231,9 @@ impl Function {
             (Function::Format, 0) => Str,
             (Function::StringToJson, _) => Str,
             (Function::ArrayPartition, 0) => Array,
-            (Function::ArrayPartition, _) => Int,
+            (Function::ArrayPartition, _) => Num,
             (Function::ArrayContains, 0) => Array,
-            (Function::ArrayRange, _) => Int,
+            (Function::ArrayRange, _) => Num,
             (Function::ArrayGetItem, 0) => Array,
             (Function::ArrayGetItem, _) => Int,
             (Function::ArrayLength | Function::ArrayUnique, _) => Array,
@@ -471,7 +471,8 @@ fn apply(
         }
         Function::Array => Ok(Value::Array(v)),
         Function::ArrayPartition => {
-            let size = as_integer(&v[1]).unwrap_or(0);
+            // A non-integer chunk size is rounded to the nearest integer.
+            let size = rounded(&v[1]).unwrap_or(0);
             if size <= 0 {
                 return Err(IntrinsicError::new(format!(
                     "{name}: the chunk size must be a positive, non-zero integer, but it is {size}"
@@ -486,10 +487,11 @@ fn apply(
             Ok(Value::Bool(items.iter().any(|x| json_equal(x, &needle))))
         }
         Function::ArrayRange => {
+            // Non-integer arguments are rounded to the nearest integer.
             let (a, b, c) = (
-                as_integer(&v[0]).unwrap_or(0),
-                as_integer(&v[1]).unwrap_or(0),
-                as_integer(&v[2]).unwrap_or(0),
+                rounded(&v[0]).unwrap_or(0),
+                rounded(&v[1]).unwrap_or(0),
+                rounded(&v[2]).unwrap_or(0),
             );
             range(a, b, c)
                 .map(Value::Array)

@@ -101,7 +101,19 @@ pub fn partition(args: Args) -> Result<Option<Value>, FunctionError> {
         }
     };
     let size = match &args[1] {
-        Some(v) => integer_arg("partition", 2, v)?,
+        Some(v @ Value::Number(n)) => match as_integer(v) {
+            Some(i) => i,
+            // A non-integer chunk size is rounded down.
+            None => n
+                .as_f64()
+                .map_or(0, |f| f.floor().clamp(-9.0e15, 9.0e15) as i64),
+        },
+        Some(other) => {
+            return Err(signature(
+                "partition",
+                format!("argument 2 (the chunk size) must be a number, but it is {other}"),
+            ));
+        }
         None => {
             return Err(signature(
                 "partition",

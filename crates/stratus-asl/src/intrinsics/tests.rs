@@ -489,7 +489,7 @@ fn syntax_errors() {
         ("States.Format()", "at least 1"),
         ("States.Format('{} {}', 1)", "placeholder"),
         ("States.ArrayLength('abc')", "must be an array"),
-        ("States.ArrayPartition($.a, 1.5)", "must be an integer"),
+        ("States.ArrayGetItem($.a, 1.5)", "must be an integer"),
         ("States.JsonMerge($.a, $.b, true)", "shallow"),
         ("States.Base64Encode(1)", "must be a string"),
         ("", "function name"),
@@ -555,6 +555,20 @@ fn partition_edge_cases() {
         ok("States.ArrayPartition($.a, 5)", json!({"a": [1, 2]})),
         json!([[1, 2]])
     );
+}
+
+#[test]
+fn non_integer_partition_size_and_range_arguments_are_rounded() {
+    assert_eq!(
+        ok("States.ArrayPartition($.a, 1.6)", json!({"a": [1, 2, 3]})),
+        json!([[1, 2], [3]])
+    );
+    assert_eq!(
+        ok("States.ArrayRange(1.2, 3.8, 1)", json!({})),
+        json!([1, 2, 3, 4])
+    );
+    assert!(fails("States.ArrayPartition($.a, 0.4)", json!({"a": [1]})).contains("positive"));
+    assert!(fails("States.ArrayRange(1, 2, 0.3)", json!({})).contains("non-zero"));
 }
 
 #[test]

@@ -37,8 +37,19 @@ fn partition_examples() {
     assert_eq!(e.code, SIGNATURE_MISMATCH);
     let e = partition(&[some(json!([1]))]).unwrap_err();
     assert_eq!(e.code, SIGNATURE_MISMATCH);
-    let e = partition(&[some(json!([1])), some(json!(1.5))]).unwrap_err();
-    assert!(e.message.contains("integer"), "{}", e.message);
+    // A non-integer chunk size is rounded down.
+    assert_eq!(
+        partition(&[some(json!([1, 2, 3, 4, 5])), some(json!(2.9))]).unwrap(),
+        Some(json!([[1, 2], [3, 4], [5]]))
+    );
+    assert_eq!(
+        partition(&[some(json!([1])), some(json!(0.5))])
+            .unwrap_err()
+            .code,
+        FUNCTION_ERROR
+    );
+    let e = partition(&[some(json!([1])), some(json!("2"))]).unwrap_err();
+    assert!(e.message.contains("must be a number"), "{}", e.message);
 }
 
 #[test]
