@@ -87,7 +87,9 @@ struct Case {
 }
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 fn load_cases() -> Result<Vec<Case>, String> {
@@ -269,26 +271,25 @@ impl MockHost {
             .get("duration_seconds")
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
-        if let Some(timeout) = call.timeout_seconds {
-            if duration > timeout as f64 {
-                st.now_ms += timeout as i64 * 1000;
-                return Err(Failure {
-                    error: "States.Timeout".into(),
-                    cause: String::new(),
-                });
-            }
+        if let Some(timeout) = call.timeout_seconds
+            && duration > timeout as f64
+        {
+            st.now_ms += timeout as i64 * 1000;
+            return Err(Failure {
+                error: "States.Timeout".into(),
+                cause: String::new(),
+            });
         }
         if let (Some(silent), Some(heartbeat)) = (
             spec.get("silent_seconds").and_then(Value::as_f64),
             call.heartbeat_seconds,
-        ) {
-            if silent > heartbeat as f64 {
-                st.now_ms += heartbeat as i64 * 1000;
-                return Err(Failure {
-                    error: "States.HeartbeatTimeout".into(),
-                    cause: String::new(),
-                });
-            }
+        ) && silent > heartbeat as f64
+        {
+            st.now_ms += heartbeat as i64 * 1000;
+            return Err(Failure {
+                error: "States.HeartbeatTimeout".into(),
+                cause: String::new(),
+            });
         }
         st.now_ms += (duration * 1000.0).round() as i64;
         if let Some(error) = spec.get("error").and_then(Value::as_str) {
@@ -423,9 +424,7 @@ fn run_case(body: &Value) -> Result<(), String> {
     if expected.get("invalid").and_then(Value::as_bool) == Some(true) {
         return match StateMachine::parse(&text) {
             Ok(_) => Err("the definition was accepted; expected a validation error".into()),
-            Err(diags) if diags.is_empty() => {
-                Err("parse failed without any diagnostic".into())
-            }
+            Err(diags) if diags.is_empty() => Err("parse failed without any diagnostic".into()),
             Err(diags) => match expected.get("code").and_then(Value::as_str) {
                 Some(code) if !diags.iter().any(|d| d.code == code) => Err(format!(
                     "rejected, but with codes {:?} instead of {code}: {:?}",
@@ -449,7 +448,10 @@ fn run_case(body: &Value) -> Result<(), String> {
     let start_ms = parse_timestamp_ms(&info.start_time)
         .ok_or_else(|| format!("bad StartTime {:?}", info.start_time))?;
     let host = MockHost::new(start_ms, body.get("tasks"))?;
-    let input = expand(body.get("input").unwrap_or(&Value::Object(Default::default())));
+    let input = expand(
+        body.get("input")
+            .unwrap_or(&Value::Object(Default::default())),
+    );
 
     let result = block_on(execute(&machine, input, &info, &host));
 
@@ -478,20 +480,23 @@ fn run_case(body: &Value) -> Result<(), String> {
     if want_failure {
         match &result {
             Err(f) => {
-                if let Some(e) = want_error {
-                    if f.error != e {
-                        problems.push(format!("expected error {e:?}, got {}", shown(&result)));
-                    }
+                if let Some(e) = want_error
+                    && f.error != e
+                {
+                    problems.push(format!("expected error {e:?}, got {}", shown(&result)));
                 }
-                if let Some(c) = expected.get("cause").and_then(Value::as_str) {
-                    if f.cause != c {
-                        problems.push(format!("expected cause {c:?}, got {:?}", f.cause));
-                    }
+                if let Some(c) = expected.get("cause").and_then(Value::as_str)
+                    && f.cause != c
+                {
+                    problems.push(format!("expected cause {c:?}, got {:?}", f.cause));
                 }
-                if let Some(c) = expected.get("cause_contains").and_then(Value::as_str) {
-                    if !f.cause.contains(c) {
-                        problems.push(format!("expected cause containing {c:?}, got {:?}", f.cause));
-                    }
+                if let Some(c) = expected.get("cause_contains").and_then(Value::as_str)
+                    && !f.cause.contains(c)
+                {
+                    problems.push(format!(
+                        "expected cause containing {c:?}, got {:?}",
+                        f.cause
+                    ));
                 }
             }
             Ok(_) => problems.push(format!(
@@ -536,15 +541,19 @@ fn run_case(body: &Value) -> Result<(), String> {
         }
     }
     let elapsed = (st.now_ms - start_ms) as f64 / 1000.0;
-    if let Some(want) = body.get("elapsed_seconds").and_then(Value::as_f64) {
-        if (elapsed - want).abs() > 1e-6 {
-            problems.push(format!("expected {want} s of virtual time, got {elapsed} s"));
-        }
+    if let Some(want) = body.get("elapsed_seconds").and_then(Value::as_f64)
+        && (elapsed - want).abs() > 1e-6
+    {
+        problems.push(format!(
+            "expected {want} s of virtual time, got {elapsed} s"
+        ));
     }
-    if let Some(max) = body.get("elapsed_seconds_at_most").and_then(Value::as_f64) {
-        if elapsed > max + 1e-6 {
-            problems.push(format!("expected at most {max} s of virtual time, got {elapsed} s"));
-        }
+    if let Some(max) = body.get("elapsed_seconds_at_most").and_then(Value::as_f64)
+        && elapsed > max + 1e-6
+    {
+        problems.push(format!(
+            "expected at most {max} s of virtual time, got {elapsed} s"
+        ));
     }
     if let Some(want) = body.get("history_types").and_then(Value::as_array) {
         let want: Vec<&str> = want.iter().filter_map(Value::as_str).collect();
@@ -649,15 +658,15 @@ fn same_multiset(got: &[Value], want: &[Value]) -> bool {
         return false;
     }
     let mut used = vec![false; got.len()];
-    want.iter().all(|w| {
-        match (0..got.len()).find(|&i| !used[i] && json_eq(&got[i], w)) {
+    want.iter().all(
+        |w| match (0..got.len()).find(|&i| !used[i] && json_eq(&got[i], w)) {
             Some(i) => {
                 used[i] = true;
                 true
             }
             None => false,
-        }
-    })
+        },
+    )
 }
 
 fn is_subsequence(want: &[&str], got: &[String]) -> bool {
@@ -789,7 +798,10 @@ fn regex_match(pattern: &str, text: &str) -> bool {
                     if let Some(end) = (i..p.len()).find(|&j| p[j] == '}') {
                         let inner: String = p[i + 1..end].iter().collect();
                         let mut parts = inner.splitn(2, ',');
-                        let lo = parts.next().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+                        let lo = parts
+                            .next()
+                            .and_then(|s| s.trim().parse().ok())
+                            .unwrap_or(0);
                         let hi = match parts.next() {
                             None => lo,
                             Some(s) if s.trim().is_empty() => usize::MAX,
@@ -885,17 +897,16 @@ fn conformance() {
         let spawned = std::thread::Builder::new()
             .name(case.name.clone())
             .spawn(move || {
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_case(&body)
-                }))
-                .unwrap_or_else(|panic| {
-                    let msg = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    Err(format!("panicked: {msg}"))
-                });
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(&body)))
+                        .unwrap_or_else(|panic| {
+                            let msg = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_default();
+                            Err(format!("panicked: {msg}"))
+                        });
                 let _ = tx.send(outcome);
             });
         let outcome = match spawned {
@@ -909,7 +920,10 @@ fn conformance() {
             Ok(()) => entry.0 += 1,
             Err(why) => {
                 entry.1 += 1;
-                failures.push(format!("[{}] {}\n    {}\n    ({})", case.area, case.name, why, case.file));
+                failures.push(format!(
+                    "[{}] {}\n    {}\n    ({})",
+                    case.area, case.name, why, case.file
+                ));
             }
         }
     }
@@ -957,5 +971,8 @@ fn runner_helpers() {
         expand(&serde_json::json!({"x": {"$repeat": "ab", "times": 2}})),
         serde_json::json!({"x": "abab"})
     );
-    assert!(is_subsequence(&["A", "C"], &["A".into(), "B".into(), "C".into()]));
+    assert!(is_subsequence(
+        &["A", "C"],
+        &["A".into(), "B".into(), "C".into()]
+    ));
 }
