@@ -70,6 +70,7 @@ const TABLE: &[(&str, usize, usize, Option<char>)] = &[
     ("error", 0, 1, None),
     ("assert", 2, 2, None),
     ("type", 1, 1, None),
+    ("typeOf", 1, 1, None),
     ("clone", 1, 1, None),
     ("map", 2, 2, None),
     ("filter", 2, 2, None),
@@ -823,7 +824,7 @@ pub(crate) fn call(
             }
             Ok(None)
         }
-        "type" => Ok(a.get(0).map(|v| Value::str(v.type_name()))),
+        "type" | "typeOf" => Ok(a.get(0).map(|v| Value::str(v.type_name()))),
         "clone" => Ok(a.get(0).cloned()),
         "map" | "filter" => {
             let Some(arr) = a.arr(0) else { return Ok(None) };
@@ -1029,6 +1030,27 @@ pub(crate) fn regex_matches(re: &regex::Regex, s: &str, limit: Option<usize>) ->
         out.push(Value::object(o));
     }
     out
+}
+
+/// The result of invoking a regex value as a function
+/// (<https://docs.jsonata.org/regex>): `{match, start, end, groups}` of the
+/// first match (character offsets), or `undefined`.
+pub(crate) fn regex_matcher(re: &regex::Regex, s: &str) -> Option<Value> {
+    let caps = re.captures(s)?;
+    let m = caps.get(0)?;
+    let start = s[..m.start()].chars().count();
+    let mut o = Obj::new();
+    o.insert(Rc::from("match"), Value::str(m.as_str()));
+    o.insert(Rc::from("start"), Value::Num(start as f64));
+    o.insert(
+        Rc::from("end"),
+        Value::Num((start + m.as_str().chars().count()) as f64),
+    );
+    let groups = (1..caps.len())
+        .map(|g| Value::str(caps.get(g).map(|x| x.as_str()).unwrap_or("")))
+        .collect();
+    o.insert(Rc::from("groups"), Value::array(groups));
+    Some(Value::object(o))
 }
 
 fn replace(ev: &Ev, a: &Args, pos: usize) -> R<Option<Value>> {

@@ -214,7 +214,7 @@ fn component(p: &Parts, marker: &str, pos: usize) -> R<String> {
     let default_pres = match spec {
         'F' | 'P' => "n",
         'm' | 's' => "01",
-        'Z' => "01:01",
+        'Z' | 'z' => "01:01",
         _ => "1",
     };
     let pres = if pres.is_empty() {

@@ -379,10 +379,10 @@ impl<'a> Ev<'a> {
                 if let Kind::Call {
                     func,
                     args,
-                    partial,
+                    partial: false,
                 } = &r.kind
                 {
-                    return self.call(func, args, *partial, input, frame, Some(lv), r.pos);
+                    return self.call(func, args, false, input, frame, Some(lv), r.pos);
                 }
                 let f = self.eval(r, input, frame)?;
                 match f {
@@ -509,9 +509,21 @@ impl<'a> Ev<'a> {
             let cons_step = matches!(step.kind, Kind::ArrayCons(_));
             let mut results = Vec::new();
             if i == 0 && cons_step {
-                if let Some(v) = self.eval(step, input, frame)? {
-                    results.push(v);
+                // A leading array constructor is evaluated once; its items
+                // are the sequence the next step maps over.
+                let v = self.eval(step, input, frame)?;
+                if last {
+                    return Ok(v);
                 }
+                items = match v {
+                    Some(Value::Array(a, _)) => a.iter().cloned().map(Some).collect(),
+                    Some(v) => vec![Some(v)],
+                    None => Vec::new(),
+                };
+                if items.is_empty() {
+                    return Ok(None);
+                }
+                continue;
             } else {
                 for item in &items {
                     if let Some(v) = self.eval(step, item.as_ref(), frame)? {
@@ -1058,9 +1070,7 @@ impl<'a> Ev<'a> {
                 let Some(Some(Value::Str(s))) = args.into_iter().next() else {
                     return Ok(None);
                 };
-                Ok(builtins::regex_matches(&r.regex, &s, Some(1))
-                    .into_iter()
-                    .next())
+                Ok(builtins::regex_matcher(&r.regex, &s))
             }
             Func::Transform {
                 pattern,
