@@ -326,7 +326,7 @@ impl Vars {
 
 struct HostEntropy<'a> {
     host: &'a dyn Host,
-    key: String,
+    key: &'a str,
     n: u32,
 }
 
@@ -355,7 +355,8 @@ struct Frame {
     prefix: String,
     vars: Vars,
     prev: u64,
-    visits: HashMap<usize, u32>,
+    /// Visits per state index of the branch's graph.
+    visits: Vec<u32>,
 }
 
 /// What one state does with its input.
@@ -382,7 +383,46 @@ impl Exec<'_> {
         id
     }
 
-    fn context(&self, v: &Visit<'_>, map_item: Option<(usize, &Value)>) -> Value {
+    /// The context object `$$` (`only`: just that top-level field).
+    fn context(
+        &self,
+        v: &Visit<'_>,
+        map_item: Option<(usize, &Value)>,
+        only: Option<&str>,
+    ) -> Value {
+        if let Some(f) = only {
+            let part = match f {
+                "Execution" => json!({
+                    "Id": self.info.execution_arn,
+                    "Input": self.input,
+                    "Name": self.info.name,
+                    "RoleArn": self.info.role_arn,
+                    "StartTime": self.info.start_time,
+                    "RedriveCount": self.info.redrive_count,
+                }),
+                "State" => json!({
+                    "EnteredTime": format_timestamp(v.entered_ms),
+                    "Name": v.state.name,
+                    "RetryCount": v.retry_count,
+                }),
+                "StateMachine" => json!({
+                    "Id": self.info.state_machine_arn,
+                    "Name": self.info.state_machine_name,
+                }),
+                "Task" => match &v.token {
+                    Some(t) => json!({"Token": t}),
+                    None => return json!({}),
+                },
+                "Map" => match map_item {
+                    Some((i, item)) => json!({"Item": {"Index": i, "Value": item}}),
+                    None => return json!({}),
+                },
+                _ => return json!({}),
+            };
+            let mut m = Map::new();
+            m.insert(f.to_string(), part);
+            return Value::Object(m);
+        }
         let mut c = json!({
             "Execution": {
                 "Id": self.info.execution_arn,
@@ -477,7 +517,7 @@ fn apply_io_path<'v>(
             }
             let found = match p.root() {
                 Root::Input => p.select(input),
-                Root::Context => p.select(context.get()),
+                Root::Context => context.select(p),
                 Root::Variable(n) => vars.get(n).and_then(|v| p.select(v)),
             };
             found.map(Cow::Owned).ok_or_else(|| {
@@ -488,6 +528,15 @@ fn apply_io_path<'v>(
                 ))
             })
         }
+    }
+}
+
+/// OutputPath over an owned value (no copy when it is `$` or absent).
+fn output_path(p: &IoPath, v: Value, context: &Lazy<'_>, vars: &Vars) -> Result<Value, EvalError> {
+    match p {
+        IoPath::Default => Ok(v),
+        IoPath::Path(path) if path.is_root() && *path.root() == Root::Input => Ok(v),
+        _ => apply_io_path(p, &v, context, vars).map(Cow::into_owned),
     }
 }
 
@@ -502,7 +551,7 @@ fn eval_template(
     let lookup = |n: &str| vars.get(n).cloned();
     let mut entropy = HostEntropy {
         host: ex.host,
-        key: key.to_string(),
+        key,
         n: 0,
     };
     let mut scope = Scope {
@@ -630,7 +679,7 @@ fn num_value(
         Num::Path(p) => {
             let found = match p.root() {
                 Root::Input => p.select(input),
-                Root::Context => p.select(context.get()),
+                Root::Context => context.select(p),
                 Root::Variable(name) => vars.get(name).and_then(|v| p.select(v)),
             };
             match found {
@@ -690,7 +739,7 @@ fn text_value(
         Text::Path(p) => {
             let found = match p.root() {
                 Root::Input => p.select(input),
-                Root::Context => p.select(context.get()),
+                Root::Context => context.select(p),
                 Root::Variable(n) => vars.get(n).and_then(|v| p.select(v)),
             };
             match found {
@@ -709,13 +758,13 @@ fn text_value(
                 let p = Path::parse(p).ok()?;
                 match p.root() {
                     Root::Input => p.select(input),
-                    Root::Context => p.select(context.get()),
+                    Root::Context => context.select(&p),
                     Root::Variable(n) => p.select(&lookup(n)?),
                 }
             };
             let mut entropy = HostEntropy {
                 host: ex.host,
-                key: key.to_string(),
+                key,
                 n: 0,
             };
             let v = crate::intrinsics::evaluate(expr, &resolve, &mut entropy).map_err(|e| {
@@ -796,6 +845,20 @@ fn resource_kind(resource: &str) -> ResourceKind {
     }
 }
 
+/// The Entered / Exited event types of a state type.
+fn event_names(ty: &str) -> (&'static str, &'static str) {
+    match ty {
+        "Pass" => ("PassStateEntered", "PassStateExited"),
+        "Task" => ("TaskStateEntered", "TaskStateExited"),
+        "Choice" => ("ChoiceStateEntered", "ChoiceStateExited"),
+        "Wait" => ("WaitStateEntered", "WaitStateExited"),
+        "Succeed" => ("SucceedStateEntered", "SucceedStateExited"),
+        "Parallel" => ("ParallelStateEntered", "ParallelStateExited"),
+        "Map" => ("MapStateEntered", "MapStateExited"),
+        _ => ("FailStateEntered", "FailStateExited"),
+    }
+}
+
 fn run_graph<'a>(
     ex: &'a Exec<'a>,
     graph: &'a Graph,
@@ -805,12 +868,16 @@ fn run_graph<'a>(
     Box::pin(async move {
         let mut cur = graph.start;
         let mut input = input;
+        // The previous state's output, already serialised.
+        let mut carried: Option<String> = None;
         loop {
             let state = &graph.states[cur];
             let visit = {
-                let v = frame.visits.entry(cur).or_insert(0);
-                *v += 1;
-                *v
+                if frame.visits.len() < graph.states.len() {
+                    frame.visits.resize(graph.states.len(), 0);
+                }
+                frame.visits[cur] += 1;
+                frame.visits[cur]
             };
             let key = if visit > 1 {
                 format!("{}{}@{visit}", frame.prefix, state.name)
@@ -818,12 +885,11 @@ fn run_graph<'a>(
                 format!("{}{}", frame.prefix, state.name)
             };
             let ty = state.type_name();
-            let input_s = size_check(&input, "received", &state.name)?;
-            let entered_ty = if ty == "Fail" {
-                "FailStateEntered".to_string()
-            } else {
-                format!("{ty}StateEntered")
+            let input_s = match carried.take() {
+                Some(s) => s,
+                None => size_check(&input, "received", &state.name)?,
             };
+            let (entered_ty, exited_ty) = event_names(ty);
             let entered_id = ex.record(
                 frame,
                 &entered_ty,
@@ -853,11 +919,12 @@ fn run_graph<'a>(
                     json!({"truncated": false}),
                 );
             }
-            ex.record(frame, &format!("{ty}StateExited"), details);
+            ex.record(frame, exited_ty, details);
             match step.next {
                 Some(n) => {
                     cur = n;
                     input = step.output;
+                    carried = Some(out_s);
                 }
                 None => return Ok(step.output),
             }
@@ -886,7 +953,7 @@ async fn run_state<'a>(
             })
         }
         Kind::Fail { error, cause } => {
-            let context_fn = || ex.context(&v, None);
+            let context_fn = |only: Option<&str>| ex.context(&v, None, only);
             let context = Lazy::new(&context_fn);
             let e = match error {
                 Some(t) => text_value(ex, t, "Error", &input, &context, &frame.vars, &v.key)
@@ -902,7 +969,7 @@ async fn run_state<'a>(
         }
         Kind::Wait(w) => {
             let (output, assigned, until) = {
-                let context_fn = || ex.context(&v, None);
+                let context_fn = |only: Option<&str>| ex.context(&v, None, only);
                 let context = Lazy::new(&context_fn);
                 let jsonata = state.ql == QueryLanguage::Jsonata;
                 let env = jsonata.then(|| {
@@ -978,7 +1045,7 @@ async fn run_state<'a>(
             })
         }
         Kind::Choice(c) => {
-            let context_fn = || ex.context(&v, None);
+            let context_fn = |only: Option<&str>| ex.context(&v, None, only);
             let context = Lazy::new(&context_fn);
             let jsonata = state.ql == QueryLanguage::Jsonata;
             let env = jsonata.then(|| {
@@ -1013,7 +1080,7 @@ async fn run_state<'a>(
                                     Some(x) if p.is_definite() => Some(x.clone()),
                                     _ => p.select(&effective),
                                 },
-                                Root::Context => p.select(context.get()),
+                                Root::Context => context.select(p),
                                 Root::Variable(n) => frame.vars.get(n).and_then(|x| p.select(x)),
                             }
                         };
@@ -1067,7 +1134,10 @@ async fn run_state<'a>(
                 }
             };
             // Assign and Output: the state's own, then the chosen rule's.
-            let effective = effective.into_owned();
+            let effective = match effective {
+                Cow::Borrowed(_) => input,
+                Cow::Owned(v) => v,
+            };
             let mut assigned: Option<Map<String, Value>> = None;
             for a in [
                 state.assign.as_ref(),
@@ -1101,9 +1171,8 @@ async fn run_state<'a>(
                     if jsonata {
                         effective
                     } else {
-                        apply_io_path(&state.output_path, &effective, &context, &frame.vars)
+                        output_path(&state.output_path, effective, &context, &frame.vars)
                             .map_err(|e| runtime(&v, e))?
-                            .into_owned()
                     }
                 }
             };
@@ -1178,7 +1247,7 @@ fn catch(
     v: &Visit<'_>,
 ) -> Result<Step, Failure> {
     let err = error_output(f);
-    let context_fn = || ex.context(v, None);
+    let context_fn = |only: Option<&str>| ex.context(v, None, only);
     let context = Lazy::new(&context_fn);
     let (output, assigned) = if state.ql == QueryLanguage::Jsonata {
         let env = jsonata_env(
@@ -1242,7 +1311,7 @@ fn simple_io(
     v: &Visit<'_>,
     _unused: Option<()>,
 ) -> Result<(Value, Option<Map<String, Value>>), Failure> {
-    let context_fn = || ex.context(v, None);
+    let context_fn = |only: Option<&str>| ex.context(v, None, only);
     let context = Lazy::new(&context_fn);
     if state.ql == QueryLanguage::Jsonata {
         let env = jsonata_env(
@@ -1292,9 +1361,8 @@ fn finish_simple(
             .evaluate("Output", env, raw_input)
             .map_err(|e| runtime(v, e))?,
         (QueryLanguage::Jsonata, _, _) => effective,
-        _ => apply_io_path(&state.output_path, &effective, context, &frame.vars)
-            .map_err(|e| runtime(v, e))?
-            .into_owned(),
+        _ => output_path(&state.output_path, effective, &context, &frame.vars)
+            .map_err(|e| runtime(v, e))?,
     };
     if let Some(a) = &assigned {
         frame
@@ -1329,7 +1397,7 @@ fn pass(
             assigned: None,
         });
     }
-    let context_fn = || ex.context(v, None);
+    let context_fn = |only: Option<&str>| ex.context(v, None, only);
     let context = Lazy::new(&context_fn);
     if state.ql == QueryLanguage::Jsonata {
         let env = jsonata_env(
@@ -1394,9 +1462,8 @@ fn pass(
         }
     };
     ex.capture("afterResultPath", &combined);
-    let output = apply_io_path(&state.output_path, &combined, &context, &frame.vars)
-        .map_err(|e| runtime(v, e))?
-        .into_owned();
+    let output = output_path(&state.output_path, combined, &context, &frame.vars)
+        .map_err(|e| runtime(v, e))?;
     if let Some(a) = &assigned {
         frame
             .vars
@@ -1425,7 +1492,7 @@ fn prepare(
     v: &Visit<'_>,
     key: &str,
 ) -> Result<Prepared, Failure> {
-    let context_fn = || ex.context(v, None);
+    let context_fn = |only: Option<&str>| ex.context(v, None, only);
     let context = Lazy::new(&context_fn);
     if state.ql == QueryLanguage::Jsonata {
         let env = jsonata_env(
@@ -1474,7 +1541,7 @@ fn finish_result(
     frame: &mut Frame,
     v: &Visit<'_>,
 ) -> Result<Step, Failure> {
-    let context_fn = || ex.context(v, None);
+    let context_fn = |only: Option<&str>| ex.context(v, None, only);
     let context = Lazy::new(&context_fn);
     ex.capture("result", &result);
     if state.ql == QueryLanguage::Jsonata {
@@ -1529,9 +1596,8 @@ fn finish_result(
             .map_err(|c| runtime(v, EvalError::runtime(c)))?,
     };
     ex.capture("afterResultPath", &combined);
-    let output = apply_io_path(&state.output_path, &combined, &context, &frame.vars)
-        .map_err(|e| runtime(v, e))?
-        .into_owned();
+    let output = output_path(&state.output_path, combined, &context, &frame.vars)
+        .map_err(|e| runtime(v, e))?;
     if let Some(a) = &assigned {
         frame
             .vars
@@ -1570,7 +1636,7 @@ fn attempt_state<'a>(
                 }
                 let prepared = prepare(ex, state, input, frame, &vv, key)?;
                 let (timeout, heartbeat, credentials) = {
-                    let context_fn = || ex.context(&vv, None);
+                    let context_fn = |only: Option<&str>| ex.context(&vv, None, only);
                     let context = Lazy::new(&context_fn);
                     let eff = &prepared.effective;
                     let num = |n: &Option<Num>, f: &str| -> Result<Option<u64>, Failure> {
@@ -1743,7 +1809,7 @@ fn attempt_state<'a>(
                             prefix,
                             vars,
                             prev: started,
-                            visits: HashMap::new(),
+                            visits: Vec::new(),
                         };
                         (i, run_graph(ex, b, input, &mut f).await)
                     });
@@ -1790,7 +1856,7 @@ async fn run_map<'a>(
     let effective = prepared.effective;
     // Items, selectors and limits, evaluated synchronously.
     let (items, max_conc, tol_pct, tol_count) = {
-        let context_fn = || ex.context(v, None);
+        let context_fn = |only: Option<&str>| ex.context(v, None, only);
         let context = Lazy::new(&context_fn);
         let items_v: Value = if state.ql == QueryLanguage::Jsonata {
             match (&m.items, &prepared.env) {
@@ -1805,7 +1871,7 @@ async fn run_map<'a>(
                 Some(p) => {
                     let found = match p.root() {
                         Root::Input => p.select(&effective),
-                        Root::Context => p.select(context.get()),
+                        Root::Context => context.select(p),
                         Root::Variable(n) => frame.vars.get(n).and_then(|x| p.select(x)),
                     };
                     found.ok_or_else(|| {
@@ -1838,7 +1904,9 @@ async fn run_map<'a>(
                 },
             ));
         };
-        ex.capture("afterItemsPath", &Value::Array(items.clone()));
+        if ex.inspect.is_some() {
+            ex.capture("afterItemsPath", &Value::Array(items.clone()));
+        }
         let n = |x: &Option<Num>, f: &str| -> Result<Option<f64>, Failure> {
             match x {
                 None => Ok(None),
@@ -1874,7 +1942,7 @@ async fn run_map<'a>(
             let item_input = match &m.item_selector {
                 None => item,
                 Some(sel) => {
-                    let cfn = || ex.context(v, Some((i, &item)));
+                    let cfn = |only: Option<&str>| ex.context(v, Some((i, &item)), only);
                     let ctx = Lazy::new(&cfn);
                     match sel {
                         Assign::Path(t) => eval_template(
@@ -1920,7 +1988,7 @@ async fn run_map<'a>(
                 prefix: format!("{key}/Map[{i}]/"),
                 vars,
                 prev: started,
-                visits: HashMap::new(),
+                visits: Vec::new(),
             };
             let id = ex.host.record(
                 "MapIterationStarted",
@@ -2019,7 +2087,7 @@ pub async fn execute(
         prefix: String::new(),
         vars: Vars::default(),
         prev: 0,
-        visits: HashMap::new(),
+        visits: Vec::new(),
     };
     let prev_cell = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let r = match machine.timeout_seconds {
@@ -2101,7 +2169,7 @@ pub async fn test_state(
         prefix: String::new(),
         vars,
         prev: 0,
-        visits: HashMap::new(),
+        visits: Vec::new(),
     };
     ex.capture("input", &input);
     let v = Visit {

@@ -850,21 +850,35 @@ pub fn insert_result(input: Value, path: &Path, result: Value) -> Result<Value, 
 /// states never read).
 pub struct Lazy<'f> {
     cell: std::cell::OnceCell<Value>,
-    build: &'f dyn Fn() -> Value,
+    build: &'f dyn Fn(Option<&str>) -> Value,
 }
 
 impl<'f> Lazy<'f> {
-    /// A value that `build` makes when first asked for.
-    pub fn new(build: &'f dyn Fn() -> Value) -> Lazy<'f> {
+    /// A value that `build` makes when first asked for: `build(None)` the
+    /// whole object, `build(Some(field))` an object with only that
+    /// top-level field (so `$$.Map.Item.Index` does not copy
+    /// `$$.Execution.Input`).
+    pub fn new(build: &'f dyn Fn(Option<&str>) -> Value) -> Lazy<'f> {
         Lazy {
             cell: std::cell::OnceCell::new(),
             build,
         }
     }
 
-    /// The value (built now if not yet).
+    /// The whole value (built now if not yet).
     pub fn get(&self) -> &Value {
-        self.cell.get_or_init(|| (self.build)())
+        self.cell.get_or_init(|| (self.build)(None))
+    }
+
+    /// What `p` selects from the value.
+    pub fn select(&self, p: &Path) -> Option<Value> {
+        if let Some(whole) = self.cell.get() {
+            return p.select(whole);
+        }
+        match p.steps.first() {
+            Some(Step::Field(f)) => p.select(&(self.build)(Some(f))),
+            _ => p.select(self.get()),
+        }
     }
 }
 
@@ -903,7 +917,7 @@ impl Scope<'_> {
     pub fn resolve(&self, p: &Path) -> Option<Value> {
         match &p.root {
             Root::Input => p.select(self.input),
-            Root::Context => p.select(self.context.get()),
+            Root::Context => self.context.select(p),
             Root::Variable(name) => {
                 let v = (self.variable)(name)?;
                 p.select(&v)
@@ -934,6 +948,8 @@ pub enum Template {
     Intrinsic {
         field: String,
         call: Box<crate::intrinsics::Call>,
+        /// The call's path arguments, compiled.
+        paths: std::collections::HashMap<String, Path>,
     },
 }
 
@@ -971,11 +987,14 @@ impl Template {
                         if crate::intrinsics::is_intrinsic(s) {
                             let call =
                                 crate::intrinsics::parse(s).map_err(|e| (here.clone(), e.cause))?;
+                            let mut paths = std::collections::HashMap::new();
+                            call_paths(&call, &mut paths, 0);
                             fields.push((
                                 name.to_string(),
                                 Template::Intrinsic {
                                     field: k.clone(),
                                     call: Box::new(call),
+                                    paths,
                                 },
                             ));
                         } else {
@@ -1063,15 +1082,22 @@ impl Template {
                     serde_json::to_string(v).unwrap_or_default()
                 ))
             }),
-            Template::Intrinsic { call, .. } => {
+            Template::Intrinsic { call, paths, .. } => {
                 let input = scope.input;
                 let context = scope.context;
                 let variable = scope.variable;
                 let resolve = move |p: &str| -> Option<Value> {
-                    let p = Path::parse(p).ok()?;
+                    let owned;
+                    let p = match paths.get(p) {
+                        Some(p) => p,
+                        None => {
+                            owned = Path::parse(p).ok()?;
+                            &owned
+                        }
+                    };
                     match &p.root {
                         Root::Input => p.select(input),
-                        Root::Context => p.select(context.get()),
+                        Root::Context => context.select(p),
                         Root::Variable(n) => p.select(&variable(n)?),
                     }
                 };
@@ -1091,6 +1117,28 @@ impl Template {
             Template::Object(f) => f.iter().for_each(|(_, t)| t.paths(out)),
             Template::Array(a) => a.iter().for_each(|t| t.paths(out)),
             Template::Path { path, .. } => out.push(path.clone()),
+        }
+    }
+}
+
+/// Collects the path arguments of an intrinsic call (nested calls too).
+fn call_paths(
+    call: &crate::intrinsics::Call,
+    out: &mut std::collections::HashMap<String, Path>,
+    depth: usize,
+) {
+    if depth > 16 {
+        return;
+    }
+    for a in &call.args {
+        match a {
+            crate::intrinsics::Arg::Path(p) => {
+                if let Ok(path) = Path::parse(p) {
+                    out.insert(p.clone(), path);
+                }
+            }
+            crate::intrinsics::Arg::Call(c) => call_paths(c, out, depth + 1),
+            _ => {}
         }
     }
 }
