@@ -26,9 +26,19 @@ pub(crate) type R<T> = Result<T, JsonataError>;
 pub(crate) struct Frame {
     vars: RefCell<HashMap<String, Value>>,
     parent: Option<Rc<Frame>>,
+    /// For path items: the item this one was selected from and that item's
+    /// frame (the parent operator `%`).
+    parent_item: RefCell<Option<(Value, Rc<Frame>)>>,
 }
 
 impl Frame {
+    fn parent_item(&self) -> Option<(Value, Rc<Frame>)> {
+        if let Some(p) = self.parent_item.borrow().as_ref() {
+            return Some(p.clone());
+        }
+        self.parent.as_ref().and_then(|p| p.parent_item())
+    }
+
     fn lookup(&self, name: &str) -> Option<Value> {
         if let Some(v) = self.vars.borrow().get(name) {
             return Some(v.clone());
@@ -96,6 +106,9 @@ pub(crate) struct Ev<'a> {
     deadline: Option<Instant>,
     frames: RefCell<Vec<Rc<Frame>>>,
     env_cache: RefCell<HashMap<String, Value>>,
+    /// The expression uses the parent operator `%`: paths record where each
+    /// item came from.
+    track_parent: bool,
     /// Milliseconds since the epoch when evaluation started (`$now`,
     /// `$millis`).
     pub start_ms: i64,
@@ -136,6 +149,7 @@ pub(crate) fn evaluate_root(
         deadline: env.time_limit.map(|d| Instant::now() + d),
         frames: RefCell::new(Vec::new()),
         env_cache: RefCell::new(HashMap::new()),
+        track_parent: uses_parent(ast),
         start_ms,
     };
     let frame = ev.new_frame(None);
@@ -149,6 +163,7 @@ pub(crate) fn evaluate_root(
     // the reference cycles are broken.
     for f in ev.frames.borrow().iter() {
         f.vars.borrow_mut().clear();
+        f.parent_item.borrow_mut().take();
     }
     out
 }
@@ -192,6 +207,7 @@ impl<'a> Ev<'a> {
         let f = Rc::new(Frame {
             vars: RefCell::new(HashMap::new()),
             parent,
+            parent_item: RefCell::new(None),
         });
         self.frames.borrow_mut().push(f.clone());
         f
@@ -274,11 +290,14 @@ impl<'a> Ev<'a> {
                 descendants(v, &mut out);
                 Value::seq(out)
             })),
-            Kind::Parent => Err(err(
-                "S0217",
-                "The parent operator % is not supported by this implementation",
-                pos,
-            )),
+            Kind::Parent => match frame.parent_item() {
+                Some((v, _)) => Ok(Some(v)),
+                None => Err(err(
+                    "S0217",
+                    "The object representing the 'parent' cannot be derived from this expression",
+                    pos,
+                )),
+            },
             Kind::Path {
                 steps,
                 keep_singleton,
@@ -452,11 +471,9 @@ impl<'a> Ev<'a> {
                 delete: delete.clone(),
                 frame: frame.clone(),
             })))),
-            Kind::Focus(..) | Kind::Index(..) => Err(err(
-                "S0201",
-                "Positional (#) and context (@) variable binding is not supported by this implementation",
-                pos,
-            )),
+            Kind::Focus(..) | Kind::Index(..) => {
+                self.eval_path_tuples(std::slice::from_ref(node), false, input, frame)
+            }
         }
     }
 
@@ -496,6 +513,9 @@ impl<'a> Ev<'a> {
         let Some(first) = steps.first() else {
             return Ok(None);
         };
+        if self.track_parent || steps.iter().any(has_binding) {
+            return self.eval_path_tuples(steps, keep, input, frame);
+        }
         let mut items: Vec<Option<Value>> = match input {
             None => vec![None],
             Some(Value::Array(a, f)) if !f.is_outer() && !matches!(first.kind, Kind::Var(_)) => {
@@ -583,6 +603,192 @@ impl<'a> Ev<'a> {
             });
         }
         Ok(result)
+    }
+
+    /// Path evaluation where each item carries its own scope: used for the
+    /// positional (`#$i`) and context (`@$v`) bindings and the parent
+    /// operator `%` (<https://docs.jsonata.org/path-operators>).
+    fn eval_path_tuples(
+        &self,
+        steps: &[Node],
+        keep: bool,
+        input: Option<&Value>,
+        frame: &Rc<Frame>,
+    ) -> R<Option<Value>> {
+        let Some(first) = steps.first() else {
+            return Ok(None);
+        };
+        let mut items: Vec<(Option<Value>, Rc<Frame>)> = match input {
+            None => vec![(None, frame.clone())],
+            Some(Value::Array(a, f)) if !f.is_outer() && !matches!(first.kind, Kind::Var(_)) => {
+                a.iter().map(|v| (Some(v.clone()), frame.clone())).collect()
+            }
+            Some(v) => vec![(Some(v.clone()), frame.clone())],
+        };
+        let mut result: Option<Value> = None;
+        for (i, step) in steps.iter().enumerate() {
+            let last = i + 1 == steps.len();
+            let mut out: Vec<(Value, Rc<Frame>)> = Vec::new();
+            if i == 0 && matches!(step.kind, Kind::ArrayCons(_)) {
+                let v = self.eval(step, input, frame)?;
+                if last {
+                    result = v;
+                    break;
+                }
+                for x in crate::value::items_of(&v) {
+                    out.push((x, frame.clone()));
+                }
+            } else {
+                for (item, fr) in &items {
+                    out.extend(self.step_tuples(step, item.as_ref(), fr, last)?);
+                }
+            }
+            if last {
+                result = if out.len() == 1 {
+                    out.pop().map(|(v, _)| v)
+                } else {
+                    let mut flat = Vec::new();
+                    for (v, _) in out {
+                        match v {
+                            Value::Array(a, f) if !f.cons => flat.extend(a.iter().cloned()),
+                            v => flat.push(v),
+                        }
+                    }
+                    Some(Value::seq(flat))
+                };
+                break;
+            }
+            items = out.into_iter().map(|(v, f)| (Some(v), f)).collect();
+            if items.is_empty() {
+                return Ok(None);
+            }
+        }
+        if keep {
+            result = result.map(|v| match v {
+                Value::Array(a, f) => Value::Array(
+                    a,
+                    Flags {
+                        seq: true,
+                        keep: true,
+                        cons: f.cons,
+                    },
+                ),
+                v => Value::Array(
+                    Rc::new(vec![v]),
+                    Flags {
+                        seq: true,
+                        keep: true,
+                        cons: false,
+                    },
+                ),
+            });
+        }
+        Ok(result)
+    }
+
+    /// One path step applied to one item, giving the selected items each
+    /// with its scope.
+    fn step_tuples(
+        &self,
+        node: &Node,
+        item: Option<&Value>,
+        fr: &Rc<Frame>,
+        last: bool,
+    ) -> R<Vec<(Value, Rc<Frame>)>> {
+        self.tick(node.pos)?;
+        match &node.kind {
+            Kind::Index(inner, var) => {
+                let base = self.step_tuples(inner, item, fr, false)?;
+                Ok(base
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (v, f))| {
+                        let nf = self.new_frame(Some(f));
+                        nf.set(var, Some(Value::Num(j as f64)));
+                        (v, nf)
+                    })
+                    .collect())
+            }
+            Kind::Focus(inner, var) => {
+                let base = self.step_tuples(inner, item, fr, false)?;
+                let mut out = Vec::with_capacity(base.len());
+                for (v, f) in base {
+                    let nf = self.new_frame(Some(f));
+                    nf.set(var, Some(v));
+                    // The context item stays where it was.
+                    if let Some(ctx) = item {
+                        out.push((ctx.clone(), nf));
+                    }
+                }
+                Ok(out)
+            }
+            Kind::Filter(inner, pred) if has_binding(inner) || self.track_parent => {
+                let base = self.step_tuples(inner, item, fr, false)?;
+                let len = base.len() as f64;
+                if let Kind::Num(n) = pred.kind {
+                    let mut idx = n.floor();
+                    if idx < 0.0 {
+                        idx += len;
+                    }
+                    return Ok(if idx >= 0.0 && idx < len {
+                        base.into_iter().nth(idx as usize).into_iter().collect()
+                    } else {
+                        Vec::new()
+                    });
+                }
+                let mut out = Vec::new();
+                for (j, (v, f)) in base.into_iter().enumerate() {
+                    let r = self.eval(pred, Some(&v), &f)?;
+                    let keep = match &r {
+                        Some(Value::Num(n)) => index_matches(*n, j, len),
+                        Some(Value::Array(a, _))
+                            if !a.is_empty() && a.iter().all(|x| matches!(x, Value::Num(_))) =>
+                        {
+                            a.iter()
+                                .any(|x| index_matches(x.as_f64().unwrap_or(f64::NAN), j, len))
+                        }
+                        other => truthy(other.as_ref()),
+                    };
+                    if keep {
+                        out.push((v, f));
+                    }
+                }
+                Ok(out)
+            }
+            Kind::Parent => match fr.parent_item() {
+                Some(p) => Ok(vec![p]),
+                None => Err(err(
+                    "S0217",
+                    "The object representing the 'parent' cannot be derived from this expression",
+                    node.pos,
+                )),
+            },
+            _ => {
+                let v = self.eval(node, item, fr)?;
+                let cons = matches!(node.kind, Kind::ArrayCons(_));
+                let vals = match v {
+                    None => Vec::new(),
+                    Some(Value::Array(a, f)) if !cons && !f.cons && !(last && !f.seq) => {
+                        a.as_ref().clone()
+                    }
+                    Some(v) => vec![v],
+                };
+                Ok(vals
+                    .into_iter()
+                    .map(|v| {
+                        if self.track_parent {
+                            let nf = self.new_frame(Some(fr.clone()));
+                            if let Some(p) = item {
+                                *nf.parent_item.borrow_mut() = Some((p.clone(), fr.clone()));
+                            }
+                            (v, nf)
+                        } else {
+                            (v, fr.clone())
+                        }
+                    })
+                    .collect())
+            }
+        }
     }
 
     fn filter(&self, v: Option<Value>, pred: &Node, frame: &Rc<Frame>) -> R<Option<Value>> {
@@ -1189,6 +1395,55 @@ fn coerce_by_signature(v: Value, sig: &str, params: &[String], param: &str) -> O
     match types.get(idx) {
         Some(t) if t.starts_with('a') && !v.is_array() => Some(Value::array(vec![v])),
         _ => Some(v),
+    }
+}
+
+/// Whether a path step binds `#$i` or `@$v` (possibly under predicates).
+fn has_binding(n: &Node) -> bool {
+    match &n.kind {
+        Kind::Focus(..) | Kind::Index(..) => true,
+        Kind::Filter(inner, _) | Kind::KeepArray(inner) => has_binding(inner),
+        _ => false,
+    }
+}
+
+/// Whether an expression uses the parent operator `%`.
+fn uses_parent(n: &Node) -> bool {
+    let any = |v: &[Node]| v.iter().any(uses_parent);
+    let pairs = |v: &[(Node, Node)]| v.iter().any(|(a, b)| uses_parent(a) || uses_parent(b));
+    match &n.kind {
+        Kind::Parent => true,
+        Kind::Str(_) | Kind::Num(_) | Kind::Bool(_) | Kind::Null | Kind::Regex(_) => false,
+        Kind::Name(_) | Kind::Var(_) | Kind::Wildcard | Kind::Descendant | Kind::Placeholder => {
+            false
+        }
+        Kind::Path { steps, .. } => any(steps),
+        Kind::Filter(a, b) | Kind::Binary(_, a, b) | Kind::Chain(a, b) | Kind::Range(a, b) => {
+            uses_parent(a) || uses_parent(b)
+        }
+        Kind::KeepArray(a)
+        | Kind::Neg(a)
+        | Kind::Bind(_, a)
+        | Kind::Focus(a, _)
+        | Kind::Index(a, _) => uses_parent(a),
+        Kind::ArrayCons(v) | Kind::Block(v) => any(v),
+        Kind::ObjectCons(p) => pairs(p),
+        Kind::Group(a, p) => uses_parent(a) || pairs(p),
+        Kind::Sort(a, t) => uses_parent(a) || t.iter().any(|(x, _)| uses_parent(x)),
+        Kind::Condition(c, t, e) => {
+            uses_parent(c) || uses_parent(t) || e.as_deref().is_some_and(uses_parent)
+        }
+        Kind::Call { func, args, .. } => uses_parent(func) || any(args),
+        Kind::Lambda(def) => uses_parent(&def.body),
+        Kind::Transform {
+            pattern,
+            update,
+            delete,
+        } => {
+            uses_parent(pattern)
+                || uses_parent(update)
+                || delete.as_deref().is_some_and(uses_parent)
+        }
     }
 }
 

@@ -104,8 +104,26 @@ fn refs() -> Value {
     json!([{ "ref": [1, 2] }, { "ref": [3, 4] }])
 }
 
+/// A library document for the `#` and `@` examples of
+/// <https://docs.jsonata.org/path-operators> (the page shows the
+/// expressions; the data here is ours).
+fn library() -> Value {
+    json!({"library": {
+      "books": [
+        {"title": "The C Programming Language", "isbn": "0131103628", "authors": ["Kernighan", "Richie"]},
+        {"title": "Compilers", "isbn": "0201100886", "authors": ["Aho", "Sethi", "Ullman"]},
+        {"title": "The AWK Programming Language", "isbn": "020107981X", "authors": ["Aho", "Kernighan", "Weinberger"]}
+      ],
+      "loans": [
+        {"customer": "10001", "isbn": "0201100886"},
+        {"customer": "10003", "isbn": "020107981X"}
+      ]
+    }})
+}
+
 #[derive(Clone, Copy)]
 enum Input {
+    Library,
     None,
     Address,
     Invoice,
@@ -120,10 +138,11 @@ fn input(i: Input) -> Option<Value> {
         Input::Invoice => Some(invoice()),
         Input::Numbers => Some(numbers()),
         Input::Refs => Some(refs()),
+        Input::Library => Some(library()),
     }
 }
 
-use Input::{Address as A, Invoice as I, None as N, Numbers as NUM, Refs as REF};
+use Input::{Address as A, Invoice as I, Library as LIB, None as N, Numbers as NUM, Refs as REF};
 
 /// (page, expression, input, expected JSON text; "" = undefined)
 const CASES: &[(&str, &str, Input, &str)] = &[
@@ -422,6 +441,46 @@ const CASES: &[(&str, &str, Input, &str)] = &[
         "Account.Order.Product^(Price * Quantity).`Product Name`",
         I,
         r#"["Trilby hat", "Bowler Hat", "Cloak", "Bowler Hat"]"#,
+    ),
+    // https://docs.jsonata.org/path-operators: `#` gives "its position
+    // within the books array before it was filtered", `@` joins, and `%`
+    // selects the parent of the context item (expected values follow those
+    // rules on the library data above).
+    (
+        "path-operators",
+        "library.books#$i['Kernighan' in authors].{ 'title': title, 'index': $i }",
+        LIB,
+        r#"[{"title": "The C Programming Language", "index": 0}, {"title": "The AWK Programming Language", "index": 2}]"#,
+    ),
+    (
+        "path-operators",
+        "library.loans@$l.books@$b[$l.isbn=$b.isbn].{ 'title': $b.title, 'customer': $l.customer }",
+        LIB,
+        r#"[{"title": "Compilers", "customer": "10001"}, {"title": "The AWK Programming Language", "customer": "10003"}]"#,
+    ),
+    (
+        "path-operators",
+        "(library.loans)@$l.(library.books)@$b[$l.isbn=$b.isbn].{ 'title': $b.title, 'customer': $l.customer }",
+        LIB,
+        r#"[{"title": "Compilers", "customer": "10001"}, {"title": "The AWK Programming Language", "customer": "10003"}]"#,
+    ),
+    (
+        "comparison-operators",
+        r#"library.books["Aho" in authors].title"#,
+        LIB,
+        r#"["Compilers", "The AWK Programming Language"]"#,
+    ),
+    (
+        "path-operators",
+        "Account.Order.Product.{ 'Product': `Product Name`, 'Order': %.OrderID, 'Account': %.%.`Account Name` }",
+        I,
+        r#"[{"Product": "Bowler Hat", "Order": "order103", "Account": "Firefly"}, {"Product": "Trilby hat", "Order": "order103", "Account": "Firefly"}, {"Product": "Bowler Hat", "Order": "order104", "Account": "Firefly"}, {"Product": "Cloak", "Order": "order104", "Account": "Firefly"}]"#,
+    ),
+    (
+        "path-operators",
+        "library.books.authors[%.isbn = '0201100886']",
+        LIB,
+        r#"["Aho", "Sethi", "Ullman"]"#,
     ),
     // https://docs.jsonata.org/programming
     (
