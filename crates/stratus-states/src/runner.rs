@@ -840,3 +840,197 @@ pub(crate) fn spawn_recovery(states: Arc<States>) -> tokio::task::JoinHandle<()>
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratus_core::{Config, Targets};
+
+    fn service() -> (tempfile::TempDir, Arc<States>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = stratus_store::Store::open(dir.path()).expect("store");
+        let config = Config::with_data_dir(dir.path().to_path_buf());
+        let lambda = stratus_lambda::Lambda::new(config.clone(), store.clone()).expect("lambda");
+        let states = States::new(store, &config, Targets::new(), lambda).expect("states");
+        (dir, states)
+    }
+
+    async fn call(states: &States, op: &str, body: Value) -> Value {
+        states
+            .call("us-east-1", op, bytes::Bytes::from(body.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+    }
+
+    async fn start(states: &States, definition: Value) -> String {
+        let sm = call(
+            states,
+            "CreateStateMachine",
+            json!({"name": "m", "definition": definition.to_string(),
+                   "roleArn": "arn:aws:iam::123456789012:role/r"}),
+        )
+        .await;
+        let ex = call(
+            states,
+            "StartExecution",
+            json!({"stateMachineArn": sm["stateMachineArn"], "input": "{\"n\": 1}"}),
+        )
+        .await;
+        ex["executionArn"].as_str().unwrap_or_default().to_string()
+    }
+
+    async fn until<F: Fn() -> bool>(f: F, ms: u64, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn status(states: &States, arn: &str) -> String {
+        states
+            .load_full_row(arn)
+            .ok()
+            .flatten()
+            .map(|r| r.status)
+            .unwrap_or_default()
+    }
+
+    fn event_types(states: &States, arn: &str) -> Vec<String> {
+        states
+            .load_events(arn)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_waits_park_and_wake_by_replay() {
+        let (_dir, states) = service();
+        let arn = start(
+            &states,
+            json!({"StartAt": "W", "States": {
+                "W": {"Type": "Wait", "Seconds": 6, "Next": "P"},
+                "P": {"Type": "Pass", "Result": "woke", "End": true}}}),
+        )
+        .await;
+        // The execution leaves memory with its wake-up time stored.
+        until(
+            || !states.is_running_here(&arn),
+            3_000,
+            "the execution to park",
+        )
+        .await;
+        let wake: Option<i64> = states
+            .store
+            .read(|c| {
+                c.query_row(
+                    "SELECT wake_ms FROM sfn_executions WHERE arn = ?1",
+                    params![arn],
+                    |r| r.get(0),
+                )
+            })
+            .expect("row");
+        assert!(wake.is_some(), "a parked execution stores its wake-up time");
+        assert_eq!(status(&states, &arn), "RUNNING");
+        let timers = spawn_recovery(states.clone());
+        until(
+            || status(&states, &arn) == "SUCCEEDED",
+            12_000,
+            "the timer to wake it",
+        )
+        .await;
+        timers.abort();
+        assert_eq!(
+            event_types(&states, &arn),
+            [
+                "ExecutionStarted",
+                "WaitStateEntered",
+                "WaitStateExited",
+                "PassStateEntered",
+                "PassStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        let row = states.load_full_row(&arn).ok().flatten().expect("row");
+        assert_eq!(row.output.as_deref(), Some("\"woke\""));
+        assert!(row.stop_ms.unwrap_or(0) - row.start_ms >= 6_000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_after_a_crash_reuses_random_values_and_events() {
+        let (_dir, states) = service();
+        let arn = start(
+            &states,
+            json!({"StartAt": "Id", "States": {
+                "Id": {"Type": "Pass", "Parameters": {"id.$": "States.UUID()"}, "ResultPath": "$.id", "Next": "W"},
+                "W": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+                "Done": {"Type": "Pass", "End": true}}}),
+        )
+        .await;
+        until(
+            || event_types(&states, &arn).contains(&"WaitStateEntered".to_string()),
+            3_000,
+            "the Wait state",
+        )
+        .await;
+        let stored_id = states.load_events(&arn).expect("events")[2].details["output"].clone();
+        // A crash: the engine is gone, the store keeps what was committed.
+        states.shutdown();
+        assert!(!states.is_running_here(&arn));
+        states.resume(&arn);
+        until(
+            || status(&states, &arn) == "SUCCEEDED",
+            6_000,
+            "the replay to finish",
+        )
+        .await;
+        let events = states.load_events(&arn).expect("events");
+        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ExecutionStarted",
+                "PassStateEntered",
+                "PassStateExited",
+                "WaitStateEntered",
+                "WaitStateExited",
+                "PassStateEntered",
+                "PassStateExited",
+                "ExecutionSucceeded"
+            ]
+        );
+        assert_eq!(
+            events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            (1..=8).collect::<Vec<u64>>()
+        );
+        let out: Value = serde_json::from_str(
+            states
+                .load_full_row(&arn)
+                .ok()
+                .flatten()
+                .and_then(|r| r.output)
+                .as_deref()
+                .unwrap_or("null"),
+        )
+        .expect("json");
+        let stored: Value =
+            serde_json::from_str(stored_id.as_str().unwrap_or("null")).expect("json");
+        assert_eq!(out["id"], stored["id"], "the replay reused the stored UUID");
+        assert_eq!(events[1].previous_id, 1);
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        let t = make_token("arn:aws:states:us-east-1:123456789012:execution:m:e", "A#1");
+        assert_eq!(
+            parse_token(&t),
+            Some((
+                "arn:aws:states:us-east-1:123456789012:execution:m:e".to_string(),
+                "A#1".to_string()
+            ))
+        );
+        assert_eq!(parse_token("garbage!"), None);
+    }
+}
