@@ -337,12 +337,8 @@ async fn serve(mut config: Config) -> Result<(), String> {
     targets.register("sqs", sqs.clone());
     targets.register("sns", sns.clone());
     targets.register("events", events.clone());
-    let states = stratus_states::States::new(
-        store.clone(),
-        &config,
-        targets.clone(),
-        lambda.clone(),
-    )?;
+    let states =
+        stratus_states::States::new(store.clone(), &config, targets.clone(), lambda.clone())?;
     targets.register("states", states.clone());
     let mut background = Vec::new();
     background.extend(sqs.spawn());
