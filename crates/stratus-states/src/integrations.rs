@@ -614,4 +614,194 @@ mod tests {
         );
         assert!(queue_arn_from_url("http://host/only", "us-east-1").is_none());
     }
+
+    /// Records deliveries and answers with an id (or fails for ARNs
+    /// containing "missing").
+    struct Capture(std::sync::Mutex<Vec<(String, Delivery)>>);
+
+    impl stratus_core::Target for Capture {
+        fn deliver<'a>(
+            &'a self,
+            arn: &'a str,
+            d: Delivery,
+        ) -> stratus_core::targets::BoxFuture<'a, stratus_core::AwsResult<String>> {
+            Box::pin(async move {
+                if arn.contains("missing") {
+                    return Err(AwsError::new(400, "NotFound", "Topic does not exist"));
+                }
+                let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                v.push((arn.to_string(), d));
+                Ok(format!("id-{}", v.len()))
+            })
+        }
+    }
+
+    async fn run_sync(states: &States, definition: Value, input: Value) -> Value {
+        use crate::test_support::call;
+        let name = format!("m{}", uuid::Uuid::new_v4().simple());
+        let sm = call(
+            states,
+            "CreateStateMachine",
+            json!({"name": name, "type": "EXPRESS", "definition": definition.to_string(),
+                   "roleArn": "arn:aws:iam::123456789012:role/r"}),
+        )
+        .await;
+        call(
+            states,
+            "StartSyncExecution",
+            json!({"stateMachineArn": sm["stateMachineArn"], "input": input.to_string()}),
+        )
+        .await
+    }
+
+    fn task(resource: &str, parameters: Value) -> Value {
+        json!({"StartAt": "T", "States": {"T": {
+            "Type": "Task", "Resource": resource, "Parameters": parameters, "End": true}}})
+    }
+
+    #[tokio::test]
+    async fn sqs_sns_and_events_go_through_targets() {
+        let targets = stratus_core::Targets::new();
+        let sink = std::sync::Arc::new(Capture(std::sync::Mutex::new(Vec::new())));
+        for svc in ["sqs", "sns", "events"] {
+            targets.register(svc, sink.clone());
+        }
+        let (_dir, states) = crate::test_support::service_with(targets);
+
+        let r = run_sync(
+            &states,
+            task(
+                "arn:aws:states:::sqs:sendMessage",
+                json!({"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/orders",
+                       "MessageBody.$": "$",
+                       "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "order"}}}),
+            ),
+            json!({"orderId": 1}),
+        )
+        .await;
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        let out: Value =
+            serde_json::from_str(r["output"].as_str().unwrap_or("null")).unwrap_or_default();
+        assert_eq!(out["MessageId"], "id-1");
+        // MD5 of the body as SQS computes it (hex of the MD5 digest).
+        let body = r#"{"orderId":1}"#;
+        let want: String = md5::Md5::digest(body.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(out["MD5OfMessageBody"], Value::from(want));
+        {
+            let got = sink.0.lock().unwrap_or_else(|p| p.into_inner());
+            assert_eq!(got[0].0, "arn:aws:sqs:us-east-1:123456789012:orders");
+            assert_eq!(got[0].1.body, body);
+            assert_eq!(
+                got[0].1.attributes["kind"].string_value.as_deref(),
+                Some("order")
+            );
+        }
+
+        let r = run_sync(
+            &states,
+            task(
+                "arn:aws:states:::sns:publish",
+                json!({"TopicArn": "arn:aws:sns:us-east-1:123456789012:t",
+                       "Message.$": "States.Format('New order: {}', $.orderId)",
+                       "Subject": "New Order Received"}),
+            ),
+            json!({"orderId": "A-1"}),
+        )
+        .await;
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        {
+            let got = sink.0.lock().unwrap_or_else(|p| p.into_inner());
+            assert_eq!(got[1].1.body, "New order: A-1");
+            assert_eq!(got[1].1.subject.as_deref(), Some("New Order Received"));
+        }
+
+        let r = run_sync(
+            &states,
+            task(
+                "arn:aws:states:::events:putEvents",
+                json!({"Entries": [{"Detail": {"orderId.$": "$.orderId"}, "DetailType": "Order",
+                                    "Source": "shop"}]}),
+            ),
+            json!({"orderId": 9}),
+        )
+        .await;
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        let out: Value =
+            serde_json::from_str(r["output"].as_str().unwrap_or("null")).unwrap_or_default();
+        assert_eq!(
+            out,
+            json!({"Entries": [{"EventId": "id-3"}], "FailedEntryCount": 0})
+        );
+        {
+            let got = sink.0.lock().unwrap_or_else(|p| p.into_inner());
+            assert_eq!(
+                got[2].0,
+                "arn:aws:events:us-east-1:123456789012:event-bus/default"
+            );
+            assert_eq!(got[2].1.body, r#"{"orderId":9}"#);
+            assert_eq!(got[2].1.source.as_deref(), Some("shop"));
+        }
+
+        let r = run_sync(
+            &states,
+            task(
+                "arn:aws:states:::sns:publish",
+                json!({"TopicArn": "arn:aws:sns:us-east-1:123456789012:missing", "Message": "x"}),
+            ),
+            json!({}),
+        )
+        .await;
+        assert_eq!(r["status"], "FAILED");
+        assert_eq!(r["error"], "SNS.NotFoundException");
+        assert!(
+            r["cause"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Service: AmazonSNS")
+        );
+    }
+
+    #[tokio::test]
+    async fn state_machines_are_a_delivery_target() {
+        use crate::test_support::call;
+        let (_dir, states) = crate::test_support::service();
+        let sm = call(
+            &states,
+            "CreateStateMachine",
+            json!({"name": "target", "definition": json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}).to_string(),
+                   "roleArn": "arn:aws:iam::123456789012:role/r"}),
+        )
+        .await;
+        let arn = sm["stateMachineArn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let ex =
+            stratus_core::Target::deliver(&*states, &arn, Delivery::body(r#"{"from":"rule"}"#))
+                .await
+                .expect("delivered");
+        assert!(ex.starts_with("arn:aws:states:us-east-1:123456789012:execution:target:"));
+        crate::test_support::until(
+            || {
+                states
+                    .load_full_row(&ex)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.status == "SUCCEEDED")
+            },
+            5_000,
+            "the execution",
+        )
+        .await;
+        let row = states.load_full_row(&ex).ok().flatten().expect("row");
+        assert_eq!(row.output.as_deref(), Some(r#"{"from":"rule"}"#));
+        let missing = arn.replace(":target", ":nope");
+        let e = stratus_core::Target::deliver(&*states, &missing, Delivery::body("{}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "StateMachineDoesNotExist");
+    }
 }

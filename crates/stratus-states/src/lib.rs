@@ -315,6 +315,50 @@ pub(crate) fn page_size(req: &Map<String, Value>) -> AwsResult<usize> {
     })
 }
 
+/// Helpers for the unit tests: a service on a temporary store.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use stratus_core::{Config, Targets};
+
+    use crate::States;
+
+    /// A service on a fresh store, delivering to `targets`.
+    pub(crate) fn service_with(targets: Targets) -> (tempfile::TempDir, Arc<States>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = stratus_store::Store::open(dir.path()).expect("store");
+        let config = Config::with_data_dir(dir.path().to_path_buf());
+        let lambda = stratus_lambda::Lambda::new(config.clone(), store.clone()).expect("lambda");
+        let states = States::new(store, &config, targets, lambda).expect("states");
+        (dir, states)
+    }
+
+    /// A service on a fresh store without delivery targets.
+    pub(crate) fn service() -> (tempfile::TempDir, Arc<States>) {
+        service_with(Targets::new())
+    }
+
+    /// Calls an operation; panics on an error.
+    pub(crate) async fn call(states: &States, op: &str, body: Value) -> Value {
+        states
+            .call("us-east-1", op, bytes::Bytes::from(body.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{op}: {e}"))
+    }
+
+    /// Waits up to `ms` for `f`.
+    pub(crate) async fn until<F: Fn() -> bool>(f: F, ms: u64, what: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

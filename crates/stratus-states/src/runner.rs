@@ -844,23 +844,7 @@ pub(crate) fn spawn_recovery(states: Arc<States>) -> tokio::task::JoinHandle<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stratus_core::{Config, Targets};
-
-    fn service() -> (tempfile::TempDir, Arc<States>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = stratus_store::Store::open(dir.path()).expect("store");
-        let config = Config::with_data_dir(dir.path().to_path_buf());
-        let lambda = stratus_lambda::Lambda::new(config.clone(), store.clone()).expect("lambda");
-        let states = States::new(store, &config, Targets::new(), lambda).expect("states");
-        (dir, states)
-    }
-
-    async fn call(states: &States, op: &str, body: Value) -> Value {
-        states
-            .call("us-east-1", op, bytes::Bytes::from(body.to_string()))
-            .await
-            .unwrap_or_else(|e| panic!("{op}: {e}"))
-    }
+    use crate::test_support::{call, service};
 
     async fn start(states: &States, definition: Value) -> String {
         let sm = call(
@@ -877,14 +861,6 @@ mod tests {
         )
         .await;
         ex["executionArn"].as_str().unwrap_or_default().to_string()
-    }
-
-    async fn until<F: Fn() -> bool>(f: F, ms: u64, what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_millis(ms);
-        while !f() {
-            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     fn status(states: &States, arn: &str) -> String {
@@ -916,7 +892,7 @@ mod tests {
         )
         .await;
         // The execution leaves memory with its wake-up time stored.
-        until(
+        crate::test_support::until(
             || !states.is_running_here(&arn),
             3_000,
             "the execution to park",
@@ -935,7 +911,7 @@ mod tests {
         assert!(wake.is_some(), "a parked execution stores its wake-up time");
         assert_eq!(status(&states, &arn), "RUNNING");
         let timers = spawn_recovery(states.clone());
-        until(
+        crate::test_support::until(
             || status(&states, &arn) == "SUCCEEDED",
             12_000,
             "the timer to wake it",
@@ -969,7 +945,7 @@ mod tests {
                 "Done": {"Type": "Pass", "End": true}}}),
         )
         .await;
-        until(
+        crate::test_support::until(
             || event_types(&states, &arn).contains(&"WaitStateEntered".to_string()),
             3_000,
             "the Wait state",
@@ -980,7 +956,7 @@ mod tests {
         states.shutdown();
         assert!(!states.is_running_here(&arn));
         states.resume(&arn);
-        until(
+        crate::test_support::until(
             || status(&states, &arn) == "SUCCEEDED",
             6_000,
             "the replay to finish",
