@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::eval::{Ev, Func, R, cmp_utf16, err};
-use crate::value::{Obj, Value, deep_equal, js_number, precision15, to_string, truthy};
+use crate::value::{Obj, Value, deep_equal, js_number, to_string, truthy};
 use crate::{datetime, numfmt};
 
 /// Built-in functions: name, minimum and maximum argument count, and the
@@ -279,14 +279,11 @@ pub(crate) fn round_half_even(n: f64, precision: i32) -> f64 {
     let value = shift(n, precision);
     let floor = value.floor();
     let diff = value - floor;
-    let r = if diff > 0.5 {
+    let odd = floor % 2.0 != 0.0;
+    let r = if diff > 0.5 || (diff == 0.5 && odd) {
         floor + 1.0
-    } else if diff < 0.5 {
-        floor
-    } else if floor % 2.0 == 0.0 {
-        floor
     } else {
-        floor + 1.0
+        floor
     };
     let out = shift(r, -precision);
     if out == 0.0 { 0.0 } else { out }
@@ -322,14 +319,14 @@ pub(crate) fn call(
         "string" => {
             let Some(v) = a.get(0) else { return Ok(None) };
             let pretty = a.boolean(1)?.unwrap_or(false);
-            if let Value::Num(n) = v {
-                if !n.is_finite() {
-                    return Err(err(
-                        "D3001",
-                        "Attempting to invoke string function on Infinity or NaN",
-                        pos,
-                    ));
-                }
+            if let Value::Num(n) = v
+                && !n.is_finite()
+            {
+                return Err(err(
+                    "D3001",
+                    "Attempting to invoke string function on Infinity or NaN",
+                    pos,
+                ));
             }
             string(to_string(v, pretty))
         }
@@ -1055,14 +1052,14 @@ pub(crate) fn regex_matcher(re: &regex::Regex, s: &str) -> Option<Value> {
 
 fn replace(ev: &Ev, a: &Args, pos: usize) -> R<Option<Value>> {
     let Some(s) = a.str(0)? else { return Ok(None) };
-    if let Some(Value::Str(p)) = a.get(1) {
-        if p.is_empty() {
-            return Err(err(
-                "D3010",
-                "Second argument of replace function cannot be an empty string",
-                pos,
-            ));
-        }
+    if let Some(Value::Str(p)) = a.get(1)
+        && p.is_empty()
+    {
+        return Err(err(
+            "D3010",
+            "Second argument of replace function cannot be an empty string",
+            pos,
+        ));
     }
     let re = regex_arg(a, 1)?;
     let limit = match a.num(3)? {
@@ -1157,11 +1154,11 @@ fn expand_replacement(r: &str, caps: &regex::Captures, out: &mut String) {
         let mut group: Option<usize> = None;
         while end > i + 1 {
             let digits: String = chars[i + 1..end].iter().collect();
-            if let Ok(g) = digits.parse::<usize>() {
-                if g <= ngroups {
-                    group = Some(g);
-                    break;
-                }
+            if let Ok(g) = digits.parse::<usize>()
+                && g <= ngroups
+            {
+                group = Some(g);
+                break;
             }
             end -= 1;
         }
@@ -1403,10 +1400,4 @@ fn url_decode(s: &str, whole_url: bool) -> Option<String> {
         i += 3;
     }
     String::from_utf8(out).ok()
-}
-
-/// Formats a number for `$formatNumber` and friends without exponent
-/// notation issues; re-exported for the number formatter.
-pub(crate) fn plain_digits(n: f64) -> String {
-    js_number(precision15(n))
 }

@@ -308,12 +308,12 @@ fn component(p: &Parts, marker: &str, pos: usize) -> R<String> {
         }
     }
     let mut pres_num = pres.clone();
-    if let Some(mn) = min_w {
-        if pres_num.chars().all(|c| c.is_ascii_digit() || c == '#') {
-            let have = pres_num.chars().filter(|c| c.is_ascii_digit()).count();
-            if mn > have {
-                pres_num = "0".repeat(mn - 1) + "1";
-            }
+    if let Some(mn) = min_w
+        && pres_num.chars().all(|c| c.is_ascii_digit() || c == '#')
+    {
+        let have = pres_num.chars().filter(|c| c.is_ascii_digit()).count();
+        if mn > have {
+            pres_num = "0".repeat(mn - 1) + "1";
         }
     }
     numfmt::format_integer(v as f64, &pres_num, 0)

@@ -223,21 +223,20 @@ impl<'a> Ev<'a> {
     pub fn tick(&self, pos: usize) -> R<()> {
         let n = self.steps.get() + 1;
         self.steps.set(n);
-        if let Some(limit) = self.env.step_limit {
-            if n > limit {
-                return Err(err(
-                    "U1002",
-                    format!("Evaluation exceeded the step limit of {limit}"),
-                    pos,
-                ));
-            }
+        if let Some(limit) = self.env.step_limit
+            && n > limit
+        {
+            return Err(err(
+                "U1002",
+                format!("Evaluation exceeded the step limit of {limit}"),
+                pos,
+            ));
         }
-        if n % 256 == 0 {
-            if let Some(d) = self.deadline {
-                if Instant::now() > d {
-                    return Err(err("U1002", "Evaluation exceeded the time limit", pos));
-                }
-            }
+        if n.is_multiple_of(256)
+            && let Some(d) = self.deadline
+            && Instant::now() > d
+        {
+            return Err(err("U1002", "Evaluation exceeded the time limit", pos));
         }
         Ok(())
     }
@@ -768,7 +767,7 @@ impl<'a> Ev<'a> {
                 let cons = matches!(node.kind, Kind::ArrayCons(_));
                 let vals = match v {
                     None => Vec::new(),
-                    Some(Value::Array(a, f)) if !cons && !f.cons && !(last && !f.seq) => {
+                    Some(Value::Array(a, f)) if !(cons || f.cons || (last && !f.seq)) => {
                         a.as_ref().clone()
                     }
                     Some(v) => vec![v],

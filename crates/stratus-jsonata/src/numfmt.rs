@@ -136,7 +136,7 @@ fn split_sub(pic: &str, sy: &Symbols, pos: usize) -> R<SubPicture> {
         Some(d) => (mantissa[..d].to_vec(), mantissa[d + 1..].to_vec()),
         None => (mantissa.clone(), Vec::new()),
     };
-    if fraction.iter().any(|&c| c == sy.grouping) && integer.is_empty() && fraction.is_empty() {
+    if fraction.contains(&sy.grouping) && integer.is_empty() && fraction.is_empty() {
         return Err(err("D3087", "Invalid grouping separator", pos));
     }
     Ok(SubPicture {
@@ -361,7 +361,7 @@ fn words(n: u64) -> String {
     }
     if n < 100 {
         let t = TENS[(n / 10) as usize];
-        return if n % 10 == 0 {
+        return if n.is_multiple_of(10) {
             t.into()
         } else {
             format!("{t}-{}", ONES[(n % 10) as usize])
@@ -369,7 +369,7 @@ fn words(n: u64) -> String {
     }
     if n < 1000 {
         let h = format!("{} hundred", ONES[(n / 100) as usize]);
-        return if n % 100 == 0 {
+        return if n.is_multiple_of(100) {
             h
         } else {
             format!("{h} and {}", words(n % 100))
@@ -550,12 +550,11 @@ fn decimal_picture(v: u64, pic: &str, pos: usize) -> R<String> {
     for (i, &c) in ds.iter().enumerate() {
         let from_right = len - i;
         if i > 0 {
-            if regular && seps[0].0 > 0 && from_right % seps[0].0 == 0 {
+            if regular && seps[0].0 > 0 && from_right.is_multiple_of(seps[0].0) {
                 out.push(seps[0].1);
-            } else if !regular {
-                if let Some(&(_, sc)) = seps.iter().find(|&&(g, _)| g == from_right) {
-                    out.push(sc);
-                }
+            } else if !regular && let Some(&(_, sc)) = seps.iter().find(|&&(g, _)| g == from_right)
+            {
+                out.push(sc);
             }
         }
         out.push(c);
@@ -566,7 +565,7 @@ fn decimal_picture(v: u64, pic: &str, pos: usize) -> R<String> {
 fn parse_words(s: &str) -> Option<f64> {
     let mut total: u64 = 0;
     let mut current: u64 = 0;
-    let cleaned = s.to_lowercase().replace(',', " ").replace('-', " ");
+    let cleaned = s.to_lowercase().replace([',', '-'], " ");
     for w in cleaned.split_whitespace() {
         if w == "and" {
             continue;

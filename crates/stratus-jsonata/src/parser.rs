@@ -66,7 +66,6 @@ impl BinOp {
 /// A compiled regular expression literal.
 #[derive(Debug)]
 pub(crate) struct RegexLit {
-    pub source: String,
     pub regex: regex::Regex,
 }
 
@@ -719,10 +718,7 @@ pub(crate) fn compile_regex(
         format!("(?{prefix}){translated}")
     };
     match regex::RegexBuilder::new(&full).size_limit(1 << 22).build() {
-        Ok(regex) => Ok(RegexLit {
-            source: pattern.to_string(),
-            regex,
-        }),
+        Ok(regex) => Ok(RegexLit { regex }),
         Err(e) => Err(JsonataError::new(
             "S0303",
             format!("Regular expression /{pattern}/ is not supported: {e}"),

@@ -70,10 +70,6 @@ impl Obj {
         self.position(key).map(|i| &self.entries[i].1)
     }
 
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.position(key).is_some()
-    }
-
     pub fn insert(&mut self, key: Rc<str>, value: Value) {
         if let Some(i) = self.position(&key) {
             self.entries[i].1 = value;
@@ -161,10 +157,6 @@ impl Value {
             Value::Str(s) => Some(s),
             _ => None,
         }
-    }
-
-    pub fn is_func(&self) -> bool {
-        matches!(self, Value::Func(_))
     }
 
     /// JSONata's `$type` name.
