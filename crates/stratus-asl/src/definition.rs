@@ -309,9 +309,10 @@ pub(crate) struct MapState {
     /// ProcessorConfig.Mode == DISTRIBUTED (children run inline here; the
     /// service may run them as child executions instead).
     pub distributed: bool,
-    /// ItemReader (Distributed Map): read by the service, not here.
+    /// ItemReader (Distributed Map): reading items from S3 is not done by
+    /// the engine; a Map with an ItemReader fails with
+    /// States.ItemReaderFailed.
     pub item_reader: Option<Value>,
-    pub label: Option<String>,
 }
 
 #[derive(Debug)]
@@ -444,7 +445,7 @@ fn parse_all(text: &str) -> (Option<StateMachine>, Vec<Diagnostic>) {
     let timeout_seconds = match top.get("TimeoutSeconds") {
         None => None,
         Some(t) => match t.as_u64() {
-            Some(n) if n >= 1 && n <= 99_999_999 => Some(n),
+            Some(n) if (1..=99_999_999).contains(&n) => Some(n),
             _ => {
                 ctx.schema(
                     "The value for the field 'TimeoutSeconds' must be a positive INTEGER",
@@ -455,6 +456,7 @@ fn parse_all(text: &str) -> (Option<StateMachine>, Vec<Diagnostic>) {
         },
     };
     let graph = parse_graph(&mut ctx, top, "", 0, true);
+    check_scopes(&mut ctx, top, "", &HashSet::new(), 0);
     let m = graph.map(|graph| StateMachine {
         graph,
         query_language: ctx.top_ql,
@@ -633,6 +635,153 @@ fn parse_graph(
         start: start?,
         states: states?,
     })
+}
+
+/// The variable names a state assigns (its own Assign, its Choice rules'
+/// and its catchers'), with the JSON pointer of each Assign.
+fn assigned_names(o: &Map<String, Value>, loc: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut add = |a: Option<&Value>, at: String| {
+        if let Some(Value::Object(m)) = a {
+            for k in m.keys() {
+                out.push((k.strip_suffix(".$").unwrap_or(k).to_string(), at.clone()));
+            }
+        }
+    };
+    add(o.get("Assign"), format!("{loc}/Assign"));
+    for list in ["Choices", "Catch"] {
+        if let Some(Value::Array(a)) = o.get(list) {
+            for (i, c) in a.iter().enumerate() {
+                add(c.get("Assign"), format!("{loc}/{list}[{i}]/Assign"));
+            }
+        }
+    }
+    out
+}
+
+/// Variable scopes ("Passing data between states with variables"): the
+/// states of a Parallel branch or Map iteration may read the variables of
+/// outer scopes but cannot assign a variable with the name of one assigned
+/// in an outer scope.
+fn check_scopes(
+    ctx: &mut Ctx,
+    graph: &Map<String, Value>,
+    loc: &str,
+    outer: &HashSet<String>,
+    depth: usize,
+) {
+    if depth > MAX_NESTING {
+        return;
+    }
+    let Some(Value::Object(states)) = graph.get("States") else {
+        return;
+    };
+    let mut here: HashSet<String> = outer.clone();
+    for (name, sv) in states {
+        let Some(so) = sv.as_object() else { continue };
+        let sloc = format!("{loc}/States/{}", crate::path::pointer_escape(name));
+        for (var, at) in assigned_names(so, &sloc) {
+            if outer.contains(&var) {
+                ctx.schema(
+                    format!("The variable '{var}' is assigned in an outer scope and cannot be assigned in a Parallel branch or Map iteration"),
+                    &at,
+                );
+            }
+            here.insert(var);
+        }
+    }
+    for (name, sv) in states {
+        let Some(so) = sv.as_object() else { continue };
+        let sloc = format!("{loc}/States/{}", crate::path::pointer_escape(name));
+        if let Some(Value::Array(branches)) = so.get("Branches") {
+            for (i, b) in branches.iter().enumerate() {
+                if let Some(bo) = b.as_object() {
+                    check_scopes(ctx, bo, &format!("{sloc}/Branches[{i}]"), &here, depth + 1);
+                }
+            }
+        }
+        for f in ["ItemProcessor", "Iterator"] {
+            if let Some(Value::Object(po)) = so.get(f) {
+                check_scopes(ctx, po, &format!("{sloc}/{f}"), &here, depth + 1);
+            }
+        }
+    }
+}
+
+/// JSONata: `$states.result` exists only in the Output and Assign of
+/// Task, Parallel and Map states, `$states.errorOutput` only in a Catch's
+/// Output and Assign ("Transforming data with JSONata").
+fn check_states_refs(ctx: &mut Ctx, v: &Value, loc: &str, result: bool, error: bool, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::String(s) if expression_text(s).is_some() => {
+            for (name, allowed) in [("$states.result", result), ("$states.errorOutput", error)] {
+                if !allowed && s.contains(name) {
+                    ctx.schema(
+                        format!("The JSONata expression '{s}' references '{name}', which is not available in this field"),
+                        loc,
+                    );
+                }
+            }
+        }
+        Value::Object(o) => {
+            for (k, v) in o {
+                check_states_refs(
+                    ctx,
+                    v,
+                    &format!("{loc}/{}", crate::path::pointer_escape(k)),
+                    result,
+                    error,
+                    depth + 1,
+                );
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                check_states_refs(ctx, v, &format!("{loc}[{i}]"), result, error, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_jsonata_fields(ctx: &mut Ctx, ty: &str, o: &Map<String, Value>, loc: &str) {
+    let has_result = matches!(ty, "Task" | "Parallel" | "Map");
+    for (k, v) in o {
+        let floc = format!("{loc}/{k}");
+        match k.as_str() {
+            "Output" | "Assign" => check_states_refs(ctx, v, &floc, has_result, false, 0),
+            "Catch" => {
+                if let Value::Array(a) = v {
+                    for (i, c) in a.iter().enumerate() {
+                        for f in ["Output", "Assign"] {
+                            if let Some(x) = c.get(f) {
+                                check_states_refs(
+                                    ctx,
+                                    x,
+                                    &format!("{floc}[{i}]/{f}"),
+                                    false,
+                                    true,
+                                    0,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            "Choices" => {
+                if let Value::Array(a) = v {
+                    for (i, c) in a.iter().enumerate() {
+                        check_states_refs(ctx, c, &format!("{floc}[{i}]"), false, false, 0);
+                    }
+                }
+            }
+            "Branches" | "ItemProcessor" | "Iterator" | "Retry" => {}
+            _ => check_states_refs(ctx, v, &floc, false, false, 0),
+        }
+    }
 }
 
 /// Fields every state type may carry, by type; `true` = JSONPath only,
@@ -868,6 +1017,9 @@ fn parse_state(
         }
     }
     check_comment(ctx, o, loc);
+    if ql == QueryLanguage::Jsonata {
+        check_jsonata_fields(ctx, ty, o, loc);
+    }
 
     // Transitions.
     let mut next = None;
@@ -907,7 +1059,7 @@ fn parse_state(
     let arguments = jvalue(ctx, o, "Arguments", loc);
     if let Some(a) = o.get("Arguments")
         && !a.is_object()
-        && !a.as_str().is_some_and(|s| expression_text(s).is_some())
+        && a.as_str().and_then(expression_text).is_none()
     {
         ctx.schema(
             "The value for the field 'Arguments' must be an OBJECT or a JSONata expression",
@@ -1777,7 +1929,6 @@ fn parse_map(
         0.0,
         true,
     );
-    let label = o.get("Label").and_then(Value::as_str).map(str::to_string);
     Some(MapState {
         processor: processor?,
         items_path,
@@ -1788,7 +1939,6 @@ fn parse_map(
         tolerated_count,
         distributed,
         item_reader: o.get("ItemReader").cloned(),
-        label,
     })
 }
 

@@ -348,6 +348,11 @@ struct Exec<'a> {
     region: String,
     /// TestState inspection capture.
     inspect: Option<&'a Mutex<Map<String, Value>>>,
+    /// The execution's TimeoutSeconds deadline (ms since the epoch).
+    deadline: Option<i64>,
+    /// Set once the execution has timed out: nothing retries or catches
+    /// after that.
+    timed_out: std::sync::atomic::AtomicBool,
 }
 
 /// Where a branch is: key prefix, variables, previous event id, visits.
@@ -376,7 +381,35 @@ struct Visit<'s> {
     token: Option<String>,
 }
 
+fn execution_timeout() -> Failure {
+    Failure::new(
+        "States.Timeout",
+        "The execution timed out: it ran longer than the state machine's TimeoutSeconds",
+    )
+}
+
 impl Exec<'_> {
+    /// Sleeps until `until` (ms), or fails with States.Timeout at the
+    /// execution's deadline if that comes first.
+    async fn sleep(&self, key: &str, until: i64) -> Result<(), Failure> {
+        match self.deadline {
+            Some(d) if until >= d => {
+                self.host.sleep_until(key, d).await;
+                self.timed_out
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(execution_timeout())
+            }
+            _ => {
+                self.host.sleep_until(key, until).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn is_timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn record(&self, frame: &mut Frame, ty: &str, details: Value) -> u64 {
         let id = self.host.record(ty, frame.prev, details);
         frame.prev = id;
@@ -510,10 +543,11 @@ fn apply_io_path<'v>(
             if p.is_root() && *p.root() == Root::Input {
                 return Ok(Cow::Borrowed(input));
             }
-            if *p.root() == Root::Input && p.is_definite() {
-                if let Some(v) = p.select_ref(input) {
-                    return Ok(Cow::Owned(v.clone()));
-                }
+            if *p.root() == Root::Input
+                && p.is_definite()
+                && let Some(v) = p.select_ref(input)
+            {
+                return Ok(Cow::Owned(v.clone()));
             }
             let found = match p.root() {
                 Root::Input => p.select(input),
@@ -744,7 +778,11 @@ fn text_value(
             };
             match found {
                 Some(Value::String(s)) => Ok(Some(s)),
-                Some(v) => Ok(Some(ser(&v))),
+                Some(v) => Err(EvalError::runtime(format!(
+                    "The value '{}' selected by the path '{}' for the field '{field}' is not a string",
+                    ser(&v),
+                    p.text()
+                ))),
                 None => Err(EvalError::runtime(format!(
                     "Invalid path '{}' : No results for path: {}",
                     p.text(),
@@ -892,7 +930,7 @@ fn run_graph<'a>(
             let (entered_ty, exited_ty) = event_names(ty);
             let entered_id = ex.record(
                 frame,
-                &entered_ty,
+                entered_ty,
                 json!({"name": state.name, "input": input_s, "inputDetails": {"truncated": false}}),
             );
             ex.capture("input", &input);
@@ -1012,7 +1050,8 @@ async fn run_state<'a>(
                         )
                         .map_err(|e| runtime(&v, e))?
                         .unwrap_or_default();
-                        parse_timestamp(&s).ok_or_else(|| {
+                        // Wait considers whole seconds: milliseconds are truncated.
+                        parse_timestamp(&s).map(|ms| ms.div_euclid(1000) * 1000).ok_or_else(|| {
                             runtime(
                                 &v,
                                 EvalError {
@@ -1037,7 +1076,7 @@ async fn run_state<'a>(
                 (output, assigned, until)
             };
             let key = format!("{}/wait", v.key);
-            ex.host.sleep_until(&key, until).await;
+            ex.sleep(&key, until).await?;
             Ok(Step {
                 output,
                 next: state.next,
@@ -1199,6 +1238,9 @@ async fn run_state<'a>(
                     Ok(step) => return Ok(step),
                     Err(f) => f,
                 };
+                if ex.is_timed_out() {
+                    return Err(f);
+                }
                 if let Some(i) = state
                     .retry
                     .iter()
@@ -1217,7 +1259,7 @@ async fn run_state<'a>(
                         counts[i] += 1;
                         let until = ex.host.now_ms() + (delay * 1000.0) as i64;
                         let key = format!("{attempt_key}/retry");
-                        ex.host.sleep_until(&key, until).await;
+                        ex.sleep(&key, until).await?;
                         attempt += 1;
                         continue;
                     }
@@ -1361,7 +1403,7 @@ fn finish_simple(
             .evaluate("Output", env, raw_input)
             .map_err(|e| runtime(v, e))?,
         (QueryLanguage::Jsonata, _, _) => effective,
-        _ => output_path(&state.output_path, effective, &context, &frame.vars)
+        _ => output_path(&state.output_path, effective, context, &frame.vars)
             .map_err(|e| runtime(v, e))?,
     };
     if let Some(a) = &assigned {
@@ -1741,16 +1783,26 @@ fn attempt_state<'a>(
                     credentials,
                     task_token: vv.token.clone(),
                 };
-                let result = match timeout {
-                    Some(ts) => {
-                        let until = ex.host.now_ms() + ts as i64 * 1000;
+                let task_until = timeout.map(|ts| ex.host.now_ms() + ts as i64 * 1000);
+                let until = match (task_until, ex.deadline) {
+                    (Some(t), Some(d)) => Some(t.min(d)),
+                    (t, d) => t.or(d),
+                };
+                let result = match until {
+                    Some(until) => {
                         let tkey = format!("{key}/timeout");
                         let task = ex.host.call_task(call);
                         let sleep = ex.host.sleep_until(&tkey, until);
                         match futures::future::select(task, sleep).await {
                             futures::future::Either::Left((r, _)) => r,
                             futures::future::Either::Right(_) => {
-                                Err(Failure::new("States.Timeout", ""))
+                                if task_until.is_some_and(|t| ex.deadline.is_none_or(|d| t < d)) {
+                                    Err(Failure::new("States.Timeout", ""))
+                                } else {
+                                    ex.timed_out
+                                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                                    Err(execution_timeout())
+                                }
                             }
                         }
                     }
@@ -1852,6 +1904,15 @@ async fn run_map<'a>(
     v: &'a Visit<'a>,
     key: &'a str,
 ) -> Result<Step, Failure> {
+    if m.item_reader.is_some() {
+        return Err(Failure::new(
+            "States.ItemReaderFailed",
+            format!(
+                "The Map state '{}' reads its items with an ItemReader, which this engine does not run: the items must come from the state input (ItemsPath / Items)",
+                state.name
+            ),
+        ));
+    }
     let prepared = prepare(ex, state, input, frame, v, key)?;
     let effective = prepared.effective;
     // Items, selectors and limits, evaluated synchronously.
@@ -1977,7 +2038,13 @@ async fn run_map<'a>(
     let len = items.len();
     ex.record(frame, "MapStateStarted", json!({"length": len}));
     let started = frame.prev;
-    let child_vars = frame.vars.child();
+    // A Distributed Map's children are separate executions: they do not
+    // see the outer scopes' variables.
+    let child_vars = if m.distributed {
+        Vars::default()
+    } else {
+        frame.vars.child()
+    };
     let limit = if max_conc == 0 { len.max(1) } else { max_conc };
     let name = &state.name;
     let graph = &m.processor;
@@ -2036,7 +2103,6 @@ async fn run_map<'a>(
             }
         }
     }
-    drop(iterations);
     if let Some(f) = first_failure
         && (!tolerating || exceeds(failed))
     {
@@ -2076,12 +2142,17 @@ pub async fn execute(
     host: &dyn Host,
 ) -> Result<Value, Failure> {
     let exec_input = input.clone();
+    let deadline = machine.timeout_seconds.map(|t| {
+        parse_timestamp(&info.start_time).unwrap_or_else(|| host.now_ms()) + t as i64 * 1000
+    });
     let ex = Exec {
         host,
         info,
         input: &exec_input,
         region: region_of(&info.execution_arn),
         inspect: None,
+        deadline,
+        timed_out: std::sync::atomic::AtomicBool::new(false),
     };
     let mut frame = Frame {
         prefix: String::new(),
@@ -2089,26 +2160,19 @@ pub async fn execute(
         prev: 0,
         visits: Vec::new(),
     };
-    let prev_cell = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let r = match machine.timeout_seconds {
-        Some(t) => {
-            let start = parse_timestamp(&info.start_time).unwrap_or_else(|| host.now_ms());
-            let until = start + t as i64 * 1000;
+    let r = match deadline {
+        Some(until) => {
             let run = run_graph(&ex, &machine.graph, input, &mut frame);
             let sleep = host.sleep_until("$execution/timeout", until);
             match futures::future::select(run, sleep).await {
-                futures::future::Either::Left((r, _)) => r.map_err(|f| (f, false)),
-                futures::future::Either::Right(_) => Err((
-                    Failure::new("States.Timeout", "The execution timed out (TimeoutSeconds)"),
-                    true,
-                )),
+                futures::future::Either::Left((r, _)) => r.map_err(|f| (f, ex.is_timed_out())),
+                futures::future::Either::Right(_) => Err((execution_timeout(), true)),
             }
         }
         None => run_graph(&ex, &machine.graph, input, &mut frame)
             .await
             .map_err(|f| (f, false)),
     };
-    let _ = prev_cell;
     match r {
         Ok(out) => {
             let s = ser(&out);
@@ -2160,6 +2224,8 @@ pub async fn test_state(
         input: &exec_input,
         region: region_of(&info.execution_arn),
         inspect: Some(&inspect),
+        deadline: None,
+        timed_out: std::sync::atomic::AtomicBool::new(false),
     };
     let mut vars = Vars::default();
     if let Some(Value::Object(m)) = variables {

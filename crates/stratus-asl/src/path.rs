@@ -300,11 +300,7 @@ fn collect<'v>(root: &'v Value, cur: &'v Value, steps: &[Step], out: &mut Vec<&'
                     }
                 }
             }
-            Value::Object(_) => {
-                if f.test(root, cur) {
-                    collect(root, cur, rest, out);
-                }
-            }
+            Value::Object(_) if f.test(root, cur) => collect(root, cur, rest, out),
             _ => {}
         },
         Step::Length => {}
@@ -972,8 +968,18 @@ impl Template {
             Value::Object(o) => {
                 let mut dynamic = false;
                 let mut fields = Vec::with_capacity(o.len());
+                let mut seen = std::collections::HashSet::new();
                 for (k, v) in o {
                     let here = format!("{at}/{}", pointer_escape(k));
+                    if !seen.insert(k.strip_suffix(".$").unwrap_or(k)) {
+                        return Err((
+                            here,
+                            format!(
+                                "The field '{}' appears more than once in the payload template (with and without '.$')",
+                                k.strip_suffix(".$").unwrap_or(k)
+                            ),
+                        ));
+                    }
                     if let Some(name) = k.strip_suffix(".$") {
                         let Value::String(s) = v else {
                             return Err((

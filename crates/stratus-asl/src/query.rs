@@ -43,6 +43,14 @@ impl JValue {
             return Err((at.to_string(), "The value is nested too deeply".into()));
         }
         match v {
+            Value::String(s) if s.trim() != s.as_str() && expression_text(s.trim()).is_some() => {
+                Err((
+                    at.to_string(),
+                    format!(
+                        "The JSONata expression '{s}' must begin with '{{%' and end with '%}}' without surrounding whitespace"
+                    ),
+                ))
+            }
             Value::String(s) => match expression_text(s) {
                 Some(inner) => {
                     let expr = stratus_jsonata::parse(inner).map_err(|e| {
@@ -105,8 +113,7 @@ impl JValue {
     }
 
     /// Evaluates the value for the field `field` ("Arguments", "Output",
-    /// ...). An expression whose result is `undefined` inside an object
-    /// drops that key; at the top level it is an error (AWS: "The JSONata
+    /// ...). An expression whose result is `undefined` is an error (AWS: "The JSONata
     /// expression '...' specified for the field '...' returned nothing
     /// (undefined).").
     /// Err: States.QueryEvaluationError with AWS's style of cause.
@@ -151,21 +158,20 @@ impl JValue {
                     e.code, e.message
                 ),
             }),
+            // An expression inside an object or array that evaluates to
+            // `undefined` is an error as well (the specification's rule
+            // for JSONata fields).
             JValue::Object(fields) => {
                 let mut m = Map::with_capacity(fields.len());
                 for (k, t) in fields {
-                    if let Some(v) = t.eval_opt(field, env, input)? {
-                        m.insert(k.clone(), v);
-                    }
+                    m.insert(k.clone(), t.evaluate(field, env, input)?);
                 }
                 Ok(Some(Value::Object(m)))
             }
             JValue::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for t in items {
-                    if let Some(v) = t.eval_opt(field, env, input)? {
-                        out.push(v);
-                    }
+                    out.push(t.evaluate(field, env, input)?);
                 }
                 Ok(Some(Value::Array(out)))
             }

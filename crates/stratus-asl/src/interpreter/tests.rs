@@ -483,9 +483,11 @@ fn inner_scope_cannot_assign_outer_variable() {
         "A": {"Type": "Pass", "Assign": {"x": 1}, "Next": "P"},
         "P": {"Type": "Parallel", "End": true, "Branches": [
             {"StartAt": "I", "States": {"I": {"Type": "Pass", "Assign": {"x": 2}, "End": true}}}]}}});
+    let d = StateMachine::parse(&def.to_string()).unwrap_err();
+    assert_eq!(d[0].code, "SCHEMA_VALIDATION_FAILED");
     assert_eq!(
-        run(def, json!({}), &echo()).unwrap_err().error,
-        "States.Runtime"
+        d[0].location.as_deref(),
+        Some("/States/P/Branches[0]/States/I/Assign")
     );
 }
 
