@@ -660,3 +660,64 @@ def test_test_state(sfn, validate_fn):
     with pytest.raises(ClientError) as e:
         sfn.test_state(definition=json.dumps({"Type": "Nope"}), roleArn=ROLE)
     assert_client_error(e, "InvalidDefinition", 400)
+
+
+def test_heartbeat_timeout_and_execution_timeout(sfn, echo_fn):
+    arn = create(sfn, json.dumps({
+        "StartAt": "Approve",
+        "States": {"Approve": {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "HeartbeatSeconds": 1,
+            "Parameters": {"FunctionName": echo_fn, "Payload": {"token.$": "$$.Task.Token"}},
+            "End": True}},
+    }))
+    d = wait_done(sfn, sfn.start_execution(stateMachineArn=arn)["executionArn"], timeout=30)
+    assert d["status"] == "FAILED"
+    assert d["error"] == "States.HeartbeatTimeout"
+
+    slow = create(sfn, json.dumps({
+        "TimeoutSeconds": 1,
+        "StartAt": "Wait",
+        "States": {"Wait": {"Type": "Wait", "Seconds": 30, "End": True}},
+    }))
+    ex = sfn.start_execution(stateMachineArn=slow)["executionArn"]
+    d = wait_done(sfn, ex, timeout=30)
+    # An execution past its TimeoutSeconds ends TIMED_OUT with States.Timeout.
+    assert d["status"] == "TIMED_OUT"
+    assert d["error"] == "States.Timeout"
+    assert history(sfn, ex)[-1]["type"] == "ExecutionTimedOut"
+
+
+def test_lambda_invoke_history_events(sfn, echo_fn):
+    arn = create(sfn, json.dumps({
+        "StartAt": "Invoke",
+        "States": {"Invoke": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                              "Parameters": {"FunctionName": echo_fn, "Payload": {"n": 1}},
+                              "OutputPath": "$.Payload", "End": True}},
+    }))
+    ex = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    d = wait_done(sfn, ex)
+    assert json.loads(d["output"]) == {"n": 1}
+    events = history(sfn, ex)
+    assert types(events) == ["ExecutionStarted", "TaskStateEntered", "TaskScheduled", "TaskStarted",
+                             "TaskSucceeded", "TaskStateExited", "ExecutionSucceeded"]
+    scheduled = events[2]["taskScheduledEventDetails"]
+    assert scheduled["resourceType"] == "lambda"
+    assert scheduled["resource"] == "invoke"
+    assert scheduled["region"] == REGION
+    assert json.loads(scheduled["parameters"]) == {"FunctionName": echo_fn, "Payload": {"n": 1}}
+    # Each event follows the one before it in this single-branch execution.
+    assert [e["previousEventId"] for e in events] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_jsonata_state_machine(sfn):
+    arn = create(sfn, json.dumps({
+        "QueryLanguage": "JSONata",
+        "StartAt": "Sum",
+        "States": {"Sum": {"Type": "Pass", "Output": {"total": "{% $sum($states.input.values) %}"},
+                           "End": True}},
+    }))
+    d = wait_done(sfn, sfn.start_execution(stateMachineArn=arn,
+                                           input='{"values": [1, 2, 3.5]}')["executionArn"])
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == {"total": 6.5}
