@@ -515,7 +515,44 @@ fn ser(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// The deepest nesting a state's input or output may have (Jackson's
+/// default maximum nesting depth, which Step Functions' JSON parser
+/// applies). Deeper values would also make serialising and dropping them
+/// recurse without bound.
+pub const MAX_NESTING_DEPTH: usize = 1000;
+
+/// Whether `v` nests deeper than `max` (iterative: no recursion).
+fn deeper_than(v: &Value, max: usize) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(a) if !a.is_empty() => {
+                if d > max {
+                    return true;
+                }
+                stack.extend(a.iter().map(|x| (x, d + 1)));
+            }
+            Value::Object(o) if !o.is_empty() => {
+                if d > max {
+                    return true;
+                }
+                stack.extend(o.values().map(|x| (x, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 fn size_check(v: &Value, what: &str, name: &str) -> Result<String, Failure> {
+    if deeper_than(v, MAX_NESTING_DEPTH) {
+        return Err(Failure::new(
+            "States.Runtime",
+            format!(
+                "The state/task '{name}' {what} a value nested more than {MAX_NESTING_DEPTH} levels deep"
+            ),
+        ));
+    }
     let s = ser(v);
     if s.len() > MAX_PAYLOAD_BYTES {
         return Err(Failure::new(
@@ -2321,3 +2358,5 @@ pub async fn test_state(
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::support as tests_support;

@@ -15,6 +15,8 @@ pub mod interpreter;
 pub mod intrinsics;
 pub mod jsonata_functions;
 pub mod path;
+#[cfg(test)]
+mod props;
 pub mod query;
 
 pub use definition::{Diagnostic, Severity, StateMachine, validate};

@@ -13,6 +13,10 @@ use super::*;
 
 type TaskFn = dyn Fn(&TaskCall) -> Result<Value, Failure> + Send + Sync;
 
+pub(crate) mod support {
+    pub(crate) use super::{TestHost, info};
+}
+
 pub(crate) struct TestHost {
     pub events: Mutex<Vec<(u64, String, u64, Value)>>,
     pub calls: Mutex<Vec<TaskCall>>,
@@ -82,7 +86,7 @@ impl Host for TestHost {
     }
 }
 
-fn info() -> ExecutionInfo {
+pub(crate) fn info() -> ExecutionInfo {
     ExecutionInfo {
         execution_arn: "arn:aws:states:us-east-1:123456789012:execution:sm:run1".into(),
         name: "run1".into(),
