@@ -1098,6 +1098,19 @@ fn parse_state(
         }
         "Succeed" => Some(Kind::Succeed),
         "Fail" => {
+            for f in ["Error", "Cause"] {
+                if jp
+                    && o.get(f)
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| s.starts_with("$.") || s.starts_with("$$."))
+                {
+                    ctx.warn(
+                        "NO_PATH",
+                        format!("The value of the field '{f}' looks like a path, but the field name does not end with 'Path' (use '{f}Path')"),
+                        &format!("{loc}/{f}"),
+                    );
+                }
+            }
             let error = text_field(ctx, o, "Error", "ErrorPath", loc, jp);
             let cause = text_field(ctx, o, "Cause", "CausePath", loc, jp);
             Some(Kind::Fail { error, cause })
@@ -2315,6 +2328,24 @@ mod tests {
         assert_eq!(codes(d).len(), 1);
         let d = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "lambda", "End": true}}});
         assert_eq!(codes(d)[0].0, "INVALID_RESOURCE");
+    }
+
+    #[test]
+    fn warnings_do_not_refuse_the_definition() {
+        let d = json!({"StartAt": "A", "States": {
+            "A": {"Type": "Pass", "Parameters": {"x": "$.a"}, "Next": "F"},
+            "F": {"Type": "Fail", "Error": "$.err"}}});
+        let diags = validate(&d.to_string());
+        let codes: Vec<&str> = diags.iter().map(|d| d.code.as_str()).collect();
+        assert_eq!(codes, ["NO_DOLLAR", "NO_PATH"]);
+        assert!(diags.iter().all(|d| d.severity == Severity::Warning));
+        assert!(StateMachine::parse(&d.to_string()).is_ok());
+    }
+
+    #[test]
+    fn state_machine_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<StateMachine>();
     }
 
     #[test]

@@ -703,3 +703,61 @@ fn execute_and_test_state_futures_are_send() {
     let t = test_state("{}", json!({}), &i, &host, InspectionLevel::Info, None);
     assert_send(&t);
 }
+
+#[test]
+fn jsonata_arguments_output_assign_and_condition() {
+    // Guide, "Transforming data with JSONata": Arguments shape the task
+    // input, Output the state output ($states.result), Assign sets
+    // variables that later states read as $name.
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": FN,
+              "Arguments": {"total": "{% $states.input.price * $states.input.qty %}", "fixed": 1},
+              "Assign": {"seen": "{% $states.result.total %}"},
+              "Output": {"r": "{% $states.result %}", "exec": "{% $states.context.Execution.Name %}"},
+              "Next": "C"},
+        "C": {"Type": "Choice", "Choices": [{"Condition": "{% $seen > 10 %}", "Next": "Big",
+              "Output": {"size": "big", "seen": "{% $seen %}"}}], "Default": "Small"},
+        "Big": {"Type": "Succeed"},
+        "Small": {"Type": "Fail", "Error": "{% 'Small' & $string($seen) %}"}}});
+    let host = echo();
+    let out = run(def.clone(), json!({"price": 4, "qty": 3}), &host).unwrap();
+    assert_eq!(out, json!({"size": "big", "seen": 12}));
+    assert_eq!(
+        host.calls.lock().unwrap()[0].input,
+        json!({"total": 12, "fixed": 1})
+    );
+    let f = run(def, json!({"price": 1, "qty": 3}), &echo()).unwrap_err();
+    assert_eq!(f.error, "Small3");
+}
+
+#[test]
+fn jsonata_catch_error_output_and_map_items() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+        "M": {"Type": "Map", "Items": "{% $states.input.xs %}",
+              "ItemSelector": {"v": "{% $states.context.Map.Item.Value %}", "i": "{% $states.context.Map.Item.Index %}"},
+              "ItemProcessor": {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": FN, "End": true}}},
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Output": {"caught": "{% $states.errorOutput.Error %}"}, "Next": "Done"}],
+              "Next": "Done"},
+        "Done": {"Type": "Pass", "End": true}}});
+    let out = run(def.clone(), json!({"xs": ["a", "b"]}), &echo()).unwrap();
+    assert_eq!(out, json!([{"v": "a", "i": 0}, {"v": "b", "i": 1}]));
+    let host = TestHost::new(|_| Err(Failure::new("Oops", "")));
+    assert_eq!(
+        run(def, json!({"xs": [1]}), &host).unwrap(),
+        json!({"caught": "Oops"})
+    );
+}
+
+#[test]
+fn jsonata_evaluation_errors_are_query_evaluation_errors() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Output": "{% $states.input.a + 'x' %}", "End": true}}});
+    let f = run(def, json!({"a": 1}), &echo()).unwrap_err();
+    assert_eq!(f.error, "States.QueryEvaluationError");
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": "{% $states.input.s %}", "End": true}}});
+    let host = echo();
+    let start = host.now_ms();
+    run(def, json!({"s": 7}), &host).unwrap();
+    assert_eq!(host.sleeps.lock().unwrap()[0].1, start + 7000);
+}
