@@ -201,12 +201,13 @@ fn component(p: &Parts, marker: &str, pos: usize) -> R<String> {
         None => (None, None),
         Some(w) => {
             let (a, b) = w.split_once('-').unwrap_or((w.as_str(), ""));
+            // Widths beyond 64 characters are treated as 64.
             (
-                a.parse::<usize>().ok(),
+                a.parse::<usize>().ok().map(|n| n.min(64)),
                 if b == "*" || b.is_empty() {
                     None
                 } else {
-                    b.parse::<usize>().ok()
+                    b.parse::<usize>().ok().map(|n| n.min(64))
                 },
             )
         }

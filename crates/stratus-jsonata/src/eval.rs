@@ -452,12 +452,8 @@ impl<'a> Ev<'a> {
                         pos,
                     ));
                 }
-                let mut out = Vec::with_capacity((b - a + 1.0) as usize);
-                let mut x = a;
-                while x <= b {
-                    out.push(Value::Num(x));
-                    x += 1.0;
-                }
+                let n = (b - a) as usize + 1;
+                let out = (0..n).map(|i| Value::Num(a + i as f64)).collect();
                 Ok(Some(Value::array(out)))
             }
             Kind::Transform {
@@ -1231,18 +1227,35 @@ impl<'a> Ev<'a> {
         pos: usize,
     ) -> R<Option<Value>> {
         match &**func {
-            Func::Lambda { def, frame, input } => {
-                let f = self.new_frame(Some(frame.clone()));
-                let mut args = args.into_iter();
-                for p in &def.params {
-                    let a = args.next().flatten();
-                    let a = match (a, def.signature.as_deref()) {
-                        (Some(v), Some(sig)) => coerce_by_signature(v, sig, &def.params, p),
-                        (a, _) => a,
+            Func::Lambda { .. } => {
+                // Calls in tail position of a lambda body run in this loop
+                // instead of nesting (tail call optimisation, as described
+                // in https://docs.jsonata.org/programming).
+                let mut func = func.clone();
+                let mut args = args;
+                loop {
+                    let Func::Lambda { def, frame, input } = &*func else {
+                        return self.apply(&Value::Func(func.clone()), args, ctx, pos);
                     };
-                    f.set(p, a);
+                    let f = self.new_frame(Some(frame.clone()));
+                    let mut it = args.into_iter();
+                    for p in &def.params {
+                        let a = it.next().flatten();
+                        let a = match (a, def.signature.as_deref()) {
+                            (Some(v), Some(sig)) => coerce_by_signature(v, sig, &def.params, p),
+                            (a, _) => a,
+                        };
+                        f.set(p, a);
+                    }
+                    match self.eval_tail(&def.body, input.as_ref(), &f)? {
+                        Tail::Done(v) => return Ok(v),
+                        Tail::Call(next, next_args) => {
+                            self.tick(pos)?;
+                            func = next;
+                            args = next_args;
+                        }
+                    }
                 }
-                self.eval(&def.body, input.as_ref(), &f)
             }
             Func::Builtin(name) => builtins::call(self, name, args, ctx, pos),
             Func::Native(nf) => {
@@ -1286,6 +1299,52 @@ impl<'a> Ev<'a> {
                 let arg = args.into_iter().next().flatten();
                 self.transform(arg, pattern, update, delete.as_deref(), frame)
             }
+        }
+    }
+
+    /// Evaluates a lambda body, returning a call in tail position (to
+    /// another lambda) instead of making it.
+    fn eval_tail(&self, node: &Node, input: Option<&Value>, frame: &Rc<Frame>) -> R<Tail> {
+        match &node.kind {
+            Kind::Condition(c, t, e) => {
+                self.tick(node.pos)?;
+                let cv = self.eval(c, input, frame)?;
+                if truthy(cv.as_ref()) {
+                    self.eval_tail(t, input, frame)
+                } else if let Some(e) = e {
+                    self.eval_tail(e, input, frame)
+                } else {
+                    Ok(Tail::Done(None))
+                }
+            }
+            Kind::Block(exprs) if !exprs.is_empty() => {
+                self.tick(node.pos)?;
+                let f = self.new_frame(Some(frame.clone()));
+                let (last, init) = exprs.split_last().expect("non-empty");
+                for e in init {
+                    self.eval(e, input, &f)?;
+                }
+                self.eval_tail(last, input, &f)
+            }
+            Kind::Call {
+                func,
+                args,
+                partial: false,
+            } => {
+                self.tick(node.pos)?;
+                let fv = self.eval(func, input, frame)?;
+                match fv {
+                    Some(Value::Func(fr)) if matches!(*fr, Func::Lambda { .. }) => {
+                        let mut vals = Vec::with_capacity(args.len());
+                        for a in args {
+                            vals.push(self.eval(a, input, frame)?);
+                        }
+                        Ok(Tail::Call(fr, vals))
+                    }
+                    _ => self.eval(node, input, frame).map(Tail::Done),
+                }
+            }
+            _ => self.eval(node, input, frame).map(Tail::Done),
         }
     }
 
@@ -1382,6 +1441,12 @@ impl<'a> Ev<'a> {
             other => other.clone(),
         })
     }
+}
+
+/// Result of evaluating a lambda body with tail calls deferred.
+enum Tail {
+    Done(Option<Value>),
+    Call(Rc<Func>, Vec<Option<Value>>),
 }
 
 /// Applies array coercion from a lambda signature: a parameter declared

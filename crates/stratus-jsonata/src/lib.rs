@@ -70,6 +70,9 @@ impl fmt::Display for JsonataError {
 
 impl std::error::Error for JsonataError {}
 
+/// Evaluation steps allowed by [`Environment::new`]: 10 million.
+pub const DEFAULT_STEP_LIMIT: u64 = 10_000_000;
+
 /// A parsed JSONata expression. Parse once with [`parse`], evaluate many
 /// times; it is `Send + Sync`.
 #[derive(Debug, Clone)]
@@ -120,14 +123,15 @@ impl fmt::Debug for Environment {
 }
 
 impl Environment {
-    /// An environment with no bindings, the built-in function library, no
-    /// step or time budget and the default depth limit (see
-    /// [`Environment::set_depth_limit`]).
+    /// An environment with no bindings, the built-in function library, the
+    /// default step budget ([`DEFAULT_STEP_LIMIT`] steps, so that endless
+    /// tail recursion ends), no time budget and the default depth limit
+    /// (see [`Environment::set_depth_limit`]).
     pub fn new() -> Self {
         Environment {
             vars: HashMap::new(),
             functions: HashMap::new(),
-            step_limit: None,
+            step_limit: Some(DEFAULT_STEP_LIMIT),
             time_limit: None,
             depth_limit: eval::DEFAULT_DEPTH_LIMIT,
         }
@@ -148,6 +152,7 @@ impl Environment {
 
     /// Caps the number of evaluation steps (expression nodes evaluated plus
     /// loop iterations in built-ins); exceeding it fails with `U1002`.
+    /// `u64::MAX` lifts the cap.
     pub fn set_step_limit(&mut self, steps: u64) {
         self.step_limit = Some(steps);
     }
@@ -159,8 +164,9 @@ impl Environment {
     }
 
     /// Caps the nesting depth of evaluation (nested expressions plus nested
-    /// function calls, including recursion); exceeding it fails with
-    /// `U1001`. Default 1000; values above 5000 are clamped to 5000.
+    /// function calls, including recursion; calls in tail position do not
+    /// nest); exceeding it fails with `U1001`. Default 2000; values above
+    /// 5000 are clamped to 5000.
     pub fn set_depth_limit(&mut self, depth: usize) {
         self.depth_limit = depth.min(eval::MAX_DEPTH_LIMIT);
     }

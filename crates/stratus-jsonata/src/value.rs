@@ -225,6 +225,22 @@ pub(crate) fn num_to_json(n: f64) -> Result<serde_json::Value, JsonataError> {
 /// Converts a result to JSON. Functions are dropped from objects, become
 /// `null` in arrays and `undefined` at the top.
 pub(crate) fn to_json(v: &Value) -> Result<Option<serde_json::Value>, JsonataError> {
+    to_json_at(v, 0)
+}
+
+/// Deepest nesting of arrays and objects in a result. Deeper results fail
+/// with `U1001`: dropping a deeper `serde_json::Value` could exhaust the
+/// caller's stack.
+pub(crate) const MAX_RESULT_DEPTH: usize = 1000;
+
+fn to_json_at(v: &Value, depth: usize) -> Result<Option<serde_json::Value>, JsonataError> {
+    if depth > MAX_RESULT_DEPTH {
+        return Err(JsonataError::new(
+            "U1001",
+            format!("The result nests deeper than {MAX_RESULT_DEPTH} levels"),
+            None,
+        ));
+    }
     Ok(match v {
         Value::Null => Some(serde_json::Value::Null),
         Value::Bool(b) => Some(serde_json::Value::Bool(*b)),
@@ -233,14 +249,14 @@ pub(crate) fn to_json(v: &Value) -> Result<Option<serde_json::Value>, JsonataErr
         Value::Array(a, _) => {
             let mut out = Vec::with_capacity(a.len());
             for item in a.iter() {
-                out.push(to_json(item)?.unwrap_or(serde_json::Value::Null));
+                out.push(to_json_at(item, depth + 1)?.unwrap_or(serde_json::Value::Null));
             }
             Some(serde_json::Value::Array(out))
         }
         Value::Object(o) => {
             let mut m = serde_json::Map::new();
             for (k, v) in o.iter() {
-                if let Some(j) = to_json(v)? {
+                if let Some(j) = to_json_at(v, depth + 1)? {
                     m.insert(k.to_string(), j);
                 }
             }
@@ -367,6 +383,8 @@ fn json_escape(s: &str, out: &mut String) {
 }
 
 fn write_json(v: &Value, pretty: bool, indent: usize, out: &mut String) {
+    // Indentation stops growing past the result depth limit.
+    let indent = indent.min(MAX_RESULT_DEPTH);
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

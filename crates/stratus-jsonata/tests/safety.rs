@@ -158,11 +158,19 @@ fn deeply_nested_parentheses_are_an_error() {
 
 #[test]
 fn unbounded_recursion_is_an_error() {
+    // A call in tail position runs as a loop: the step budget ends it.
     let e = parse("($f := function($x){ $f($x + 1) }; $f(0))").unwrap();
-    let err = e
-        .evaluate(None, &Environment::new())
-        .expect_err("must stop");
-    assert_eq!(err.code, "U1001");
+    let mut env = Environment::new();
+    env.set_step_limit(100_000);
+    let err = e.evaluate(None, &env).expect_err("must stop");
+    assert_eq!(err.code, "U1002");
+    // Tail recursion deeper than the depth limit completes.
+    let e = parse("($count := function($n, $acc){ $n = 0 ? $acc : $count($n - 1, $acc + 1) }; $count(100000, 0))").unwrap();
+    assert_eq!(
+        e.evaluate(None, &Environment::new()).unwrap(),
+        Some(json!(100000))
+    );
+    // Other recursion nests, and stops at the depth limit.
     let e = parse("($f := function($x){ $x = 0 ? 0 : 1 + $f($x - 1) }; $f(100000))").unwrap();
     assert_eq!(
         e.evaluate(None, &Environment::new()).unwrap_err().code,
@@ -182,6 +190,17 @@ fn depth_limit_is_configurable() {
     let mut env = Environment::new();
     env.set_depth_limit(40);
     assert_eq!(e.evaluate(None, &env).unwrap_err().code, "U1001");
+}
+
+#[test]
+fn deeply_nested_results_are_an_error() {
+    let e = parse("$reduce([1..5000], function($a, $v){ {'a': $a} }, 1)").unwrap();
+    assert_eq!(
+        e.evaluate(None, &Environment::new()).unwrap_err().code,
+        "U1001"
+    );
+    let e = parse("$reduce([1..50], function($a, $v){ {'a': $a} }, 1)").unwrap();
+    assert!(e.evaluate(None, &Environment::new()).unwrap().is_some());
 }
 
 #[test]
