@@ -267,6 +267,43 @@ def test_tags(sfn):
     assert_client_error(e, "TooManyTags", 400)
 
 
+def test_versions(sfn):
+    n = name("ver")
+    created = sfn.create_state_machine(name=n, definition=pass_machine({"v": 1}), roleArn=ROLE,
+                                       publish=True, versionDescription="first")
+    arn = created["stateMachineArn"]
+    # A version ARN is the state machine ARN and the version number.
+    v1 = created["stateMachineVersionArn"]
+    assert v1 == f"{arn}:1"
+    upd = sfn.update_state_machine(stateMachineArn=arn, definition=pass_machine({"v": 2}),
+                                   publish=True)
+    v2 = upd["stateMachineVersionArn"]
+    assert v2 == f"{arn}:2"
+    # The current revision is already published: the same version again.
+    assert sfn.publish_state_machine_version(stateMachineArn=arn)["stateMachineVersionArn"] == v2
+    listed = sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]
+    assert [v["stateMachineVersionArn"] for v in listed] == [v2, v1]  # newest first
+    d1 = sfn.describe_state_machine(stateMachineArn=v1)
+    assert d1["stateMachineArn"] == v1
+    assert json.loads(d1["definition"]) == json.loads(pass_machine({"v": 1}))
+    assert d1["description"] == "first"
+    ex = sfn.start_execution(stateMachineArn=v1)["executionArn"]
+    assert ex.startswith(f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{n}:")
+    d = wait_done(sfn, ex)
+    assert json.loads(d["output"]) == {"v": 1}
+    assert d["stateMachineArn"] == arn
+    assert d["stateMachineVersionArn"] == v1
+    with pytest.raises(ClientError) as e:
+        sfn.publish_state_machine_version(stateMachineArn=arn, revisionId="not-the-revision")
+    assert_client_error(e, "ConflictException", 400)
+    sfn.delete_state_machine_version(stateMachineVersionArn=v1)
+    listed = sfn.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]
+    assert [v["stateMachineVersionArn"] for v in listed] == [v2]
+    with pytest.raises(ClientError) as e:
+        sfn.describe_state_machine(stateMachineArn=v1)
+    assert_client_error(e, "StateMachineDoesNotExist", 400)
+
+
 # --------------------------------------------------------------------------
 # executions
 # --------------------------------------------------------------------------

@@ -180,6 +180,11 @@ impl FullRow {
         if let Some(t) = &self.trace_header {
             v["traceHeader"] = Value::from(t.clone());
         }
+        if let Ok(s) = self.snapshot()
+            && let Some(va) = s.version_arn
+        {
+            v["stateMachineVersionArn"] = Value::from(va);
+        }
         v
     }
 }
@@ -351,7 +356,12 @@ impl States {
     /// `ValidationException`.
     pub(crate) async fn start_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let sm_arn = req_str(req, "stateMachineArn")?;
-        let m = self.load_machine(sm_arn)?;
+        let (m, version) = self.load_target(sm_arn)?;
+        let version_arn = version.as_ref().map(|v| m.version_arn(v.version));
+        let m = match &version {
+            Some(v) => m.at_version(v),
+            None => m,
+        };
         let name = match opt_str(req, "name")? {
             Some(n) => {
                 names::check_name(n)?;
@@ -381,16 +391,20 @@ impl States {
             revision_id: m.revision_id.clone(),
             logging_configuration: m.logging_configuration.clone(),
             tracing_configuration: m.tracing_configuration.clone(),
+            version_arn: version_arn.clone(),
         };
         let snapshot_text =
             serde_json::to_string(&snapshot).map_err(|e| AwsError::service(e.to_string()))?;
         let start_ms = stratus_core::time::now_ms();
-        let started = json!({
+        let mut started = json!({
             "input": input_text,
             "inputDetails": {"truncated": false},
             "roleArn": m.role_arn,
-        })
-        .to_string();
+        });
+        if let Some(v) = &version_arn {
+            started["stateMachineVersionArn"] = Value::from(v.clone());
+        }
+        let started = started.to_string();
         let inserted = {
             let (arn, region, sm, name, typ, input, trace) = (
                 arn.clone(),
@@ -459,7 +473,11 @@ impl States {
     /// `InvalidName`, `InvalidExecutionInput`.
     pub(crate) async fn start_sync_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let sm_arn = req_str(req, "stateMachineArn")?;
-        let m = self.load_machine(sm_arn)?;
+        let (m, version) = self.load_target(sm_arn)?;
+        let m = match &version {
+            Some(v) => m.at_version(v),
+            None => m,
+        };
         if m.machine_type != "EXPRESS" {
             return Err(err(
                 "StateMachineTypeNotSupported",

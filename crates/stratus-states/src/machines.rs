@@ -51,7 +51,33 @@ pub struct MachineRecord {
     pub tags: Vec<Tag>,
     /// A new UUID on every update.
     pub revision_id: String,
+    /// Published versions, oldest first.
+    #[serde(default)]
+    pub versions: Vec<VersionRecord>,
+    /// The number of the last version published (numbers are not reused).
+    #[serde(default)]
+    pub last_version: u64,
 }
+
+/// A published, immutable version of a state machine
+/// (`<state machine ARN>:<version number>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionRecord {
+    pub version: u64,
+    pub definition: String,
+    pub role_arn: String,
+    pub logging_configuration: Value,
+    pub tracing_configuration: Value,
+    /// The revision of the state machine that was published.
+    pub revision_id: String,
+    pub description: Option<String>,
+    /// ms since the epoch.
+    pub creation_ms: i64,
+}
+
+/// AWS's quota of versions per state machine: 1,000.
+pub const MAX_VERSIONS: usize = 1000;
 
 /// A resource tag (`Tag` shape: key 1-128, value 0-256 characters).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,6 +88,58 @@ pub struct Tag {
 }
 
 impl MachineRecord {
+    /// The ARN of version `n`.
+    pub fn version_arn(&self, n: u64) -> String {
+        format!("{}:{n}", self.state_machine_arn)
+    }
+
+    /// Publishes the current revision as a version, or returns the version
+    /// that already has it (AWS's idempotency of PublishStateMachineVersion).
+    ///
+    /// Errors: `ServiceQuotaExceededException` past 1,000 versions.
+    pub fn publish(&mut self, description: Option<&str>, now: i64) -> AwsResult<VersionRecord> {
+        if let Some(v) = self
+            .versions
+            .iter()
+            .find(|v| v.revision_id == self.revision_id)
+        {
+            return Ok(v.clone());
+        }
+        if self.versions.len() >= MAX_VERSIONS {
+            return Err(err(
+                "ServiceQuotaExceededException",
+                format!(
+                    "A state machine can have at most {MAX_VERSIONS} versions: delete some first."
+                ),
+            ));
+        }
+        self.last_version += 1;
+        let v = VersionRecord {
+            version: self.last_version,
+            definition: self.definition.clone(),
+            role_arn: self.role_arn.clone(),
+            logging_configuration: self.logging_configuration.clone(),
+            tracing_configuration: self.tracing_configuration.clone(),
+            revision_id: self.revision_id.clone(),
+            description: description.map(str::to_string),
+            creation_ms: now,
+        };
+        self.versions.push(v.clone());
+        Ok(v)
+    }
+
+    /// The state machine as version `v` runs it (definition, role, logging).
+    pub fn at_version(&self, v: &VersionRecord) -> MachineRecord {
+        MachineRecord {
+            definition: v.definition.clone(),
+            role_arn: v.role_arn.clone(),
+            logging_configuration: v.logging_configuration.clone(),
+            tracing_configuration: v.tracing_configuration.clone(),
+            revision_id: v.revision_id.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The DescribeStateMachine answer.
     pub fn describe(&self) -> Value {
         json!({
@@ -266,6 +344,38 @@ impl States {
         })
     }
 
+    /// Loads the state machine of a `stateMachineArn` that may name a
+    /// version (`<arn>:<n>`): the state machine, and the version if one is
+    /// named.
+    ///
+    /// Errors: `InvalidArn`; `StateMachineDoesNotExist` (also for a version
+    /// that does not exist, and for aliases, which stratus does not have).
+    pub(crate) fn load_target(
+        &self,
+        arn: &str,
+    ) -> AwsResult<(MachineRecord, Option<VersionRecord>)> {
+        let a = names::check_state_machine_arn(arn)?;
+        if a.parts.len() == 1 {
+            return Ok((self.load_machine(arn)?, None));
+        }
+        let missing = || {
+            err(
+                "StateMachineDoesNotExist",
+                format!("State Machine Does Not Exist: '{arn}'"),
+            )
+        };
+        let n: u64 = a.parts[1].parse().map_err(|_| missing())?;
+        let base = arn.rsplit_once(':').map(|(b, _)| b).unwrap_or(arn);
+        let m = self.load_machine(base).map_err(|_| missing())?;
+        let v = m
+            .versions
+            .iter()
+            .find(|v| v.version == n)
+            .cloned()
+            .ok_or_else(missing)?;
+        Ok((m, Some(v)))
+    }
+
     fn save_machine(&self, m: &MachineRecord) -> AwsResult<()> {
         let body = serde_json::to_string(m).map_err(|e| AwsError::service(e.to_string()))?;
         self.store.put(KIND, &m.region, &m.name, &body)?;
@@ -300,13 +410,15 @@ impl States {
         let logging = check_logging(req.get("loggingConfiguration"))?;
         let tracing = check_tracing(req.get("tracingConfiguration"))?;
         let tags = parse_tags(req.get("tags"))?;
-        if opt_bool(req, "publish")? == Some(true) {
-            return Err(AwsError::validation(
-                "stratus does not publish state machine versions: create the state machine without 'publish'.",
-            ));
-        }
-        if let Some(d) = opt_str(req, "versionDescription")? {
+        let publish = opt_bool(req, "publish")? == Some(true);
+        let version_description = opt_str(req, "versionDescription")?;
+        if let Some(d) = version_description {
             names::check_len(d, "versionDescription", 0, 256)?;
+            if !publish {
+                return Err(AwsError::validation(
+                    "Version description can only be set when publish is true",
+                ));
+            }
         }
         check_definition(definition)?;
         let arn = names::state_machine_arn(region, &self.account, name);
@@ -316,7 +428,7 @@ impl States {
             return Err(too_many_tags(&arn));
         }
         let now = stratus_core::time::now_ms();
-        let rec = MachineRecord {
+        let mut rec = MachineRecord {
             state_machine_arn: arn.clone(),
             name: name.to_string(),
             region: region.to_string(),
@@ -329,6 +441,13 @@ impl States {
             tracing_configuration: tracing,
             tags: deduped,
             revision_id: uuid::Uuid::new_v4().to_string(),
+            versions: Vec::new(),
+            last_version: 0,
+        };
+        let version = if publish {
+            Some(rec.publish(version_description, now)?)
+        } else {
+            None
         };
         let body = serde_json::to_string(&rec).map_err(|e| AwsError::service(e.to_string()))?;
         if !self.store.insert_new(KIND, region, name, &body)? {
@@ -343,12 +462,20 @@ impl States {
                     format!("State Machine Already Exists: '{arn}'"),
                 ));
             }
-            return Ok(json!({
+            let mut out = json!({
                 "stateMachineArn": existing.state_machine_arn,
                 "creationDate": epoch(existing.creation_ms),
-            }));
+            });
+            if publish && let Some(v) = existing.versions.last() {
+                out["stateMachineVersionArn"] = Value::from(existing.version_arn(v.version));
+            }
+            return Ok(out);
         }
-        Ok(json!({"stateMachineArn": arn, "creationDate": epoch(now)}))
+        let mut out = json!({"stateMachineArn": arn, "creationDate": epoch(now)});
+        if let Some(v) = version {
+            out["stateMachineVersionArn"] = Value::from(rec.version_arn(v.version));
+        }
+        Ok(out)
     }
 
     /// DescribeStateMachine.
@@ -356,7 +483,18 @@ impl States {
     /// Errors: `InvalidArn`, `StateMachineDoesNotExist`.
     pub(crate) fn describe_state_machine(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "stateMachineArn")?;
-        Ok(self.load_machine(arn)?.describe())
+        match self.load_target(arn)? {
+            (m, None) => Ok(m.describe()),
+            (m, Some(v)) => {
+                let mut d = m.at_version(&v).describe();
+                d["stateMachineArn"] = Value::from(m.version_arn(v.version));
+                d["creationDate"] = epoch(v.creation_ms);
+                if let Some(desc) = &v.description {
+                    d["description"] = Value::from(desc.clone());
+                }
+                Ok(d)
+            }
+        }
     }
 
     /// UpdateStateMachine: definition, roleArn, loggingConfiguration,
@@ -379,10 +517,15 @@ impl States {
                 "Either the definition, the role ARN, the LoggingConfiguration, or the TracingConfiguration must be specified",
             ));
         }
-        if opt_bool(req, "publish")? == Some(true) {
-            return Err(AwsError::validation(
-                "stratus does not publish state machine versions: update the state machine without 'publish'.",
-            ));
+        let publish = opt_bool(req, "publish")? == Some(true);
+        let version_description = opt_str(req, "versionDescription")?;
+        if let Some(d) = version_description {
+            names::check_len(d, "versionDescription", 0, 256)?;
+            if !publish {
+                return Err(AwsError::validation(
+                    "Version description can only be set when publish is true",
+                ));
+            }
         }
         if let Some(d) = definition {
             check_definition(d)?;
@@ -400,8 +543,102 @@ impl States {
         }
         m.update_ms = stratus_core::time::now_ms().max(m.update_ms + 1);
         m.revision_id = uuid::Uuid::new_v4().to_string();
+        let version = if publish {
+            Some(m.publish(version_description, m.update_ms)?)
+        } else {
+            None
+        };
         self.save_machine(&m)?;
-        Ok(json!({"updateDate": epoch(m.update_ms), "revisionId": m.revision_id}))
+        let mut out = json!({"updateDate": epoch(m.update_ms), "revisionId": m.revision_id});
+        if let Some(v) = version {
+            out["stateMachineVersionArn"] = Value::from(m.version_arn(v.version));
+        }
+        Ok(out)
+    }
+
+    /// PublishStateMachineVersion: publishes the current revision (or
+    /// returns the version that already has it). `revisionId`, when given,
+    /// must be the current revision.
+    ///
+    /// Errors: `InvalidArn`, `StateMachineDoesNotExist`, `ConflictException`
+    /// (another revision), `ServiceQuotaExceededException`,
+    /// `ValidationException`.
+    pub(crate) async fn publish_version(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        let arn = req_str(req, "stateMachineArn")?;
+        let description = opt_str(req, "description")?;
+        if let Some(d) = description {
+            names::check_len(d, "description", 0, 256)?;
+        }
+        let mut m = self.load_machine(arn)?;
+        if let Some(r) = opt_str(req, "revisionId")?
+            && r != m.revision_id
+        {
+            return Err(err(
+                "ConflictException",
+                format!(
+                    "Failed to publish the State Machine version for revision {r}. The current State Machine revision is {}.",
+                    m.revision_id
+                ),
+            ));
+        }
+        let v = m.publish(description, stratus_core::time::now_ms())?;
+        self.save_machine(&m)?;
+        Ok(json!({
+            "creationDate": epoch(v.creation_ms),
+            "stateMachineVersionArn": m.version_arn(v.version),
+        }))
+    }
+
+    /// ListStateMachineVersions: newest first, in pages.
+    ///
+    /// Errors: `InvalidArn`, `StateMachineDoesNotExist`, `InvalidToken`.
+    pub(crate) fn list_versions(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        let arn = req_str(req, "stateMachineArn")?;
+        let m = self.load_machine(arn)?;
+        let start = parse_page_token(opt_str(req, "nextToken")?)?;
+        let size = page_size(req)?;
+        let items: Vec<Value> = m
+            .versions
+            .iter()
+            .rev()
+            .skip(start)
+            .take(size)
+            .map(|v| {
+                json!({
+                    "stateMachineVersionArn": m.version_arn(v.version),
+                    "creationDate": epoch(v.creation_ms),
+                })
+            })
+            .collect();
+        let mut out = json!({"stateMachineVersions": items});
+        if start + size < m.versions.len() {
+            out["nextToken"] = Value::from(page_token(start + size));
+        }
+        Ok(out)
+    }
+
+    /// DeleteStateMachineVersion (a version that does not exist: nothing
+    /// to do). Running executions of the version finish.
+    ///
+    /// Errors: `InvalidArn`, `ValidationException`.
+    pub(crate) async fn delete_version(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        let arn = req_str(req, "stateMachineVersionArn")?;
+        let a = names::check_state_machine_arn(arn)?;
+        let Some(n) = a.parts.get(1).and_then(|p| p.parse::<u64>().ok()) else {
+            return Err(err(
+                "InvalidArn",
+                format!("Invalid Arn: 'Resource type not valid in this context: {arn}'"),
+            ));
+        };
+        let base = arn.rsplit_once(':').map(|(b, _)| b).unwrap_or(arn);
+        if let Ok(mut m) = self.load_machine(base) {
+            let before = m.versions.len();
+            m.versions.retain(|v| v.version != n);
+            if m.versions.len() != before {
+                self.save_machine(&m)?;
+            }
+        }
+        Ok(json!({}))
     }
 
     /// DeleteStateMachine. Deleting a state machine that does not exist

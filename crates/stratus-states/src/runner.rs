@@ -534,6 +534,9 @@ pub struct MachineSnapshot {
     pub revision_id: String,
     pub logging_configuration: Value,
     pub tracing_configuration: Value,
+    /// The version the execution runs, when it was started by version ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_arn: Option<String>,
 }
 
 /// How an execution ended.
