@@ -96,15 +96,26 @@ pub struct ExecHost {
     park: tokio::sync::Notify,
 }
 
-struct BusyGuard<'a>(&'a AtomicUsize);
+/// Counts a task call or short timer in progress; when the last one ends
+/// while long timers are pending, the runner is told to consider parking.
+struct BusyGuard<'a>(&'a ExecHost);
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1
+            && !self
+                .0
+                .long_sleeps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        {
+            self.0.park.notify_one();
+        }
     }
 }
-fn busy(c: &AtomicUsize) -> BusyGuard<'_> {
-    c.fetch_add(1, Ordering::SeqCst);
-    BusyGuard(c)
+fn busy(h: &ExecHost) -> BusyGuard<'_> {
+    h.busy.fetch_add(1, Ordering::SeqCst);
+    BusyGuard(h)
 }
 
 struct SleepGuard<'a>(&'a ExecHost, u64);
@@ -411,7 +422,7 @@ impl Host for ExecHost {
             {
                 return r;
             }
-            let _busy = busy(&self.busy);
+            let _busy = busy(self);
             self.flush().await;
             let r = self.run_task(&call).await;
             self.journal_put(key, ok_or_err_json(&r));
@@ -445,7 +456,7 @@ impl Host for ExecHost {
                     .insert(id, until);
                 _sleep = SleepGuard(self, id);
             } else {
-                _busy = busy(&self.busy);
+                _busy = busy(self);
             }
             self.flush().await;
             if long {
@@ -560,18 +571,26 @@ pub(crate) async fn drive(
     input: Value,
     info: ExecutionInfo,
 ) -> Option<Outcome> {
-    let fut = stratus_asl::execute(&machine, input, &info, &*host);
-    tokio::pin!(fut);
+    let mut fut = Box::pin(stratus_asl::execute(&machine, input, &info, &*host));
     let result = loop {
         tokio::select! {
             biased;
-            r = &mut fut => break r,
+            r = &mut fut => break Ok(r),
             _ = host.park.notified() => {
                 if let Some(wake) = host.parkable() {
-                    park(&host, wake).await;
-                    return None;
+                    break Err(wake);
                 }
             }
+        }
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(wake) => {
+            // The engine goes first: whatever it holds (a flush in progress)
+            // is released before the parking flush.
+            drop(fut);
+            park(&host, wake).await;
+            return None;
         }
     };
     Some(finish(&host, result).await)
@@ -998,6 +1017,47 @@ mod tests {
             serde_json::from_str(stored_id.as_str().unwrap_or("null")).expect("json");
         assert_eq!(out["id"], stored["id"], "the replay reused the stored UUID");
         assert_eq!(events[1].previous_id, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_long_waits_park_together() {
+        let (_dir, states) = service();
+        let arn = start(
+            &states,
+            json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+                {"StartAt": "A", "States": {"A": {"Type": "Wait", "Seconds": 6, "Next": "A2"},
+                                             "A2": {"Type": "Pass", "Result": "a", "End": true}}},
+                {"StartAt": "B", "States": {"B": {"Type": "Wait", "Seconds": 7, "Next": "B2"},
+                                             "B2": {"Type": "Pass", "Result": "b", "End": true}}}
+            ]}}}),
+        )
+        .await;
+        crate::test_support::until(
+            || !states.is_running_here(&arn),
+            3_000,
+            "both branches to park",
+        )
+        .await;
+        let timers = spawn_recovery(states.clone());
+        crate::test_support::until(
+            || status(&states, &arn) == "SUCCEEDED",
+            15_000,
+            "the execution to finish",
+        )
+        .await;
+        timers.abort();
+        let row = states.load_full_row(&arn).ok().flatten().expect("row");
+        assert_eq!(row.output.as_deref(), Some(r#"["a","b"]"#));
+        let kinds = event_types(&states, &arn);
+        assert_eq!(kinds.iter().filter(|k| *k == "WaitStateEntered").count(), 2);
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| *k == "ParallelStateEntered")
+                .count(),
+            1
+        );
+        assert_eq!(kinds.last().map(String::as_str), Some("ExecutionSucceeded"));
     }
 
     #[test]
