@@ -498,7 +498,7 @@ impl Exec<'_> {
 /// "An error occurred while executing the state 'X' (entered at the event
 /// id #N). " + cause: AWS's wording for States.Runtime failures.
 fn runtime(v: &Visit<'_>, e: EvalError) -> Failure {
-    if e.error == "States.Runtime" {
+    if e.error == "States.Runtime" || e.error == "States.QueryEvaluationError" {
         Failure::new(
             e.error,
             format!(

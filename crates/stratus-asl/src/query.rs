@@ -17,8 +17,14 @@ use crate::path::EvalError;
 pub enum JValue {
     /// No expression anywhere below.
     Static(Value),
-    /// `"{% expr %}"`.
-    Expr { text: String, expr: Expression },
+    /// `"{% expr %}"`: the expression's text (between the delimiters,
+    /// trimmed), where it sits below the field (`/v` for `{"v": ...}`),
+    /// and the parsed expression.
+    Expr {
+        text: String,
+        at: String,
+        expr: Expression,
+    },
     /// An object with an expression somewhere below.
     Object(Vec<(String, JValue)>),
     /// An array with an expression somewhere below.
@@ -65,7 +71,8 @@ impl JValue {
                         )
                     })?;
                     Ok(JValue::Expr {
-                        text: s.clone(),
+                        text: inner.trim().to_string(),
+                        at: at.to_string(),
                         expr,
                     })
                 }
@@ -130,14 +137,14 @@ impl JValue {
     }
 
     fn undefined_error(&self, field: &str) -> EvalError {
-        let text = match self {
-            JValue::Expr { text, .. } => text.as_str(),
-            _ => "",
+        let (text, at) = match self {
+            JValue::Expr { text, at, .. } => (text.as_str(), at.as_str()),
+            _ => ("", ""),
         };
         EvalError {
             error: "States.QueryEvaluationError".into(),
             cause: format!(
-                "The JSONata expression '{text}' specified for the field '{field}' returned nothing (undefined)."
+                "The JSONata expression '{text}' specified for the field '{field}{at}' returned nothing (undefined)."
             ),
         }
     }
@@ -151,10 +158,10 @@ impl JValue {
     ) -> Result<Option<Value>, EvalError> {
         match self {
             JValue::Static(v) => Ok(Some(v.clone())),
-            JValue::Expr { text, expr } => expr.evaluate(Some(input), env).map_err(|e| EvalError {
+            JValue::Expr { text, at, expr } => expr.evaluate(Some(input), env).map_err(|e| EvalError {
                 error: "States.QueryEvaluationError".into(),
                 cause: format!(
-                    "An error occurred while evaluating the JSONata expression '{text}' specified for the field '{field}': {}: {}",
+                    "The JSONata expression '{text}' specified for the field '{field}{at}' threw an error during evaluation. {}: {}",
                     e.code, e.message
                 ),
             }),
