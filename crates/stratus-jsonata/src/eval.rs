@@ -15,8 +15,9 @@ use crate::{Environment, JsonataError, NativeFunction, builtins};
 pub(crate) const DEFAULT_DEPTH_LIMIT: usize = 2000;
 /// Largest accepted nesting limit.
 pub(crate) const MAX_DEPTH_LIMIT: usize = 5000;
-/// Nesting limit when evaluation could not move to a large stack.
-const SMALL_STACK_DEPTH_LIMIT: usize = 60;
+/// Nesting limit on the caller's own stack (expressions that cannot nest
+/// deeper, or when no large-stack thread could be started).
+pub(crate) const INLINE_DEPTH_LIMIT: usize = 200;
 /// Largest sequence the range operator may allocate (D2014).
 const MAX_RANGE: f64 = 1e7;
 
@@ -118,6 +119,7 @@ pub(crate) fn evaluate_root(
     ast: &Node,
     input: Option<&serde_json::Value>,
     env: &Environment,
+    depth_limit: usize,
 ) -> R<Option<serde_json::Value>> {
     let root = input.map(|j| match from_json(j) {
         Value::Array(a, f) => Value::Array(
@@ -136,9 +138,9 @@ pub(crate) fn evaluate_root(
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let depth_limit = if crate::stack::on_large_stack() {
-        env.depth_limit
+        depth_limit
     } else {
-        env.depth_limit.min(SMALL_STACK_DEPTH_LIMIT)
+        depth_limit.min(INLINE_DEPTH_LIMIT)
     };
     let ev = Ev {
         env,

@@ -78,6 +78,40 @@ pub const DEFAULT_STEP_LIMIT: u64 = 10_000_000;
 #[derive(Debug, Clone)]
 pub struct Expression {
     ast: Arc<parser::Node>,
+    shape: Arc<parser::Shape>,
+}
+
+/// Expressions up to this many characters are parsed on the caller's
+/// thread (their nesting cannot exceed their length).
+const INLINE_PARSE_CHARS: usize = 100;
+/// Expressions without function definitions, nesting at most this deep,
+/// evaluated over data nesting at most [`INLINE_DATA_DEPTH`] deep, run on
+/// the caller's thread; others on a thread with a large stack.
+const INLINE_TREE_DEPTH: usize = 32;
+const INLINE_DATA_DEPTH: usize = 64;
+
+/// Whether `v` nests arrays/objects deeper than `limit` (iterative).
+fn json_deeper_than(v: &serde_json::Value, limit: usize) -> bool {
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        if d > limit {
+            return true;
+        }
+        match v {
+            serde_json::Value::Array(a) => stack.extend(
+                a.iter()
+                    .filter(|x| x.is_array() || x.is_object())
+                    .map(|x| (x, d + 1)),
+            ),
+            serde_json::Value::Object(m) => stack.extend(
+                m.values()
+                    .filter(|x| x.is_array() || x.is_object())
+                    .map(|x| (x, d + 1)),
+            ),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses JSONata expression text.
@@ -88,9 +122,20 @@ pub struct Expression {
 /// expected token, `S0203` unexpected end), `S0301`/`S0302` regex literal
 /// errors, `U1001` nesting deeper than the parser's depth limit.
 pub fn parse(expr: &str) -> Result<Expression, JsonataError> {
-    let text = expr.to_string();
-    let ast = stack::with_large_stack(move || parser::parse(&text))?;
-    Ok(Expression { ast: Arc::new(ast) })
+    let work = |text: &str| -> Result<(parser::Node, parser::Shape), JsonataError> {
+        let ast = parser::parse(text)?;
+        let shape = parser::shape(&ast);
+        Ok((ast, shape))
+    };
+    let (ast, shape) = if expr.chars().count() <= INLINE_PARSE_CHARS {
+        work(expr)?
+    } else {
+        stack::with_large_stack(|| work(expr))?
+    };
+    Ok(Expression {
+        ast: Arc::new(ast),
+        shape: Arc::new(shape),
+    })
 }
 
 /// Variable bindings and host functions visible to an evaluation, plus its
@@ -186,8 +231,22 @@ impl Expression {
         input: Option<&serde_json::Value>,
         env: &Environment,
     ) -> Result<Option<serde_json::Value>, JsonataError> {
-        let ast = self.ast.clone();
-        stack::with_large_stack(move || eval::evaluate_root(&ast, input, env))
+        let ast = &self.ast;
+        let shape = &self.shape;
+        let inline = !shape.open_ended
+            && shape.depth <= INLINE_TREE_DEPTH
+            && !input.is_some_and(|v| json_deeper_than(v, INLINE_DATA_DEPTH))
+            && shape.vars.iter().all(|name| {
+                !env.functions.contains_key(name)
+                    && !env
+                        .vars
+                        .get(name)
+                        .is_some_and(|v| json_deeper_than(v, INLINE_DATA_DEPTH))
+            });
+        if inline {
+            return eval::evaluate_root(ast, input, env, eval::INLINE_DEPTH_LIMIT);
+        }
+        stack::with_large_stack(move || eval::evaluate_root(ast, input, env, env.depth_limit))
     }
 }
 

@@ -774,3 +774,93 @@ fn translate_js_regex(p: &str) -> String {
     }
     out
 }
+
+/// The direct sub-expressions of a node.
+pub(crate) fn children(n: &Node) -> Vec<&Node> {
+    match &n.kind {
+        Kind::Str(_)
+        | Kind::Num(_)
+        | Kind::Bool(_)
+        | Kind::Null
+        | Kind::Regex(_)
+        | Kind::Name(_)
+        | Kind::Var(_)
+        | Kind::Wildcard
+        | Kind::Descendant
+        | Kind::Parent
+        | Kind::Placeholder => Vec::new(),
+        Kind::Path { steps, .. } => steps.iter().collect(),
+        Kind::Filter(a, b) | Kind::Binary(_, a, b) | Kind::Chain(a, b) | Kind::Range(a, b) => {
+            vec![a, b]
+        }
+        Kind::KeepArray(a)
+        | Kind::Neg(a)
+        | Kind::Bind(_, a)
+        | Kind::Focus(a, _)
+        | Kind::Index(a, _) => vec![a],
+        Kind::ArrayCons(v) | Kind::Block(v) => v.iter().collect(),
+        Kind::ObjectCons(p) => p.iter().flat_map(|(a, b)| [a, b]).collect(),
+        Kind::Group(a, p) => std::iter::once(&**a)
+            .chain(p.iter().flat_map(|(x, y)| [x, y]))
+            .collect(),
+        Kind::Sort(a, t) => std::iter::once(&**a)
+            .chain(t.iter().map(|(x, _)| x))
+            .collect(),
+        Kind::Condition(c, t, e) => {
+            let mut v: Vec<&Node> = vec![c, t];
+            if let Some(e) = e {
+                v.push(e);
+            }
+            v
+        }
+        Kind::Call { func, args, .. } => std::iter::once(&**func).chain(args.iter()).collect(),
+        Kind::Lambda(def) => vec![&def.body],
+        Kind::Transform {
+            pattern,
+            update,
+            delete,
+        } => {
+            let mut v: Vec<&Node> = vec![pattern, update];
+            if let Some(d) = delete {
+                v.push(d);
+            }
+            v
+        }
+    }
+}
+
+/// What an expression needs from the evaluator's stack.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shape {
+    /// Nesting depth of the tree.
+    pub depth: usize,
+    /// Contains function definitions, transforms or `$eval` (evaluation
+    /// depth then depends on the data, not only on the tree).
+    pub open_ended: bool,
+    /// Variables it names (without `$`).
+    pub vars: Vec<String>,
+}
+
+pub(crate) fn shape(root: &Node) -> Shape {
+    let mut s = Shape::default();
+    let mut stack = vec![(root, 1usize)];
+    while let Some((n, d)) = stack.pop() {
+        s.depth = s.depth.max(d);
+        match &n.kind {
+            Kind::Lambda(_) | Kind::Transform { .. } => s.open_ended = true,
+            Kind::Var(v) => {
+                if v == "eval" {
+                    s.open_ended = true;
+                }
+                if !s.vars.contains(v) {
+                    s.vars.push(v.clone());
+                }
+            }
+            _ => {}
+        }
+        for c in children(n) {
+            stack.push((c, d + 1));
+        }
+    }
+    s
+}

@@ -308,3 +308,21 @@ fn expressions_are_shareable_across_threads() {
         assert_eq!(h.join().unwrap(), Some(json!(i + 1)));
     }
 }
+
+#[test]
+fn deeply_nested_input_is_handled() {
+    let mut v = json!({"leaf": 1});
+    for _ in 0..2000 {
+        v = json!({ "x": v });
+    }
+    let env = Environment::new();
+    let run = |s: &str| parse(s).unwrap().evaluate(Some(&v), &env);
+    assert_eq!(run("$count(**.leaf)").unwrap(), Some(json!(1)));
+    assert_eq!(run("**.leaf").unwrap(), Some(json!(1)));
+    // Returning the whole structure exceeds the result depth limit.
+    assert_eq!(run("$").unwrap_err().code, "U1001");
+    assert_eq!(
+        run("$string($) ~> $length() > 8000").unwrap(),
+        Some(json!(true))
+    );
+}
