@@ -15,7 +15,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from harness import ACCOUNT, FUNCTIONS_DIR, REGION, FunctionFactory, function_arn, make_zip, start_server
+from harness import (ACCOUNT, FUNCTIONS_DIR, REGION, FunctionFactory, function_arn, make_zip,
+                     start_server, stratus_cli)
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/StepFunctionsRole"
 
@@ -102,6 +103,10 @@ def test_execution_resumes_after_sigkill(tmp_path, wait_seconds):
     ids = [e["id"] for e in events]
     assert ids == list(range(1, len(events) + 1))
     srv.stop()
+    # The function ran exactly twice (Before and After): two START lines.
+    logs = stratus_cli("logs", fn, "--data-dir", str(srv.data_dir), "--region", REGION)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.count("START RequestId:") == 2, logs.stdout
 
 
 def test_running_execution_is_not_lost_on_sigkill_right_after_start(tmp_path):
@@ -123,3 +128,52 @@ def test_running_execution_is_not_lost_on_sigkill_right_after_start(tmp_path):
         assert d["status"] == "SUCCEEDED"
         assert json.loads(d["output"]) == "done"
     srv.stop()
+
+
+def test_callback_task_survives_a_restart(tmp_path):
+    """A .waitForTaskToken task dispatched before SIGKILL is not dispatched
+    again after the restart, and SendTaskSuccess with its token completes it."""
+    srv = start_server(tmp_path / "data", name="sfn-restart-callback")
+    lam = client(srv.url, "lambda")
+    factory = FunctionFactory(lam, "callback")
+    package = make_zip({"app.py": (FUNCTIONS_DIR / "sfn_workflows" / "app.py").read_bytes()})
+    fn = factory.create(package, handler="app.echo")["FunctionName"]
+    sfn = client(srv.url, "stepfunctions")
+    arn = sfn.create_state_machine(
+        name="callback", roleArn=ROLE,
+        definition=json.dumps({"StartAt": "Approve", "States": {"Approve": {
+            "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": fn, "Payload": {"token.$": "$$.Task.Token"}},
+            "End": True}}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+
+    def token():
+        for e in sfn.get_execution_history(executionArn=ex)["events"]:
+            if e["type"] == "TaskScheduled":
+                return json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]["token"]
+        return None
+
+    tok = wait_for(token, 30, "the task to be scheduled")
+    time.sleep(1.0)  # the function has been invoked and its dispatch recorded
+    srv.kill()
+    srv.start()
+    sfn = client(srv.url, "stepfunctions")
+    time.sleep(1.0)
+    assert sfn.describe_execution(executionArn=ex)["status"] == "RUNNING"
+    sfn.send_task_success(taskToken=tok, output='{"approved": true}')
+
+    def finished():
+        d = sfn.describe_execution(executionArn=ex)
+        return d if d["status"] != "RUNNING" else None
+
+    d = wait_for(finished, 30, "the execution to finish")
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == {"approved": True}
+    kinds = [e["type"] for e in sfn.get_execution_history(executionArn=ex)["events"]]
+    assert kinds.count("TaskScheduled") == 1, kinds
+    assert kinds.count("TaskStateEntered") == 1, kinds
+    srv.stop()
+    # The function ran once: one START line in its logs.
+    logs = stratus_cli("logs", fn, "--data-dir", str(srv.data_dir), "--region", REGION)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout.count("START RequestId:") == 1, logs.stdout
