@@ -97,47 +97,6 @@ pub(crate) fn arity(name: &str) -> usize {
     entry(name).map(|e| e.1.max(1)).unwrap_or(1)
 }
 
-/// Parameter types of a function signature such as `<a<n>s?:s>`: one string
-/// per parameter, starting with its type letter (or `(` for a choice).
-pub(crate) fn signature_params(sig: &str) -> Vec<String> {
-    let inner = sig.trim_start_matches('<');
-    let mut out = Vec::new();
-    let mut chars = inner.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            ':' | '>' => break,
-            '?' | '+' | '-' => {}
-            '<' => {
-                let mut depth = 1;
-                for d in chars.by_ref() {
-                    match d {
-                        '<' => depth += 1,
-                        '>' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            '(' => {
-                let mut s = String::from("(");
-                for d in chars.by_ref() {
-                    s.push(d);
-                    if d == ')' {
-                        break;
-                    }
-                }
-                out.push(s);
-            }
-            c => out.push(c.to_string()),
-        }
-    }
-    out
-}
-
 fn sig_err(name: &str, i: usize, pos: usize) -> crate::JsonataError {
     err(
         "T0410",

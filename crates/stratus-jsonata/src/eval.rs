@@ -1240,14 +1240,13 @@ impl<'a> Ev<'a> {
                         return self.apply(&Value::Func(func.clone()), args, ctx, pos);
                     };
                     let f = self.new_frame(Some(frame.clone()));
-                    let mut it = args.into_iter();
+                    let bound = match def.signature.as_deref() {
+                        Some(sig) => check_signature(sig, std::mem::take(&mut args), ctx, pos)?,
+                        None => std::mem::take(&mut args),
+                    };
+                    let mut it = bound.into_iter();
                     for p in &def.params {
-                        let a = it.next().flatten();
-                        let a = match (a, def.signature.as_deref()) {
-                            (Some(v), Some(sig)) => coerce_by_signature(v, sig, &def.params, p),
-                            (a, _) => a,
-                        };
-                        f.set(p, a);
+                        f.set(p, it.next().flatten());
                     }
                     match self.eval_tail(&def.body, input.as_ref(), &f)? {
                         Tail::Done(v) => return Ok(v),
@@ -1451,17 +1450,189 @@ enum Tail {
     Call(Rc<Func>, Vec<Option<Value>>),
 }
 
-/// Applies array coercion from a lambda signature: a parameter declared
-/// `a` (array) receives a non-array argument wrapped in an array.
-fn coerce_by_signature(v: Value, sig: &str, params: &[String], param: &str) -> Option<Value> {
-    let Some(idx) = params.iter().position(|p| p == param) else {
-        return Some(v);
-    };
-    let types = builtins::signature_params(sig);
-    match types.get(idx) {
-        Some(t) if t.starts_with('a') && !v.is_array() => Some(Value::array(vec![v])),
-        _ => Some(v),
+/// One parameter of a function signature (<https://docs.jsonata.org/programming#function-signatures>).
+struct SigParam {
+    /// Accepted type letters (`b n s l a o f`; `u`, `j`, `x` expanded).
+    types: String,
+    /// Element type of `a<t>`.
+    element: Option<char>,
+    /// `?` optional, `-` context default, `+` one or more, ' ' plain.
+    option: char,
+}
+
+fn expand_types(t: char) -> &'static str {
+    match t {
+        'b' => "b",
+        'n' => "n",
+        's' => "s",
+        'l' => "l",
+        'a' => "a",
+        'o' => "o",
+        'f' => "f",
+        'u' => "bnsl",
+        'j' => "bnslao",
+        _ => "bnslaof",
     }
+}
+
+fn parse_signature(sig: &str) -> Vec<SigParam> {
+    let inner = sig.trim_start_matches('<');
+    let chars: Vec<char> = inner.chars().collect();
+    let mut out: Vec<SigParam> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            ':' | '>' => break,
+            '?' | '-' | '+' => {
+                if let Some(last) = out.last_mut() {
+                    last.option = c;
+                }
+                i += 1;
+            }
+            '<' => {
+                // Parameterised type: `a<n>` or `f<...>`.
+                let mut depth = 0;
+                let start = i;
+                while i < chars.len() {
+                    match chars[i] {
+                        '<' => depth += 1,
+                        '>' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                if let Some(last) = out.last_mut().filter(|l| l.types == "a") {
+                    last.element = chars.get(start + 1).copied();
+                }
+                i += 1;
+            }
+            '(' => {
+                let mut types = String::new();
+                i += 1;
+                while i < chars.len() && chars[i] != ')' {
+                    types.push_str(expand_types(chars[i]));
+                    i += 1;
+                }
+                i += 1;
+                out.push(SigParam {
+                    types,
+                    element: None,
+                    option: ' ',
+                });
+            }
+            c => {
+                out.push(SigParam {
+                    types: expand_types(c).to_string(),
+                    element: None,
+                    option: ' ',
+                });
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn type_letter(v: &Value) -> char {
+    match v {
+        Value::Null => 'l',
+        Value::Bool(_) => 'b',
+        Value::Num(_) => 'n',
+        Value::Str(_) => 's',
+        Value::Array(..) => 'a',
+        Value::Object(_) => 'o',
+        Value::Func(_) => 'f',
+    }
+}
+
+/// Whether an argument fits a parameter (arrays accept any single value,
+/// which is then wrapped).
+fn fits(p: &SigParam, v: &Option<Value>) -> bool {
+    match v {
+        None => true,
+        Some(v) => p.types.contains(type_letter(v)) || p.types.contains('a'),
+    }
+}
+
+/// Validates arguments against a lambda's signature, wrapping single values
+/// passed for array parameters and supplying the context for `-`
+/// parameters. Errors: `T0410` (argument does not match), `T0412` (array
+/// element of the wrong type).
+fn check_signature(
+    sig: &str,
+    args: Vec<Option<Value>>,
+    ctx: Option<&Value>,
+    pos: usize,
+) -> R<Vec<Option<Value>>> {
+    let params = parse_signature(sig);
+    let mismatch = |i: usize| {
+        err(
+            "T0410",
+            format!(
+                "Argument {} of function does not match function signature",
+                i + 1
+            ),
+            pos,
+        )
+    };
+    let coerce = |p: &SigParam, v: Option<Value>, i: usize| -> R<Option<Value>> {
+        let Some(v) = v else { return Ok(None) };
+        let v = if p.types.contains('a') && !p.types.contains(type_letter(&v)) {
+            Value::array(vec![v])
+        } else {
+            v
+        };
+        if let (Some(el), Value::Array(items, _)) = (p.element, &v) {
+            let allowed = expand_types(el);
+            if items.iter().any(|x| !allowed.contains(type_letter(x))) {
+                return Err(err(
+                    "T0412",
+                    format!("Argument {} of function must be an array of {el}", i + 1),
+                    pos,
+                ));
+            }
+        }
+        Ok(Some(v))
+    };
+    let mut out = Vec::with_capacity(params.len());
+    let mut i = 0;
+    for p in &params {
+        let arg = args.get(i).cloned();
+        match p.option {
+            '-' => match arg {
+                Some(a) if a.is_some() && fits(p, &a) => {
+                    out.push(coerce(p, a, i)?);
+                    i += 1;
+                }
+                _ => out.push(coerce(p, ctx.cloned(), i)?),
+            },
+            '?' => match arg {
+                Some(a) if fits(p, &a) => {
+                    out.push(coerce(p, a, i)?);
+                    i += 1;
+                }
+                _ => out.push(None),
+            },
+            _ => match arg {
+                Some(a) if fits(p, &a) => {
+                    out.push(coerce(p, a, i)?);
+                    i += 1;
+                }
+                Some(_) => return Err(mismatch(i)),
+                None => out.push(None),
+            },
+        }
+    }
+    if i < args.len() {
+        return Err(mismatch(i));
+    }
+    Ok(out)
 }
 
 /// Whether a path step binds `#$i` or `@$v` (possibly under predicates).

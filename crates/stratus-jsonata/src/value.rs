@@ -141,10 +141,6 @@ impl Value {
         Value::Object(Rc::new(o))
     }
 
-    pub fn is_array(&self) -> bool {
-        matches!(self, Value::Array(..))
-    }
-
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Num(n) => Some(*n),

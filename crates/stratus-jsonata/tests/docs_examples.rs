@@ -586,6 +586,27 @@ const CASES: &[(&str, &str, Input, &str)] = &[
         "[ 1, 1, 2, 3, 5, 8, 13, 21, 34 ]",
     ),
     ("programming", "/* comment */ 1 + /* another */ 2", N, "3"),
+    // Function signatures (same page): `a<n>` accepts a single number as a
+    // one-item array; `s-` takes the context when the argument is missing.
+    ("programming", "function($a)<a<n>:n>{ $sum($a) }(5)", N, "5"),
+    (
+        "programming",
+        "λ($s)<s:s>{ $uppercase($s) }('x')",
+        N,
+        r#""X""#,
+    ),
+    (
+        "programming",
+        "['abc', 'de'].(function($s)<s-:n>{ $length($s) })()",
+        N,
+        "[3, 2]",
+    ),
+    (
+        "programming",
+        "function($x, $y)<nn?:n>{ $exists($y) ? $x + $y : $x }(4)",
+        N,
+        "4",
+    ),
     // https://docs.jsonata.org/regex
     (
         "regex",
@@ -1458,6 +1479,24 @@ const ERRORS: &[(&str, &str, Input, &str)] = &[
     ("expressions", "[1, 2", N, "S0203"),
     ("expressions", "1 2", N, "S0201"),
     ("programming", "function(x){1}", N, "S0208"),
+    (
+        "programming",
+        "function($x)<n:n>{ $x * 2 }('a')",
+        N,
+        "T0410",
+    ),
+    (
+        "programming",
+        "function($x)<n:n>{ $x * 2 }(1, 2)",
+        N,
+        "T0410",
+    ),
+    (
+        "programming",
+        "function($a)<a<n>:n>{ $sum($a) }(['x'])",
+        N,
+        "T0412",
+    ),
     ("other-operators", "1 := 2", N, "S0212"),
     ("regex", "$match('a', //)", N, "S0301"),
     ("regex", "$match('a', /abc)", N, "S0302"),
