@@ -308,6 +308,11 @@ fn component(p: &Parts, marker: &str, pos: usize) -> R<String> {
             v %= 10i64.pow(w.min(18) as u32);
         }
     }
+    // A trailing `o` asks for an ordinal (`[D1o]` = "7th").
+    let (pres, ordinal) = match pres.strip_suffix('o') {
+        Some(p) if !p.is_empty() => (p.to_string(), true),
+        _ => (pres, false),
+    };
     let mut pres_num = pres.clone();
     if let Some(mn) = min_w
         && pres_num.chars().all(|c| c.is_ascii_digit() || c == '#')
@@ -316,6 +321,9 @@ fn component(p: &Parts, marker: &str, pos: usize) -> R<String> {
         if mn > have {
             pres_num = "0".repeat(mn - 1) + "1";
         }
+    }
+    if ordinal {
+        pres_num.push_str(";o");
     }
     numfmt::format_integer(v as f64, &pres_num, 0)
 }
@@ -620,4 +628,45 @@ fn parse_with_picture(s: &str, picture: &str, pos: usize) -> R<Option<f64>> {
     Ok(Some(
         (days * MS_PER_DAY + h * 3_600_000 + mi * 60_000 + sec * 1000 + ms - off * 60_000) as f64,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        for d in [-800_000i64, -1, 0, 59, 60, 10_000, 2_932_896] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+    }
+
+    #[test]
+    fn iso_8601_parsing() {
+        // 2017-11-07T15:07:54.972Z is 1510067274972 ms
+        // (https://docs.jsonata.org/date-time-functions).
+        assert_eq!(
+            parse_iso("2017-11-07T15:07:54.972Z"),
+            Some(1_510_067_274_972)
+        );
+        assert_eq!(
+            parse_iso("2017-11-07T16:07:54.972+01:00"),
+            Some(1_510_067_274_972)
+        );
+        assert_eq!(
+            parse_iso("2017-11-07T10:07:54.972-0500"),
+            Some(1_510_067_274_972)
+        );
+        assert_eq!(parse_iso("1970-01-01"), Some(0));
+        assert_eq!(parse_iso("2017-02-29"), None);
+        assert_eq!(parse_iso("2016-02-29"), Some(1_456_704_000_000));
+        assert_eq!(parse_iso("2017-13-01"), None);
+        assert_eq!(parse_iso("yesterday"), None);
+        assert_eq!(parse_iso("2017-11-07T25:00"), None);
+    }
 }

@@ -460,3 +460,59 @@ pub(crate) fn to_string(v: &Value, pretty: bool) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Number-to-string follows ECMAScript's Number::toString (shortest
+    /// round-trip digits; exponent form from 1e21 and below 1e-6).
+    #[test]
+    fn js_number_formatting() {
+        assert_eq!(js_number(0.0), "0");
+        assert_eq!(js_number(-0.0), "0");
+        assert_eq!(js_number(5.0), "5");
+        assert_eq!(js_number(-2.5), "-2.5");
+        assert_eq!(js_number(123456789012.0), "123456789012");
+        assert_eq!(js_number(1e20), "100000000000000000000");
+        assert_eq!(js_number(1e21), "1e+21");
+        assert_eq!(js_number(1.5e300), "1.5e+300");
+        assert_eq!(js_number(0.000001), "0.000001");
+        assert_eq!(js_number(1e-7), "1e-7");
+        assert_eq!(js_number(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(js_number(precision15(0.1 + 0.2)), "0.3");
+    }
+
+    #[test]
+    fn truthiness_follows_boolean_casting_rules() {
+        assert!(!truthy(None));
+        assert!(!truthy(Some(&Value::Null)));
+        assert!(!truthy(Some(&Value::str(""))));
+        assert!(truthy(Some(&Value::str("0"))));
+        assert!(!truthy(Some(&Value::Num(0.0))));
+        assert!(!truthy(Some(&Value::array(vec![
+            Value::Bool(false),
+            Value::Num(0.0)
+        ]))));
+        assert!(truthy(Some(&Value::array(vec![
+            Value::Bool(false),
+            Value::Num(2.0)
+        ]))));
+    }
+
+    #[test]
+    fn objects_keep_insertion_order_past_the_index_threshold() {
+        let mut o = Obj::new();
+        for i in (0..40).rev() {
+            o.insert(Rc::from(format!("k{i}").as_str()), Value::Num(i as f64));
+        }
+        let keys: Vec<String> = o.keys().map(|k| k.to_string()).collect();
+        assert_eq!(keys[0], "k39");
+        assert_eq!(keys[39], "k0");
+        assert!(matches!(o.get("k7"), Some(Value::Num(n)) if *n == 7.0));
+        o.remove("k39");
+        assert_eq!(o.len(), 39);
+        assert!(o.get("k39").is_none());
+        assert!(matches!(o.get("k0"), Some(Value::Num(n)) if *n == 0.0));
+    }
+}
