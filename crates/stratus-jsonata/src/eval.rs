@@ -105,6 +105,7 @@ pub(crate) struct Ev<'a> {
     depth_limit: usize,
     steps: Cell<u64>,
     deadline: Option<Instant>,
+    /// Scopes captured by function values (closures and transforms).
     frames: RefCell<Vec<Rc<Frame>>>,
     env_cache: RefCell<HashMap<String, Value>>,
     /// The expression uses the parent operator `%`: paths record where each
@@ -161,11 +162,20 @@ pub(crate) fn evaluate_root(
         Ok(None) => Ok(None),
         Err(e) => Err(e),
     };
-    // Closures can hold the frame they are bound in: clear every frame so
-    // the reference cycles are broken.
+    // A closure stored in a scope it captured (directly or through an
+    // enclosing scope) forms a reference cycle: clear every scope on the
+    // captured chains so the cycles are broken.
+    let mut seen = std::collections::HashSet::new();
     for f in ev.frames.borrow().iter() {
-        f.vars.borrow_mut().clear();
-        f.parent_item.borrow_mut().take();
+        let mut cur = Some(f.clone());
+        while let Some(fr) = cur {
+            if !seen.insert(Rc::as_ptr(&fr)) {
+                break;
+            }
+            fr.vars.borrow_mut().clear();
+            fr.parent_item.borrow_mut().take();
+            cur = fr.parent.clone();
+        }
     }
     out
 }
@@ -206,13 +216,11 @@ fn finite(n: f64, pos: usize) -> R<Option<Value>> {
 
 impl<'a> Ev<'a> {
     fn new_frame(&self, parent: Option<Rc<Frame>>) -> Rc<Frame> {
-        let f = Rc::new(Frame {
+        Rc::new(Frame {
             vars: RefCell::new(HashMap::new()),
             parent,
             parent_item: RefCell::new(None),
-        });
-        self.frames.borrow_mut().push(f.clone());
-        f
+        })
     }
 
     /// Evaluates a separately parsed expression (`$eval`) in a fresh scope.
@@ -389,11 +397,14 @@ impl<'a> Ev<'a> {
                 "Syntax error: ? is only allowed as a function argument",
                 pos,
             )),
-            Kind::Lambda(def) => Ok(Some(Value::Func(Rc::new(Func::Lambda {
-                def: def.clone(),
-                frame: frame.clone(),
-                input: input.cloned(),
-            })))),
+            Kind::Lambda(def) => {
+                self.frames.borrow_mut().push(frame.clone());
+                Ok(Some(Value::Func(Rc::new(Func::Lambda {
+                    def: def.clone(),
+                    frame: frame.clone(),
+                    input: input.cloned(),
+                }))))
+            }
             Kind::Chain(l, r) => {
                 let lv = self.eval(l, input, frame)?;
                 if let Kind::Call {
@@ -462,12 +473,15 @@ impl<'a> Ev<'a> {
                 pattern,
                 update,
                 delete,
-            } => Ok(Some(Value::Func(Rc::new(Func::Transform {
-                pattern: pattern.clone(),
-                update: update.clone(),
-                delete: delete.clone(),
-                frame: frame.clone(),
-            })))),
+            } => {
+                self.frames.borrow_mut().push(frame.clone());
+                Ok(Some(Value::Func(Rc::new(Func::Transform {
+                    pattern: pattern.clone(),
+                    update: update.clone(),
+                    delete: delete.clone(),
+                    frame: frame.clone(),
+                }))))
+            }
             Kind::Focus(..) | Kind::Index(..) => {
                 self.eval_path_tuples(std::slice::from_ref(node), false, input, frame)
             }

@@ -13,6 +13,30 @@
 //! JSON `null`. Errors carry JSONata's documented error codes (`S0xxx` syntax,
 //! `T1xxx`/`T2xxx` type, `D1xxx`/`D2xxx`/`D3xxx` dynamic) and the character
 //! offset in the expression where known.
+//!
+//! The language: location paths with sequence flattening and singleton
+//! unwrapping, `[]` to keep arrays, predicates and (negative) indexes, `*`,
+//! `**`, `%`, `#$i`, `@$v`, order-by `^( )`, grouping `{ }`, array and
+//! object constructors, arithmetic, comparison (deep `=`), `and`/`or`, `&`,
+//! `in`, ranges, `? :`, `?:`, `??`, blocks with `:=`, `function`/`λ`
+//! definitions with signatures, closures, partial application with `?`,
+//! `~>` chaining and composition, the transform `| | |`, regex literals
+//! and the documented function library (string, numeric, aggregation,
+//! Boolean, array, object, higher-order, date/time).
+//!
+//! Differences from the reference implementation, by design:
+//! - Regular expressions run on the `regex` crate: JavaScript syntax that
+//!   crate lacks (look-around, back-references) is a syntax error `S0303`.
+//! - `$eval` evaluates in a fresh scope (host bindings and built-ins, but
+//!   not the variables of the calling block).
+//! - Limits: nesting/recursion depth (`U1001`), a step budget (`U1002`,
+//!   default [`DEFAULT_STEP_LIMIT`]), an optional time budget (`U1002`), and
+//!   results nested more than 1000 levels (`U1001`). Calls in tail position
+//!   run as loops, as the documentation describes.
+//! - Object key order is the input's order only when serde_json keeps it
+//!   (this crate's `preserve_order` feature); otherwise serde_json hands
+//!   objects over with sorted keys. Objects built by an expression keep
+//!   their construction order internally either way.
 
 use std::collections::HashMap;
 use std::fmt;
