@@ -105,6 +105,8 @@ pub(crate) struct Ev<'a> {
     depth_limit: usize,
     steps: Cell<u64>,
     deadline: Option<Instant>,
+    /// Scope of the innermost function call being made (for `$eval`).
+    call_frame: RefCell<Option<Rc<Frame>>>,
     /// Scopes captured by function values (closures and transforms).
     frames: RefCell<Vec<Rc<Frame>>>,
     env_cache: RefCell<HashMap<String, Value>>,
@@ -150,6 +152,7 @@ pub(crate) fn evaluate_root(
         depth_limit,
         steps: Cell::new(0),
         deadline: env.time_limit.map(|d| Instant::now() + d),
+        call_frame: RefCell::new(None),
         frames: RefCell::new(Vec::new()),
         env_cache: RefCell::new(HashMap::new()),
         track_parent: uses_parent(ast),
@@ -223,9 +226,11 @@ impl<'a> Ev<'a> {
         })
     }
 
-    /// Evaluates a separately parsed expression (`$eval`) in a fresh scope.
+    /// Evaluates a separately parsed expression (`$eval`) in a scope nested
+    /// in the one of the call.
     pub fn eval_detached(&self, node: &Node, input: Option<&Value>) -> R<Option<Value>> {
-        let frame = self.new_frame(None);
+        let parent = self.call_frame.borrow().clone();
+        let frame = self.new_frame(parent);
         self.eval(node, input, &frame)
     }
 
@@ -1206,7 +1211,10 @@ impl<'a> Ev<'a> {
         for a in args {
             vals.push(self.eval(a, input, frame)?);
         }
-        self.apply(&f, vals, input, pos)
+        let saved = self.call_frame.replace(Some(frame.clone()));
+        let r = self.apply(&f, vals, input, pos);
+        *self.call_frame.borrow_mut() = saved;
+        r
     }
 
     /// Calls a function value with arguments; `ctx` is the context item,

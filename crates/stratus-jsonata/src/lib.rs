@@ -27,8 +27,6 @@
 //! Differences from the reference implementation, by design:
 //! - Regular expressions run on the `regex` crate: JavaScript syntax that
 //!   crate lacks (look-around, back-references) is a syntax error `S0303`.
-//! - `$eval` evaluates in a fresh scope (host bindings and built-ins, but
-//!   not the variables of the calling block).
 //! - Limits: nesting/recursion depth (`U1001`), a step budget (`U1002`,
 //!   default [`DEFAULT_STEP_LIMIT`]), an optional time budget (`U1002`), and
 //!   results nested more than 1000 levels (`U1001`). Calls in tail position

@@ -815,6 +815,19 @@ const CASES: &[(&str, &str, Input, &str)] = &[
     ),
     (
         "string-functions",
+        "Address.$eval('City')",
+        A,
+        r#""Winchester""#,
+    ),
+    (
+        "string-functions",
+        "$eval('City', Address)",
+        A,
+        r#""Winchester""#,
+    ),
+    ("string-functions", "($x := 5; $eval('$x * 2'))", N, "10"),
+    (
+        "string-functions",
         r#"$base64encode("myuser:mypass")"#,
         N,
         r#""bXl1c2VyOm15cGFzcw==""#,
