@@ -632,7 +632,10 @@ pub(crate) fn call(
         })),
         "distinct" => match a.get(0) {
             None => Ok(None),
-            Some(Value::Array(arr, _)) => {
+            Some(Value::Array(arr, f)) => {
+                if arr.len() <= 1 {
+                    return Ok(Some(Value::Array(arr.clone(), *f)));
+                }
                 let mut out: Vec<Value> = Vec::new();
                 for x in arr.iter() {
                     ev.tick(pos)?;
@@ -640,7 +643,12 @@ pub(crate) fn call(
                         out.push(x.clone());
                     }
                 }
-                Ok(Some(Value::seq(out)))
+                // A sequence stays a sequence; an array stays an array.
+                Ok(Some(if f.seq {
+                    Value::seq(out)
+                } else {
+                    Value::array(out)
+                }))
             }
             Some(v) => Ok(Some(v.clone())),
         },
