@@ -105,11 +105,11 @@ pub struct Expression {
 
 /// Expressions up to this many characters are parsed on the caller's
 /// thread (their nesting cannot exceed their length).
-const INLINE_PARSE_CHARS: usize = 100;
+const INLINE_PARSE_CHARS: usize = 64;
 /// Expressions without function definitions, nesting at most this deep,
 /// evaluated over data nesting at most [`INLINE_DATA_DEPTH`] deep, run on
 /// the caller's thread; others on a thread with a large stack.
-const INLINE_TREE_DEPTH: usize = 32;
+const INLINE_TREE_DEPTH: usize = 24;
 const INLINE_DATA_DEPTH: usize = 64;
 
 /// Whether `v` nests arrays/objects deeper than `limit` (iterative).
@@ -136,7 +136,8 @@ fn json_deeper_than(v: &serde_json::Value, limit: usize) -> bool {
     false
 }
 
-/// Parses JSONata expression text.
+/// Parses JSONata expression text. Texts of up to 64 characters are parsed
+/// on the calling thread, longer ones on a helper thread with a large stack.
 ///
 /// Errors: `S01xx` lexical errors (unterminated string `S0101`, bad escape
 /// `S0103`/`S0104`, unterminated backquote name `S0105`, unclosed comment
@@ -242,6 +243,11 @@ impl Environment {
 impl Expression {
     /// Evaluates the expression against `input` (`None` = no input).
     /// `None` = JSONata's `undefined`.
+    ///
+    /// Shallow expressions without function definitions over shallow data
+    /// run on the calling thread (they need well under 1 MiB of stack, even
+    /// unoptimised); everything else runs on a helper thread with a 256 MiB
+    /// stack, so the depth limits rather than the caller's stack bound it.
     ///
     /// Errors: JSONata's `T`/`D` codes for type and dynamic errors, `U1001`
     /// depth limit, `U1002` step or time budget. Numbers that are not finite
