@@ -110,9 +110,9 @@ fn refs() -> Value {
 fn library() -> Value {
     json!({"library": {
       "books": [
-        {"title": "The C Programming Language", "isbn": "0131103628", "authors": ["Kernighan", "Richie"]},
-        {"title": "Compilers", "isbn": "0201100886", "authors": ["Aho", "Sethi", "Ullman"]},
-        {"title": "The AWK Programming Language", "isbn": "020107981X", "authors": ["Aho", "Kernighan", "Weinberger"]}
+        {"title": "The C Programming Language", "isbn": "0131103628", "authors": ["Kernighan", "Richie"], "price": 45, "section": "diy"},
+        {"title": "Compilers", "isbn": "0201100886", "authors": ["Aho", "Sethi", "Ullman"], "price": 75, "section": "theory"},
+        {"title": "The AWK Programming Language", "isbn": "020107981X", "authors": ["Aho", "Kernighan", "Weinberger"], "price": 8, "section": "programming"}
       ],
       "loans": [
         {"customer": "10001", "isbn": "0201100886"},
@@ -481,6 +481,38 @@ const CASES: &[(&str, &str, Input, &str)] = &[
         "library.books.authors[%.isbn = '0201100886']",
         LIB,
         r#"["Aho", "Sethi", "Ullman"]"#,
+    ),
+    // https://docs.jsonata.org/boolean-operators (on the library data)
+    (
+        "boolean-operators",
+        r#"library.books["Aho" in authors and price < 50].title"#,
+        LIB,
+        r#""The AWK Programming Language""#,
+    ),
+    (
+        "boolean-operators",
+        r#"library.books[price < 10 or section="diy"].title"#,
+        LIB,
+        r#"["The C Programming Language", "The AWK Programming Language"]"#,
+    ),
+    // https://docs.jsonata.org/date-time
+    (
+        "date-time",
+        "$toMillis('10/12/2018', '[D]/[M]/[Y]') ~> $fromMillis('[M]/[D]/[Y]')",
+        N,
+        r#""12/10/2018""#,
+    ),
+    (
+        "date-time",
+        "$toMillis('10/12/2018', '[D]/[M]/[Y]') ~> $fromMillis('[FNn], [D1o] [MNn] [YI]')",
+        N,
+        r#""Monday, 10th December MMXVIII""#,
+    ),
+    (
+        "date-time",
+        r#"( $r := { "invoiceTime": $now(), "total": $sum(Account.Order.Product.(Price * Quantity)), "closingTime": $now() }; [$r.invoiceTime = $r.closingTime, $r.total] )"#,
+        I,
+        "[true, 336.36]",
     ),
     // https://docs.jsonata.org/programming
     (
