@@ -855,7 +855,10 @@ pub(crate) fn call(
         "reduce" => {
             let Some(arr) = a.arr(0) else { return Ok(None) };
             let f = a.func(1)?.ok_or_else(|| sig_err(name, 1, pos))?;
-            let arity = fn_arity(&f);
+            let arity = match &f {
+                Value::Func(func) if matches!(**func, Func::Native(_)) => 2,
+                f => fn_arity(f),
+            };
             if arity < 2 {
                 return Err(err(
                     "D3050",

@@ -91,7 +91,9 @@ impl Func {
         match self {
             Func::Lambda { def, .. } => def.params.len(),
             Func::Builtin(name) => builtins::arity(name),
-            Func::Native(_) => 3,
+            // Host functions declare no arity: higher-order built-ins pass
+            // them only the value ($reduce: the accumulator and the value).
+            Func::Native(_) => 1,
             Func::Partial { args, .. } => args.iter().filter(|a| a.is_none()).count(),
             Func::Compose(..) | Func::Regex(_) | Func::Transform { .. } => 1,
         }

@@ -1427,6 +1427,7 @@ fn documented_examples() {
         }
     }
     assert!(CASES.len() >= 200, "only {} cases", CASES.len());
+    eprintln!("{} documented examples checked", CASES.len());
     assert!(
         failures.is_empty(),
         "{} of {} failed:\n{}",
@@ -1558,6 +1559,7 @@ fn documented_errors() {
             Ok(v) => failures.push(format!("[{page}] {expr}: want {code}, got value {v:?}")),
         }
     }
+    eprintln!("{} error cases checked", ERRORS.len());
     assert!(
         failures.is_empty(),
         "{} of {} failed:\n{}",

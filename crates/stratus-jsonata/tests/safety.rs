@@ -260,6 +260,28 @@ fn host_bindings() {
     assert_eq!(run("$fail()").unwrap_err().message, "host says no");
     assert_eq!(run("[1, 2, 3].$double($)").unwrap(), Some(json!([2, 4, 6])));
     assert_eq!(run("$map([1, 2], $double)").unwrap(), Some(json!([2, 4])));
+    // Host functions get only the value from $map, and the accumulator and
+    // value from $reduce.
+    env.bind_function(
+        "argc",
+        Arc::new(|args: &[Option<serde_json::Value>]| Ok(Some(json!(args.len())))),
+    );
+    env.bind_function(
+        "add",
+        Arc::new(|args: &[Option<serde_json::Value>]| {
+            let n = |i: usize| {
+                args.get(i)
+                    .cloned()
+                    .flatten()
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(0.0)
+            };
+            Ok(Some(json!(n(0) + n(1))))
+        }),
+    );
+    let run = |s: &str| parse(s).unwrap().evaluate(None, &env);
+    assert_eq!(run("$map([1, 2], $argc)").unwrap(), Some(json!([1, 1])));
+    assert_eq!(run("$reduce([1, 2, 3], $add)").unwrap(), Some(json!(6)));
     // A variable bound in the expression shadows the host binding.
     assert_eq!(run("($states := 1; $states)").unwrap(), Some(json!(1)));
 }
