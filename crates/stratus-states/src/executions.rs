@@ -510,9 +510,16 @@ impl States {
             state_machine_name: m.name.clone(),
             redrive_count: 0,
         };
-        let run = stratus_asl::execute(&machine, input, &info, &host);
+        host.set_deadline(start_ms + EXPRESS_MAX_MS as i64);
+        let run =
+            crate::runner::CatchStop::new(stratus_asl::execute(&machine, input, &info, &host));
         let result =
-            tokio::time::timeout(std::time::Duration::from_millis(EXPRESS_MAX_MS), run).await;
+            match tokio::time::timeout(std::time::Duration::from_millis(EXPRESS_MAX_MS), run).await
+            {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(stop)) => Ok(Err(crate::runner::stop_failure(stop))),
+                Err(_) => Err(()),
+            };
         let stop_ms = stratus_core::time::now_ms().max(start_ms);
         let mut out = json!({
             "executionArn": arn,
@@ -535,7 +542,9 @@ impl States {
                 }
             }
             Ok(Err(f)) => {
-                let timed_out = host.recorded_final().as_deref() == Some("ExecutionTimedOut");
+                let timed_out = host.recorded_final().as_deref() == Some("ExecutionTimedOut")
+                    || (f.error == "States.Timeout"
+                        && stratus_core::time::now_ms() >= start_ms + EXPRESS_MAX_MS as i64);
                 out["status"] = Value::from(if timed_out { "TIMED_OUT" } else { "FAILED" });
                 out["error"] = Value::from(f.error);
                 out["cause"] = Value::from(f.cause);

@@ -40,8 +40,71 @@ use crate::integrations::{self, Resource};
 /// parked instead of being kept in memory.
 pub const PARK_AFTER_MS: i64 = 5_000;
 
+/// AWS's quota on the history of a Standard execution: 25,000 events. The
+/// execution fails with States.Runtime when it would record more; its
+/// ExecutionFailed is event 25,000.
+pub const MAX_HISTORY_EVENTS: u64 = 25_000;
+
 /// How often the timer loop looks for parked executions that are due (ms).
 pub const TIMER_TICK_MS: u64 = 200;
+
+/// Why the host stopped an engine from inside [`Host::record`] (an engine
+/// in a loop that never awaits cannot be stopped at an await point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The Standard history quota ([`MAX_HISTORY_EVENTS`]) was reached.
+    HistoryQuota,
+    /// An Express execution ran past its deadline (5 minutes).
+    Deadline,
+}
+
+/// Runs an engine future, turning a [`Stop`] raised by the host into
+/// `Err(stop)`. The engine is not polled again after a stop. Other panics
+/// propagate unchanged.
+pub struct CatchStop<F: std::future::Future>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> CatchStop<F> {
+    /// Wraps an engine future.
+    pub fn new(f: F) -> Self {
+        CatchStop(Box::pin(f))
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for CatchStop<F> {
+    type Output = Result<F::Output, Stop>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => match payload.downcast::<Stop>() {
+                Ok(stop) => std::task::Poll::Ready(Err(*stop)),
+                Err(other) => std::panic::resume_unwind(other),
+            },
+        }
+    }
+}
+
+/// The failure of an execution the host stopped.
+pub fn stop_failure(stop: Stop) -> Failure {
+    match stop {
+        Stop::HistoryQuota => Failure {
+            error: "States.Runtime".into(),
+            cause: format!(
+                "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+            ),
+        },
+        Stop::Deadline => Failure {
+            error: "States.Timeout".into(),
+            cause: "The execution did not finish within the Express workflow limit of 5 minutes."
+                .into(),
+        },
+    }
+}
 
 /// An execution whose engine runs in this process.
 pub struct RunningHandle {
@@ -77,6 +140,8 @@ struct HostState {
     replay: HashMap<(String, String), VecDeque<u64>>,
     /// The final event's type, if the engine recorded one.
     final_event: Option<String>,
+    /// The history quota was reached.
+    limit_hit: bool,
 }
 
 /// The engine's host for one execution.
@@ -94,6 +159,10 @@ pub struct ExecHost {
     long_sleeps: Mutex<HashMap<u64, i64>>,
     sleep_ids: AtomicU64,
     park: tokio::sync::Notify,
+    /// Signalled when the history quota is reached.
+    limit: tokio::sync::Notify,
+    /// Express executions end TIMED_OUT at this time (ms since the epoch).
+    deadline_ms: Mutex<Option<i64>>,
 }
 
 /// Counts a task call or short timer in progress; when the last one ends
@@ -209,6 +278,8 @@ impl ExecHost {
             long_sleeps: Mutex::new(HashMap::new()),
             sleep_ids: AtomicU64::new(0),
             park: tokio::sync::Notify::new(),
+            limit: tokio::sync::Notify::new(),
+            deadline_ms: Mutex::new(None),
         }
     }
 
@@ -228,6 +299,28 @@ impl ExecHost {
                 .push_back(e.id);
         }
         st.journal = journal;
+    }
+
+    /// Records a final event without the quota and deadline checks.
+    fn record_final(&self, event_type: &str, details: Value) {
+        let mut st = self.st();
+        st.final_event = Some(event_type.to_string());
+        let id = st.next_id;
+        st.next_id += 1;
+        if self.durable {
+            st.pending_events.push(EventRow {
+                id,
+                event_type: event_type.to_string(),
+                previous_id: id.saturating_sub(1),
+                timestamp_ms: stratus_core::time::now_ms(),
+                details,
+            });
+        }
+    }
+
+    /// Express executions: the time (ms) at which the execution times out.
+    pub(crate) fn set_deadline(&self, ms: i64) {
+        *self.deadline_ms.lock().unwrap_or_else(|p| p.into_inner()) = Some(ms);
     }
 
     /// The type of the final event (ExecutionSucceeded, ExecutionFailed,
@@ -508,6 +601,30 @@ impl Host for ExecHost {
                 return id;
             }
         }
+        if self.durable
+            && (st.limit_hit
+                || (st.next_id >= MAX_HISTORY_EVENTS && final_status(event_type).is_none()))
+        {
+            // Nothing more is recorded. The engine may be in a loop that
+            // never awaits (Pass / Choice states only), so it is stopped
+            // here, and the runner ends the execution.
+            st.limit_hit = true;
+            st.final_event = None;
+            drop(st);
+            self.limit.notify_one();
+            std::panic::resume_unwind(Box::new(Stop::HistoryQuota));
+        }
+        if !self.durable
+            && final_status(event_type).is_none()
+            && self
+                .deadline_ms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|d| stratus_core::time::now_ms() >= d)
+        {
+            drop(st);
+            std::panic::resume_unwind(Box::new(Stop::Deadline));
+        }
         let id = st.next_id;
         st.next_id += 1;
         // The service records ExecutionStarted (id 1 of Standard
@@ -571,29 +688,59 @@ pub(crate) async fn drive(
     input: Value,
     info: ExecutionInfo,
 ) -> Option<Outcome> {
-    let mut fut = Box::pin(stratus_asl::execute(&machine, input, &info, &*host));
-    let result = loop {
+    let deadline = *host.deadline_ms.lock().unwrap_or_else(|p| p.into_inner());
+    let mut fut = CatchStop::new(stratus_asl::execute(&machine, input, &info, &*host));
+    let until_deadline = async {
+        match deadline {
+            Some(d) => {
+                let left = (d - stratus_core::time::now_ms()).max(0) as u64;
+                tokio::time::sleep(Duration::from_millis(left)).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    enum End {
+        Done(Result<Value, Failure>),
+        Stopped(Stop),
+        Park(i64),
+    }
+    let end = loop {
         tokio::select! {
             biased;
-            r = &mut fut => break Ok(r),
+            r = &mut fut => break match r {
+                Ok(r) => End::Done(r),
+                Err(stop) => End::Stopped(stop),
+            },
+            _ = host.limit.notified() => break End::Stopped(Stop::HistoryQuota),
+            _ = &mut until_deadline => break End::Stopped(Stop::Deadline),
             _ = host.park.notified() => {
                 if let Some(wake) = host.parkable() {
-                    break Err(wake);
+                    break End::Park(wake);
                 }
             }
         }
     };
-    let result = match result {
-        Ok(r) => r,
-        Err(wake) => {
-            // The engine goes first: whatever it holds (a flush in progress)
-            // is released before the parking flush.
-            drop(fut);
-            park(&host, wake).await;
-            return None;
+    // The engine goes first: whatever it holds (a flush in progress) is
+    // released before the final or parking flush.
+    drop(fut);
+    match end {
+        End::Done(r) => Some(finish(&host, r).await),
+        End::Stopped(stop) => {
+            if stop == Stop::Deadline {
+                let f = stop_failure(stop);
+                host.record_final(
+                    "ExecutionTimedOut",
+                    json!({"error": f.error, "cause": f.cause}),
+                );
+            }
+            Some(finish(&host, Err(stop_failure(stop))).await)
         }
-    };
-    Some(finish(&host, result).await)
+        End::Park(wake) => {
+            park(&host, wake).await;
+            None
+        }
+    }
 }
 
 async fn park(host: &ExecHost, wake_ms: i64) {
@@ -617,7 +764,23 @@ async fn park(host: &ExecHost, wake_ms: i64) {
 
 async fn finish(host: &ExecHost, result: Result<Value, Failure>) -> Outcome {
     let stop_ms = stratus_core::time::now_ms();
-    let recorded = host.st().final_event.clone();
+    let (recorded, limit) = {
+        let mut st = host.st();
+        let limit = st.limit_hit;
+        if limit {
+            // The engine's own end (if any) was not recorded: the quota's
+            // failure is the end, as event MAX_HISTORY_EVENTS.
+            st.limit_hit = false;
+            st.final_event = None;
+            st.next_id = st.next_id.min(MAX_HISTORY_EVENTS);
+        }
+        (st.final_event.clone(), limit)
+    };
+    let result = if limit {
+        Err(stop_failure(Stop::HistoryQuota))
+    } else {
+        result
+    };
     let outcome = match (&result, recorded.as_deref().and_then(final_status)) {
         (Ok(v), _) => Outcome {
             status: "SUCCEEDED",
@@ -762,6 +925,9 @@ impl States {
             durable,
             next_id,
         ));
+        if !durable {
+            host.set_deadline(row.start_ms + crate::executions::EXPRESS_MAX_MS as i64);
+        }
         if let Some((events, journal)) = replay {
             host.load_replay(events, journal);
         }
@@ -1058,6 +1224,61 @@ mod tests {
             1
         );
         assert_eq!(kinds.last().map(String::as_str), Some("ExecutionSucceeded"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_runaway_loop_fails_at_the_history_quota() {
+        let (_dir, states) = service();
+        let arn = start(
+            &states,
+            json!({"StartAt": "Spin", "States": {
+                "Spin": {"Type": "Pass", "Next": "Again"},
+                "Again": {"Type": "Choice", "Choices": [
+                    {"Variable": "$.n", "NumericEquals": 1, "Next": "Spin"}], "Default": "Done"},
+                "Done": {"Type": "Succeed"}}}),
+        )
+        .await;
+        crate::test_support::until(
+            || status(&states, &arn) != "RUNNING",
+            60_000,
+            "the loop to be ended",
+        )
+        .await;
+        let row = states.load_full_row(&arn).ok().flatten().expect("row");
+        assert_eq!(row.status, "FAILED");
+        assert_eq!(row.error.as_deref(), Some("States.Runtime"));
+        assert!(row.cause.unwrap_or_default().contains("25000"));
+        let events = states.load_events(&arn).expect("events");
+        assert_eq!(events.len() as u64, MAX_HISTORY_EVENTS);
+        let last = events.last().expect("events");
+        assert_eq!(last.id, MAX_HISTORY_EVENTS);
+        assert_eq!(last.event_type, "ExecutionFailed");
+    }
+
+    #[tokio::test]
+    async fn an_express_loop_stops_at_its_deadline() {
+        let (_dir, states) = service();
+        let machine = StateMachine::parse(
+            &json!({"StartAt": "Spin", "States": {
+                "Spin": {"Type": "Pass", "Next": "Again"},
+                "Again": {"Type": "Choice", "Choices": [
+                    {"Variable": "$.n", "IsPresent": false, "Next": "Spin"}], "Default": "Done"},
+                "Done": {"Type": "Succeed"}}})
+            .to_string(),
+        )
+        .expect("valid");
+        let host = ExecHost::new(
+            states.clone(),
+            "arn:aws:states:us-east-1:123456789012:express:m:e:1",
+            "us-east-1",
+            false,
+            1,
+        );
+        host.set_deadline(stratus_core::time::now_ms() + 200);
+        let info = ExecutionInfo::default();
+        let r = CatchStop::new(stratus_asl::execute(&machine, json!({}), &info, &host)).await;
+        assert_eq!(r.err(), Some(Stop::Deadline));
+        assert_eq!(stop_failure(Stop::Deadline).error, "States.Timeout");
     }
 
     #[test]
