@@ -17,6 +17,13 @@
 //! `previous_event_id` 0 to it), `ExecutionAborted`, and `ActivityStarted`
 //! (when a worker takes an activity task).
 //!
+//! Map states: inline and Distributed (ProcessorConfig Mode DISTRIBUTED)
+//! Maps both run their iterations here, as concurrent branches of this
+//! execution (at most MaxConcurrency at a time); a Distributed Map's
+//! iterations do not see the outer scopes' variables, as child executions
+//! would not. ItemReader (items from S3) and ResultWriter are not run by
+//! the engine: a Map with an ItemReader fails with States.ItemReaderFailed.
+//!
 //! Rules: the Amazon States Language specification, and the Step Functions
 //! Developer Guide chapters "Processing input and output", "Handling errors
 //! in Step Functions workflows", "Passing data between states with
