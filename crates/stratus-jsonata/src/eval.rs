@@ -704,6 +704,46 @@ impl<'a> Ev<'a> {
         Ok(result)
     }
 
+    /// The items a path selects, each with its scope (arrays flattened).
+    fn path_tuples(
+        &self,
+        steps: &[Node],
+        input: Option<&Value>,
+        frame: &Rc<Frame>,
+    ) -> R<Vec<(Value, Rc<Frame>)>> {
+        let Some(first) = steps.first() else {
+            return Ok(Vec::new());
+        };
+        let mut items: Vec<(Option<Value>, Rc<Frame>)> = match input {
+            None => vec![(None, frame.clone())],
+            Some(Value::Array(a, f)) if !f.is_outer() && !matches!(first.kind, Kind::Var(_)) => {
+                a.iter().map(|v| (Some(v.clone()), frame.clone())).collect()
+            }
+            Some(v) => vec![(Some(v.clone()), frame.clone())],
+        };
+        for (i, step) in steps.iter().enumerate() {
+            let mut out: Vec<(Value, Rc<Frame>)> = Vec::new();
+            if i == 0 && matches!(step.kind, Kind::ArrayCons(_)) {
+                let v = self.eval(step, input, frame)?;
+                for x in crate::value::items_of(&v) {
+                    out.push((x, frame.clone()));
+                }
+            } else {
+                for (item, fr) in &items {
+                    out.extend(self.step_tuples(step, item.as_ref(), fr, false)?);
+                }
+            }
+            if i + 1 == steps.len() {
+                return Ok(out);
+            }
+            items = out.into_iter().map(|(v, f)| (Some(v), f)).collect();
+            if items.is_empty() {
+                break;
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// One path step applied to one item, giving the selected items each
     /// with its scope.
     fn step_tuples(
@@ -772,6 +812,18 @@ impl<'a> Ev<'a> {
                     }
                 }
                 Ok(out)
+            }
+            Kind::Sort(inner, terms) => {
+                // An order-by stage keeps each item's scope, so `%`, `#` and
+                // `@` bindings made before it stay visible after it.
+                let base = match &inner.kind {
+                    Kind::Path { steps, .. } => self.path_tuples(steps, item, fr)?,
+                    _ => crate::value::items_of(&self.eval(inner, item, fr)?)
+                        .into_iter()
+                        .map(|v| (v, fr.clone()))
+                        .collect(),
+                };
+                self.sort_tuples(base, terms)
             }
             Kind::Parent => match fr.parent_item() {
                 Some(p) => Ok(vec![p]),
@@ -1086,12 +1138,26 @@ impl<'a> Ev<'a> {
         let Some(v) = v else {
             return Ok(None);
         };
-        let items = v.items();
-        let mut keyed: Vec<(Vec<Option<Value>>, Value)> = Vec::with_capacity(items.len());
-        for item in items {
+        let items = v.items().into_iter().map(|x| (x, frame.clone())).collect();
+        let sorted = self.sort_tuples(items, terms)?;
+        Ok(Some(Value::seq(
+            sorted.into_iter().map(|(v, _)| v).collect(),
+        )))
+    }
+
+    /// Stable sort of items (each with its scope) by the order-by terms.
+    /// Errors: `T2008` (a key is not a number or string), `T2007` (keys of
+    /// one term have different types).
+    fn sort_tuples(
+        &self,
+        items: Vec<(Value, Rc<Frame>)>,
+        terms: &[(Node, bool)],
+    ) -> R<Vec<(Value, Rc<Frame>)>> {
+        let mut keyed: Vec<(Vec<Option<Value>>, Scoped)> = Vec::with_capacity(items.len());
+        for (item, f) in items {
             let mut keys = Vec::with_capacity(terms.len());
             for (t, _) in terms {
-                let k = self.eval(t, Some(&item), frame)?;
+                let k = self.eval(t, Some(&item), &f)?;
                 match &k {
                     None | Some(Value::Num(_)) | Some(Value::Str(_)) => {}
                     Some(_) => {
@@ -1104,7 +1170,7 @@ impl<'a> Ev<'a> {
                 }
                 keys.push(k);
             }
-            keyed.push((keys, item));
+            keyed.push((keys, (item, f)));
         }
         // All defined keys of one term must share a type.
         for (ti, (t, _)) in terms.iter().enumerate() {
@@ -1146,9 +1212,7 @@ impl<'a> Ev<'a> {
             }
             Ordering::Equal
         });
-        Ok(Some(Value::seq(
-            keyed.into_iter().map(|(_, v)| v).collect(),
-        )))
+        Ok(keyed.into_iter().map(|(_, t)| t).collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1468,6 +1532,9 @@ impl<'a> Ev<'a> {
     }
 }
 
+/// A path item with its scope.
+type Scoped = (Value, Rc<Frame>);
+
 /// Result of evaluating a lambda body with tail calls deferred.
 enum Tail {
     Done(Option<Value>),
@@ -1664,6 +1731,10 @@ fn has_binding(n: &Node) -> bool {
     match &n.kind {
         Kind::Focus(..) | Kind::Index(..) => true,
         Kind::Filter(inner, _) | Kind::KeepArray(inner) => has_binding(inner),
+        Kind::Sort(inner, _) => match &inner.kind {
+            Kind::Path { steps, .. } => steps.iter().any(has_binding),
+            _ => has_binding(inner),
+        },
         _ => false,
     }
 }

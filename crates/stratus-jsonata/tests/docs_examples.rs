@@ -514,6 +514,26 @@ const CASES: &[(&str, &str, Input, &str)] = &[
         I,
         "[true, 336.36]",
     ),
+    // `#` "can be used following any map, filter or order-by stage"
+    // (https://docs.jsonata.org/path-operators); `%` after an order-by.
+    (
+        "path-operators",
+        "Account.Order.Product^(Price)#$r.{ 'p': `Product Name`, 'r': $r }",
+        I,
+        r#"[{"p": "Trilby hat", "r": 0}, {"p": "Bowler Hat", "r": 1}, {"p": "Bowler Hat", "r": 2}, {"p": "Cloak", "r": 3}]"#,
+    ),
+    (
+        "path-operators",
+        "Account.Order#$i.Product^(>Price).{ 'p': `Product Name`, 'i': $i }",
+        I,
+        r#"[{"p": "Cloak", "i": 1}, {"p": "Bowler Hat", "i": 0}, {"p": "Bowler Hat", "i": 1}, {"p": "Trilby hat", "i": 0}]"#,
+    ),
+    (
+        "path-operators",
+        "Account.Order.Product^(Price).{ 'p': `Product Name`, 'o': %.OrderID }",
+        I,
+        r#"[{"p": "Trilby hat", "o": "order103"}, {"p": "Bowler Hat", "o": "order103"}, {"p": "Bowler Hat", "o": "order104"}, {"p": "Cloak", "o": "order104"}]"#,
+    ),
     // https://docs.jsonata.org/programming
     (
         "programming",
