@@ -304,6 +304,52 @@ def test_versions(sfn):
     assert_client_error(e, "StateMachineDoesNotExist", 400)
 
 
+def test_aliases(sfn):
+    n = name("alias")
+    arn = sfn.create_state_machine(name=n, definition=pass_machine({"v": 1}), roleArn=ROLE,
+                                   publish=True)["stateMachineArn"]
+    v1 = f"{arn}:1"
+    v2 = sfn.update_state_machine(stateMachineArn=arn, definition=pass_machine({"v": 2}),
+                                  publish=True)["stateMachineVersionArn"]
+    created = sfn.create_state_machine_alias(
+        name="PROD", description="production",
+        routingConfiguration=[{"stateMachineVersionArn": v1, "weight": 100}])
+    alias = created["stateMachineAliasArn"]
+    # An alias ARN is the state machine ARN and the alias name.
+    assert alias == f"{arn}:PROD"
+    d = sfn.describe_state_machine_alias(stateMachineAliasArn=alias)
+    assert d["name"] == "PROD" and d["description"] == "production"
+    assert d["routingConfiguration"] == [{"stateMachineVersionArn": v1, "weight": 100}]
+    ex = sfn.start_execution(stateMachineArn=alias)["executionArn"]
+    done = wait_done(sfn, ex)
+    assert json.loads(done["output"]) == {"v": 1}
+    assert done["stateMachineAliasArn"] == alias
+    assert done["stateMachineVersionArn"] == v1
+
+    sfn.update_state_machine_alias(stateMachineAliasArn=alias, routingConfiguration=[
+        {"stateMachineVersionArn": v1, "weight": 50}, {"stateMachineVersionArn": v2, "weight": 50}])
+    outputs = set()
+    for _ in range(20):
+        ex = sfn.start_execution(stateMachineArn=alias)["executionArn"]
+        outputs.add(json.loads(wait_done(sfn, ex)["output"])["v"])
+    assert outputs == {1, 2}  # both versions get traffic (chance of failing: 2 in 2**20)
+
+    listed = sfn.list_state_machine_aliases(stateMachineArn=arn)["stateMachineAliases"]
+    assert [a["stateMachineAliasArn"] for a in listed] == [alias]
+    with pytest.raises(ClientError) as e:
+        sfn.delete_state_machine_version(stateMachineVersionArn=v2)
+    assert_client_error(e, "ConflictException", 400)
+    with pytest.raises(ClientError) as e:
+        sfn.create_state_machine_alias(name="BAD", routingConfiguration=[
+            {"stateMachineVersionArn": v1, "weight": 60}, {"stateMachineVersionArn": v2, "weight": 60}])
+    assert_client_error(e, "ValidationException", 400)
+    sfn.delete_state_machine_alias(stateMachineAliasArn=alias)
+    with pytest.raises(ClientError) as e:
+        sfn.describe_state_machine_alias(stateMachineAliasArn=alias)
+    assert_client_error(e, "ResourceNotFound", 400)
+    sfn.delete_state_machine_version(stateMachineVersionArn=v2)
+
+
 # --------------------------------------------------------------------------
 # executions
 # --------------------------------------------------------------------------

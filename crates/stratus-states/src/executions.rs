@@ -180,10 +180,13 @@ impl FullRow {
         if let Some(t) = &self.trace_header {
             v["traceHeader"] = Value::from(t.clone());
         }
-        if let Ok(s) = self.snapshot()
-            && let Some(va) = s.version_arn
-        {
-            v["stateMachineVersionArn"] = Value::from(va);
+        if let Ok(s) = self.snapshot() {
+            if let Some(va) = s.version_arn {
+                v["stateMachineVersionArn"] = Value::from(va);
+            }
+            if let Some(aa) = s.alias_arn {
+                v["stateMachineAliasArn"] = Value::from(aa);
+            }
         }
         v
     }
@@ -356,7 +359,7 @@ impl States {
     /// `ValidationException`.
     pub(crate) async fn start_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let sm_arn = req_str(req, "stateMachineArn")?;
-        let (m, version) = self.load_target(sm_arn)?;
+        let (m, version, alias_arn) = self.load_for_execution(sm_arn)?;
         let version_arn = version.as_ref().map(|v| m.version_arn(v.version));
         let m = match &version {
             Some(v) => m.at_version(v),
@@ -392,6 +395,7 @@ impl States {
             logging_configuration: m.logging_configuration.clone(),
             tracing_configuration: m.tracing_configuration.clone(),
             version_arn: version_arn.clone(),
+            alias_arn: alias_arn.clone(),
         };
         let snapshot_text =
             serde_json::to_string(&snapshot).map_err(|e| AwsError::service(e.to_string()))?;
@@ -403,6 +407,9 @@ impl States {
         });
         if let Some(v) = &version_arn {
             started["stateMachineVersionArn"] = Value::from(v.clone());
+        }
+        if let Some(a) = &alias_arn {
+            started["stateMachineAliasArn"] = Value::from(a.clone());
         }
         let started = started.to_string();
         let inserted = {
@@ -473,7 +480,7 @@ impl States {
     /// `InvalidName`, `InvalidExecutionInput`.
     pub(crate) async fn start_sync_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let sm_arn = req_str(req, "stateMachineArn")?;
-        let (m, version) = self.load_target(sm_arn)?;
+        let (m, version, _) = self.load_for_execution(sm_arn)?;
         let m = match &version {
             Some(v) => m.at_version(v),
             None => m,

@@ -8,7 +8,8 @@
 //!
 //! * [`machines`]: CreateStateMachine, DescribeStateMachine,
 //!   UpdateStateMachine, DeleteStateMachine, ListStateMachines,
-//!   ValidateStateMachineDefinition, tags.
+//!   ValidateStateMachineDefinition, tags, versions.
+//! * [`aliases`]: state machine aliases and their routing to versions.
 //! * [`executions`]: StartExecution, StartSyncExecution, DescribeExecution,
 //!   DescribeStateMachineForExecution, ListExecutions, StopExecution,
 //!   GetExecutionHistory, SendTaskSuccess/Failure/Heartbeat, TestState.
@@ -28,6 +29,7 @@ use stratus_core::{AwsError, AwsResult, Config, Targets};
 use stratus_lambda::Lambda;
 use stratus_store::Store;
 
+pub mod aliases;
 pub mod executions;
 pub mod integrations;
 pub mod machines;
@@ -140,6 +142,11 @@ impl States {
             "PublishStateMachineVersion" => self.publish_version(&req).await,
             "ListStateMachineVersions" => self.list_versions(&req),
             "DeleteStateMachineVersion" => self.delete_version(&req).await,
+            "CreateStateMachineAlias" => self.create_alias(&req).await,
+            "DescribeStateMachineAlias" => self.describe_alias(&req),
+            "UpdateStateMachineAlias" => self.update_alias(&req).await,
+            "DeleteStateMachineAlias" => self.delete_alias(&req).await,
+            "ListStateMachineAliases" => self.list_aliases(&req),
             "StartExecution" => self.start_execution(&req).await,
             "StartSyncExecution" => self.start_sync_execution(&req).await,
             "DescribeExecution" => self.describe_execution(&req),

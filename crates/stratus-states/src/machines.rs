@@ -57,6 +57,9 @@ pub struct MachineRecord {
     /// The number of the last version published (numbers are not reused).
     #[serde(default)]
     pub last_version: u64,
+    /// Aliases routing to versions.
+    #[serde(default)]
+    pub aliases: Vec<crate::aliases::AliasRecord>,
 }
 
 /// A published, immutable version of a state machine
@@ -376,6 +379,11 @@ impl States {
         Ok((m, Some(v)))
     }
 
+    /// Stores a state machine's record (replacing the previous one).
+    pub(crate) fn store_machine(&self, m: &MachineRecord) -> AwsResult<()> {
+        self.save_machine(m)
+    }
+
     fn save_machine(&self, m: &MachineRecord) -> AwsResult<()> {
         let body = serde_json::to_string(m).map_err(|e| AwsError::service(e.to_string()))?;
         self.store.put(KIND, &m.region, &m.name, &body)?;
@@ -443,6 +451,7 @@ impl States {
             revision_id: uuid::Uuid::new_v4().to_string(),
             versions: Vec::new(),
             last_version: 0,
+            aliases: Vec::new(),
         };
         let version = if publish {
             Some(rec.publish(version_description, now)?)
@@ -632,6 +641,19 @@ impl States {
         };
         let base = arn.rsplit_once(':').map(|(b, _)| b).unwrap_or(arn);
         if let Ok(mut m) = self.load_machine(base) {
+            if let Some(a) = m
+                .aliases
+                .iter()
+                .find(|a| a.routing.iter().any(|(v, _)| *v == n))
+            {
+                return Err(err(
+                    "ConflictException",
+                    format!(
+                        "Version to be deleted must not be referenced by an alias. Current list of aliases referencing this version: [{}]",
+                        a.name
+                    ),
+                ));
+            }
             let before = m.versions.len();
             m.versions.retain(|v| v.version != n);
             if m.versions.len() != before {

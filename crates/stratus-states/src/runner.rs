@@ -665,6 +665,9 @@ pub struct MachineSnapshot {
     /// The version the execution runs, when it was started by version ARN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_arn: Option<String>,
+    /// The alias the execution was started through, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_arn: Option<String>,
 }
 
 /// How an execution ended.
