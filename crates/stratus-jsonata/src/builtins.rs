@@ -91,6 +91,12 @@ pub(crate) fn lookup(name: &str) -> Option<&'static str> {
     entry(name).map(|e| e.0)
 }
 
+/// Whether calling `name` with too few arguments supplies the context item
+/// (true for names that are not built-ins: they may be bound to anything).
+pub(crate) fn defaults_to_context(name: &str) -> bool {
+    entry(name).is_none_or(|e| e.3.is_some())
+}
+
 /// Arguments a higher-order function passes to this built-in: its required
 /// parameters.
 pub(crate) fn arity(name: &str) -> usize {

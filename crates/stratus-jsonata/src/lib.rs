@@ -261,6 +261,8 @@ impl Expression {
     ) -> Result<Option<serde_json::Value>, JsonataError> {
         let ast = &self.ast;
         let shape = &self.shape;
+        // An expression that never reads the input skips converting it.
+        let input = if shape.needs_input { input } else { None };
         let inline = !shape.open_ended
             && shape.depth <= INLINE_TREE_DEPTH
             && !input.is_some_and(|v| json_deeper_than(v, INLINE_DATA_DEPTH))

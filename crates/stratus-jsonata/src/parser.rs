@@ -839,10 +839,50 @@ pub(crate) struct Shape {
     pub open_ended: bool,
     /// Variables it names (without `$`).
     pub vars: Vec<String>,
+    /// Reads the input document (the context at the top, or `$$`).
+    pub needs_input: bool,
+}
+
+/// Whether evaluating `n` can read the input document. `top`: `n` is
+/// evaluated with the input as its context (rather than an item derived
+/// from a variable or another step).
+fn needs_input(n: &Node, top: bool) -> bool {
+    let rel = |x: &Node| needs_input(x, false);
+    match &n.kind {
+        Kind::Var(v) => v == "$" || (top && (v.is_empty() || v == "eval")),
+        Kind::Name(_) | Kind::Wildcard | Kind::Descendant | Kind::Parent => top,
+        Kind::Path { steps, .. } => match steps.split_first() {
+            Some((first, rest)) => needs_input(first, top) || rest.iter().any(rel),
+            None => false,
+        },
+        Kind::Filter(a, p) => needs_input(a, top) || rel(p),
+        Kind::Sort(a, terms) => needs_input(a, top) || terms.iter().any(|(t, _)| rel(t)),
+        Kind::Group(a, pairs) => needs_input(a, top) || pairs.iter().any(|(k, v)| rel(k) || rel(v)),
+        Kind::ObjectCons(pairs) => top || pairs.iter().any(|(k, v)| rel(k) || rel(v)),
+        Kind::Focus(a, _) | Kind::Index(a, _) => top || needs_input(a, top),
+        Kind::Call { func, args, .. } => {
+            let context_default = match &func.kind {
+                Kind::Var(name) => crate::builtins::defaults_to_context(name),
+                _ => true,
+            };
+            (top && context_default)
+                || needs_input(func, top)
+                || args.iter().any(|a| needs_input(a, top))
+        }
+        Kind::Transform {
+            pattern,
+            update,
+            delete,
+        } => rel(pattern) || rel(update) || delete.as_deref().is_some_and(rel),
+        _ => children(n).into_iter().any(|c| needs_input(c, top)),
+    }
 }
 
 pub(crate) fn shape(root: &Node) -> Shape {
-    let mut s = Shape::default();
+    let mut s = Shape {
+        needs_input: needs_input(root, true),
+        ..Shape::default()
+    };
     let mut stack = vec![(root, 1usize)];
     while let Some((n, d)) = stack.pop() {
         s.depth = s.depth.max(d);
