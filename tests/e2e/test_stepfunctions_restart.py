@@ -177,3 +177,53 @@ def test_callback_task_survives_a_restart(tmp_path):
     logs = stratus_cli("logs", fn, "--data-dir", str(srv.data_dir), "--region", REGION)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout.count("START RequestId:") == 1, logs.stdout
+
+
+def test_many_executions_survive_sigkill(tmp_path):
+    """Twenty executions in every stage (tasks running, waiting, done) when
+    the server is killed all finish after the restart, with consistent
+    histories: contiguous event ids, every state entered once, one end."""
+    srv = start_server(tmp_path / "data", name="sfn-restart-many")
+    lam = client(srv.url, "lambda")
+    factory = FunctionFactory(lam, "many")
+    package = make_zip({"app.py": (FUNCTIONS_DIR / "sfn_workflows" / "app.py").read_bytes()})
+    fn = factory.create(package, handler="app.slow")["FunctionName"]
+    sfn = client(srv.url, "stepfunctions")
+    arn = sfn.create_state_machine(
+        name="many", roleArn=ROLE,
+        definition=json.dumps({"StartAt": "First", "States": {
+            "First": {"Type": "Task", "Resource": function_arn(fn), "ResultPath": "$.first",
+                      "Next": "Pause"},
+            "Pause": {"Type": "Wait", "SecondsPath": "$.pause", "Next": "Second"},
+            "Second": {"Type": "Task", "Resource": function_arn(fn), "ResultPath": "$.second",
+                       "End": True}}}))["stateMachineArn"]
+    executions = []
+    for i in range(20):
+        executions.append(sfn.start_execution(
+            stateMachineArn=arn, input=json.dumps({"seconds": 0.3 + (i % 4) * 0.3, "pause": i % 5}),
+        )["executionArn"])
+        time.sleep(0.05)
+    time.sleep(1.0)
+    srv.kill()
+    srv.start()
+    sfn = client(srv.url, "stepfunctions")
+
+    def all_done():
+        return all(sfn.describe_execution(executionArn=ex)["status"] != "RUNNING"
+                   for ex in executions)
+
+    wait_for(all_done, 90, "every execution to finish")
+    for ex in executions:
+        d = sfn.describe_execution(executionArn=ex)
+        assert d["status"] == "SUCCEEDED", d
+        out = json.loads(d["output"])
+        assert "first" in out and "second" in out
+        events = sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]
+        assert [e["id"] for e in events] == list(range(1, len(events) + 1)), ex
+        names = [e["stateEnteredEventDetails"]["name"] for e in events
+                 if e["type"].endswith("StateEntered")]
+        assert names == ["First", "Pause", "Second"], (ex, [e["type"] for e in events])
+        kinds = [e["type"] for e in events]
+        assert kinds.count("ExecutionSucceeded") == 1 and kinds[-1] == "ExecutionSucceeded"
+        assert kinds.count("LambdaFunctionSucceeded") == 2, kinds
+    srv.stop()
