@@ -134,6 +134,25 @@ proptest! {
         let _ = eval(&parts.join(" "));
     }
 
+    /// The same expression evaluated directly (on the caller's stack when
+    /// shallow, skipping the input when unused) and inside a function body
+    /// (always on the large stack, always with the input) agrees.
+    #[test]
+    fn evaluation_strategies_agree(e in expr_strategy()) {
+        let direct = eval(&e);
+        let wrapped = eval(&format!("(function(){{ {e} }})()"));
+        let limited = |r: &Result<Option<serde_json::Value>, JsonataError>| {
+            matches!(r, Err(err) if err.code.starts_with('U'))
+        };
+        if !limited(&direct) && !limited(&wrapped) {
+            match (&direct, &wrapped) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}", e),
+                (Err(a), Err(b)) => prop_assert_eq!(&a.code, &b.code, "{}", e),
+                _ => prop_assert!(false, "{} gave {:?} directly and {:?} wrapped", e, direct, wrapped),
+            }
+        }
+    }
+
     #[test]
     fn arbitrary_expressions_never_panic(e in expr_strategy()) {
         match eval(&e) {
