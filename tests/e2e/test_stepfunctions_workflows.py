@@ -26,6 +26,7 @@ import uuid
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from harness import ACCOUNT, FUNCTIONS_DIR, FunctionFactory, make_zip
 
@@ -359,3 +360,72 @@ def test_order_workflow_with_the_aws_cli(aws_cli, seed_functions, tmp_path):
         time.sleep(0.3)
     assert d["status"] == "SUCCEEDED"
     assert json.loads(d["output"])["notified"] == "success"
+
+
+DISTRIBUTED_MAP = """{
+  "Comment": "S3 の大量ファイルを分散並列処理",
+  "StartAt": "DistributedProcess",
+  "States": {
+    "DistributedProcess": {
+      "Type": "Map",
+      "ItemReader": {
+        "Resource": "arn:aws:states:::s3:listObjectsV2",
+        "Parameters": {
+          "Bucket": "my-input-bucket",
+          "Prefix": "data/"
+        }
+      },
+      "ItemProcessor": {
+        "ProcessorConfig": {
+          "Mode": "DISTRIBUTED",
+          "ExecutionType": "EXPRESS"
+        },
+        "StartAt": "ProcessFile",
+        "States": {
+          "ProcessFile": {
+            "Type": "Task",
+            "Resource": "arn:aws:lambda:...:process-file",
+            "End": true
+          }
+        }
+      },
+      "MaxConcurrency": 1000,
+      "Label": "DistributedProcess",
+      "ResultWriter": {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {
+          "Bucket": "my-output-bucket",
+          "Prefix": "results/"
+        }
+      },
+      "End": true
+    }
+  }
+}"""
+
+
+def test_guide_workflows_with_services_stratus_lacks_are_refused(sfn):
+    """The guide's Distributed Map (4.6) reads and writes S3, and its SDK
+    integration example (4.7) calls DynamoDB and ECS: stratus serves none of
+    them, so creating those state machines is refused with a message naming
+    each resource, and validation reports them."""
+    definition = complete_arns(DISTRIBUTED_MAP)
+    with pytest.raises(ClientError) as e:
+        sfn.create_state_machine(name=f"dmap-{uuid.uuid4().hex[:8]}", definition=definition,
+                                 roleArn=ROLE)
+    assert e.value.response["Error"]["Code"] == "InvalidDefinition"
+    message = e.value.response["Error"]["Message"]
+    assert "arn:aws:states:::s3:listObjectsV2" in message
+    assert "arn:aws:states:::s3:putObject" in message
+    v = sfn.validate_state_machine_definition(definition=definition)
+    assert v["result"] == "FAIL"
+    locations = {d.get("location") for d in v["diagnostics"]}
+    assert "/States/DistributedProcess/ItemReader/Resource" in locations
+    sdk = json.dumps({"StartAt": "Put", "States": {
+        "Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                "Parameters": {"TableName": "Orders"}, "Next": "Run"},
+        "Run": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync", "End": True}}})
+    v = sfn.validate_state_machine_definition(definition=sdk)
+    assert v["result"] == "FAIL"
+    named = " ".join(d["message"] for d in v["diagnostics"])
+    assert "dynamodb:putItem" in named and "ecs:runTask.sync" in named

@@ -85,13 +85,13 @@ pub fn classify(resource: &str) -> Option<Resource> {
     })
 }
 
-/// The validation message for a Task resource stratus cannot run.
+/// The validation message for a resource stratus cannot run.
 pub fn unsupported_message(resource: &str) -> String {
     format!(
-        "stratus cannot run the Task resource '{resource}': supported are Lambda function ARNs, \
+        "stratus cannot run the resource '{resource}': supported Task resources are Lambda function ARNs, \
          arn:aws:states:::lambda:invoke, arn:aws:states:::sqs:sendMessage, \
          arn:aws:states:::sns:publish and arn:aws:states:::events:putEvents \
-         (each also with .waitForTaskToken)"
+         (each also with .waitForTaskToken); Map ItemReader and ResultWriter resources are not supported"
     )
 }
 
@@ -99,7 +99,8 @@ fn pointer_escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-/// Every Task resource of a definition that stratus cannot run, as
+/// Every Task resource of a definition that stratus cannot run (and every
+/// Map ItemReader / ResultWriter resource), as
 /// `(JSON pointer of the Resource field, resource)`; nested Parallel
 /// branches and Map processors included. A definition that is not JSON
 /// yields nothing (the parser reports it).
@@ -136,6 +137,17 @@ fn walk_states(machine: &Value, at: &str, out: &mut Vec<(String, String)>, depth
                 }
             }
             Some("Map") => {
+                // Distributed Map's ItemReader / ResultWriter read and write
+                // S3, which stratus does not serve.
+                for field in ["ItemReader", "ResultWriter"] {
+                    if let Some(r) = state
+                        .get(field)
+                        .and_then(|f| f.get("Resource"))
+                        .and_then(Value::as_str)
+                    {
+                        out.push((format!("{here}/{field}/Resource"), r.to_string()));
+                    }
+                }
                 for field in ["ItemProcessor", "Iterator"] {
                     if let Some(p) = state.get(field) {
                         walk_states(p, &format!("{here}/{field}"), out, depth + 1);
@@ -582,6 +594,19 @@ mod tests {
             vec![(
                 "/States/P/Branches/0/States/D/Resource".to_string(),
                 "arn:aws:states:::dynamodb:putItem".to_string()
+            )]
+        );
+        let distributed = json!({"StartAt": "D", "States": {"D": {
+            "Type": "Map", "End": true,
+            "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {"Bucket": "b"}},
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                              "StartAt": "F", "States": {"F": {"Type": "Pass", "End": true}}}}}})
+        .to_string();
+        assert_eq!(
+            unsupported_resources(&distributed),
+            vec![(
+                "/States/D/ItemReader/Resource".to_string(),
+                "arn:aws:states:::s3:listObjectsV2".to_string()
             )]
         );
     }
