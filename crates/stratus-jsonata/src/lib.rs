@@ -31,6 +31,16 @@
 //!   default [`DEFAULT_STEP_LIMIT`]), an optional time budget (`U1002`), and
 //!   results nested more than 1000 levels (`U1001`). Calls in tail position
 //!   run as loops, as the documentation describes.
+//! - Partial: `$toMillis` pictures read numeric components, month names,
+//!   am/pm and time zones (not day names or week numbers); `$parseInteger`
+//!   reads words, roman numerals, letters and decimal digits (grouping
+//!   separators are skipped, not checked); `$formatNumber` reports the main
+//!   picture errors (`D3080`, `D3081`, `D3082`, `D3085`) only; `%` inside
+//!   the keys or values of a group-by (`path{...}`) does not see the path's
+//!   parents.
+//! - Transform (`| pattern | update, delete |`): every update and delete is
+//!   computed against the matched objects as they were before the
+//!   transform, then applied (nested matches merge from the inside out).
 //! - Object key order is the input's order only when serde_json keeps it
 //!   (this crate's `preserve_order` feature); otherwise serde_json hands
 //!   objects over with sorted keys. Objects built by an expression keep
