@@ -2092,9 +2092,15 @@ async fn run_map<'a>(
     let limit = if max_conc == 0 { len.max(1) } else { max_conc };
     let name = &state.name;
     let graph = &m.processor;
+    // Iterations started and not yet finished (for MapIterationAborted).
+    let running: Mutex<std::collections::BTreeSet<usize>> = Mutex::new(Default::default());
+    let running_ref = &running;
     let iterations = futures::stream::iter(items.into_iter().enumerate().map(|(i, item)| {
         let vars = child_vars.clone();
         async move {
+            if let Ok(mut r) = running_ref.lock() {
+                r.insert(i);
+            }
             let mut f = Frame {
                 prefix: format!("{key}/Map[{i}]/"),
                 vars,
@@ -2115,6 +2121,9 @@ async fn run_map<'a>(
             };
             ex.host
                 .record(ty, f.prev, json!({"name": name, "index": i}));
+            if let Ok(mut r) = running_ref.lock() {
+                r.remove(&i);
+            }
             (i, r)
         }
     }))
@@ -2127,10 +2136,9 @@ async fn run_map<'a>(
     let exceeds = |failed: usize| -> bool {
         let over_count = tol_count.is_some_and(|c| failed as f64 > c);
         let over_pct = tol_pct.is_some_and(|p| len > 0 && (failed as f64 * 100.0 / len as f64) > p);
-        match (tol_count, tol_pct) {
-            (Some(_), Some(_)) => over_count && over_pct,
-            _ => over_count || over_pct,
-        }
+        // Each threshold is a maximum on its own: exceeding either fails
+        // the Map.
+        over_count || over_pct
     };
     while let Some((i, r)) = iterations.next().await {
         match r {
@@ -2145,6 +2153,16 @@ async fn run_map<'a>(
                     break;
                 }
             }
+        }
+    }
+    // Iterations still running are no longer polled: they are aborted.
+    if let Ok(r) = running.lock() {
+        for i in r.iter() {
+            ex.host.record(
+                "MapIterationAborted",
+                started,
+                json!({"name": name, "index": i}),
+            );
         }
     }
     if let Some(f) = first_failure
