@@ -363,10 +363,23 @@ impl<'a> Ev<'a> {
                 Ok(Some(Value::array(out)))
             }
             Kind::ObjectCons(pairs) => self.group(input.cloned(), pairs, frame),
-            Kind::Group(lhs, pairs) => {
-                let v = self.eval(lhs, input, frame)?;
-                self.group(v, pairs, frame)
-            }
+            Kind::Group(lhs, pairs) => match &lhs.kind {
+                Kind::Path { steps, .. } if self.track_parent || steps.iter().any(has_binding) => {
+                    let items = self
+                        .path_tuples(steps, input, frame)?
+                        .into_iter()
+                        .map(|(v, f)| (Some(v), f))
+                        .collect::<Vec<_>>();
+                    if items.is_empty() {
+                        return self.group(None, pairs, frame);
+                    }
+                    self.group_scoped(items, pairs, frame)
+                }
+                _ => {
+                    let v = self.eval(lhs, input, frame)?;
+                    self.group(v, pairs, frame)
+                }
+            },
             Kind::Sort(lhs, terms) => {
                 let v = self.eval(lhs, input, frame)?;
                 self.sort(v, terms, frame)
@@ -1061,23 +1074,35 @@ impl<'a> Ev<'a> {
         pairs: &[(Node, Node)],
         frame: &Rc<Frame>,
     ) -> R<Option<Value>> {
-        let items: Vec<Option<Value>> = match input {
+        let items: Vec<(Option<Value>, Rc<Frame>)> = match input {
             Some(Value::Array(a, _)) => {
                 if a.is_empty() {
-                    vec![None]
+                    vec![(None, frame.clone())]
                 } else {
-                    a.iter().cloned().map(Some).collect()
+                    a.iter().map(|v| (Some(v.clone()), frame.clone())).collect()
                 }
             }
-            Some(v) => vec![Some(v)],
-            None => vec![None],
+            Some(v) => vec![(Some(v), frame.clone())],
+            None => vec![(None, frame.clone())],
         };
-        // key -> (pair index, grouped items)
+        self.group_scoped(items, pairs, frame)
+    }
+
+    /// Grouping over items that each carry their scope: keys see the item's
+    /// `%`, `#` and `@` bindings; a value sees each binding as the values
+    /// of the group's items appended together.
+    fn group_scoped(
+        &self,
+        items: Vec<(Option<Value>, Rc<Frame>)>,
+        pairs: &[(Node, Node)],
+        frame: &Rc<Frame>,
+    ) -> R<Option<Value>> {
+        // key -> (pair index, grouped items, their scopes)
         let mut order: Vec<Rc<str>> = Vec::new();
-        let mut groups: HashMap<Rc<str>, (usize, Vec<Value>)> = HashMap::new();
-        for item in &items {
+        let mut groups: HashMap<Rc<str>, Grouped> = HashMap::new();
+        for (item, item_frame) in &items {
             for (pi, (k, _)) in pairs.iter().enumerate() {
-                let key = self.eval(k, item.as_ref(), frame)?;
+                let key = self.eval(k, item.as_ref(), item_frame)?;
                 let key: Rc<str> = match key {
                     None => continue,
                     Some(Value::Str(s)) => s,
@@ -1093,7 +1118,7 @@ impl<'a> Ev<'a> {
                     }
                 };
                 match groups.get_mut(&key) {
-                    Some((idx, data)) => {
+                    Some((idx, data, scopes)) => {
                         if *idx != pi {
                             return Err(err(
                                 "D1009",
@@ -1104,17 +1129,21 @@ impl<'a> Ev<'a> {
                         if let Some(v) = item {
                             data.push(v.clone());
                         }
+                        scopes.push(item_frame.clone());
                     }
                     None => {
                         order.push(key.clone());
-                        groups.insert(key, (pi, item.iter().cloned().collect()));
+                        groups.insert(
+                            key,
+                            (pi, item.iter().cloned().collect(), vec![item_frame.clone()]),
+                        );
                     }
                 }
             }
         }
         let mut out = Obj::new();
         for key in order {
-            let Some((pi, data)) = groups.remove(&key) else {
+            let Some((pi, data, scopes)) = groups.remove(&key) else {
                 continue;
             };
             let ctx = match data.len() {
@@ -1122,11 +1151,61 @@ impl<'a> Ev<'a> {
                 1 => data.into_iter().next(),
                 _ => Some(Value::seq(data)),
             };
-            if let Some(v) = self.eval(&pairs[pi].1, ctx.as_ref(), frame)? {
+            let scope = self.merge_scopes(&scopes, frame);
+            if let Some(v) = self.eval(&pairs[pi].1, ctx.as_ref(), &scope)? {
                 out.insert(key, v);
             }
         }
         Ok(Some(Value::object(out)))
+    }
+
+    /// One scope holding the bindings that `scopes` add on top of `base`,
+    /// each variable bound to its values across the scopes appended together.
+    fn merge_scopes(&self, scopes: &[Rc<Frame>], base: &Rc<Frame>) -> Rc<Frame> {
+        if scopes.iter().all(|f| Rc::ptr_eq(f, base)) {
+            return base.clone();
+        }
+        if scopes.len() == 1 {
+            return scopes[0].clone();
+        }
+        let mut names: Vec<String> = Vec::new();
+        let mut values: HashMap<String, Vec<Value>> = HashMap::new();
+        for f in scopes {
+            let mut seen: Vec<String> = Vec::new();
+            let mut cur = Some(f.clone());
+            while let Some(fr) = cur {
+                if Rc::ptr_eq(&fr, base) {
+                    break;
+                }
+                for (k, v) in fr.vars.borrow().iter() {
+                    if seen.contains(k) {
+                        continue;
+                    }
+                    seen.push(k.clone());
+                    if !values.contains_key(k) {
+                        names.push(k.clone());
+                    }
+                    let slot = values.entry(k.clone()).or_default();
+                    match v {
+                        Value::Array(a, _) => slot.extend(a.iter().cloned()),
+                        v => slot.push(v.clone()),
+                    }
+                }
+                cur = fr.parent.clone();
+            }
+        }
+        let merged = self.new_frame(Some(base.clone()));
+        *merged.parent_item.borrow_mut() = scopes[0].parent_item();
+        for n in names {
+            let vals = values.remove(&n).unwrap_or_default();
+            let v = if vals.len() == 1 {
+                vals.into_iter().next()
+            } else {
+                Some(Value::seq(vals))
+            };
+            merged.set(&n, v);
+        }
+        merged
     }
 
     fn sort(
@@ -1534,6 +1613,10 @@ impl<'a> Ev<'a> {
 
 /// A path item with its scope.
 type Scoped = (Value, Rc<Frame>);
+
+/// A group of a group-by: the index of the key/value pair that made it,
+/// its items and their scopes.
+type Grouped = (usize, Vec<Value>, Vec<Rc<Frame>>);
 
 /// Result of evaluating a lambda body with tail calls deferred.
 enum Tail {

@@ -35,9 +35,7 @@
 //!   am/pm and time zones (not day names or week numbers); `$parseInteger`
 //!   reads words, roman numerals, letters and decimal digits (grouping
 //!   separators are skipped, not checked); `$formatNumber` reports the main
-//!   picture errors (`D3080`, `D3081`, `D3082`, `D3085`) only; `%` inside
-//!   the keys or values of a group-by (`path{...}`) does not see the path's
-//!   parents.
+//!   picture errors (`D3080`, `D3081`, `D3082`, `D3085`) only.
 //! - Transform (`| pattern | update, delete |`): every update and delete is
 //!   computed against the matched objects as they were before the
 //!   transform, then applied (nested matches merge from the inside out).

@@ -534,6 +534,20 @@ const CASES: &[(&str, &str, Input, &str)] = &[
         I,
         r#"[{"p": "Trilby hat", "o": "order103"}, {"p": "Bowler Hat", "o": "order103"}, {"p": "Bowler Hat", "o": "order104"}, {"p": "Cloak", "o": "order104"}]"#,
     ),
+    // Group-by as the last stage of a path keeps the stage bindings
+    // (https://docs.jsonata.org/processing: reduce is a path stage).
+    (
+        "path-operators",
+        "Account.Order.Product{%.OrderID: $sum(Price)}",
+        I,
+        r#"{"order103": 56.12, "order104": 142.44}"#,
+    ),
+    (
+        "path-operators",
+        "Account.Order#$i.Product{`Product Name`: $i}",
+        I,
+        r#"{"Bowler Hat": [0, 1], "Trilby hat": 0, "Cloak": 1}"#,
+    ),
     // https://docs.jsonata.org/programming
     (
         "programming",
