@@ -51,8 +51,11 @@ use std::sync::Arc;
 /// A host-provided function callable from an expression as `$name(...)`.
 ///
 /// Arguments arrive in call order; `None` is an `undefined` argument (a path
-/// that selected nothing, or an omitted trailing argument is simply absent
-/// from the slice). Return `Ok(None)` for `undefined`.
+/// that selected nothing); omitted trailing arguments are absent from the
+/// slice. Return `Ok(None)` for `undefined`; an `Err` ends the evaluation
+/// with that error. `$map`, `$filter`, `$single`, `$each` and `$sift` pass a
+/// host function only the value, `$reduce` the accumulator and the value.
+/// Function values inside arguments arrive as `None`.
 pub type NativeFunction = Arc<
     dyn Fn(&[Option<serde_json::Value>]) -> Result<Option<serde_json::Value>, JsonataError>
         + Send
@@ -66,7 +69,8 @@ pub type NativeFunction = Arc<
 /// value not castable to a number). Limits enforced by this implementation
 /// use `"U1001"` (nesting or recursion depth exceeded) and `"U1002"` (the
 /// evaluation step budget of [`Environment::set_step_limit`] or time budget
-/// of [`Environment::set_time_limit`] ran out). `position` is the character
+/// of [`Environment::set_time_limit`] ran out); `"S0303"` is a regular
+/// expression the engine does not support. `position` is the character
 /// offset (0-based, in Unicode scalar values) in the expression text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonataError {
@@ -221,6 +225,8 @@ impl Environment {
 
     /// Binds `$name` (without the `$`) to a host function. A binding with
     /// the name of a built-in (`now`, `millis`, ...) replaces the built-in.
+    /// Lookup order for `$name`: variables bound in the expression, then
+    /// [`Environment::bind`] values, then host functions, then built-ins.
     pub fn bind_function(&mut self, name: &str, f: NativeFunction) {
         let name = name.strip_prefix('$').unwrap_or(name);
         self.functions.insert(name.to_string(), f);
