@@ -514,7 +514,7 @@ pub(crate) fn call(
                 ctx.cloned()
             };
             ev.eval_detached(&node, input.as_ref()).map_err(|e| {
-                if e.code.starts_with('U') {
+                if crate::eval::is_limit(&e.code) {
                     e
                 } else {
                     err(
@@ -810,6 +810,7 @@ pub(crate) fn call(
                 ];
                 fargs.truncate(arity.max(1));
                 let r = ev.apply(&f, fargs, None, pos)?;
+                ev.check_len(out.len(), pos)?;
                 if name == "map" {
                     if let Some(r) = r {
                         out.push(r);

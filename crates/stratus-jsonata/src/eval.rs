@@ -207,6 +207,13 @@ fn strip_outer(v: &Value) -> Value {
     }
 }
 
+/// Whether an error code is one of the evaluation guardrails
+/// (<https://docs.jsonata.org/guardrails>): depth `D1011`, time or step
+/// budget `D1012`, sequence length `D2015`.
+pub(crate) fn is_limit(code: &str) -> bool {
+    matches!(code, "D1011" | "D1012" | "D2015")
+}
+
 pub(crate) fn err(code: &str, msg: impl Into<String>, pos: usize) -> JsonataError {
     JsonataError::new(code, msg, Some(pos))
 }
@@ -244,7 +251,7 @@ impl<'a> Ev<'a> {
             && n > limit
         {
             return Err(err(
-                "U1002",
+                "D1012",
                 format!("Evaluation exceeded the step limit of {limit}"),
                 pos,
             ));
@@ -253,9 +260,22 @@ impl<'a> Ev<'a> {
             && let Some(d) = self.deadline
             && Instant::now() > d
         {
-            return Err(err("U1002", "Evaluation exceeded the time limit", pos));
+            return Err(err("D1012", "Evaluation exceeded the time limit", pos));
         }
         Ok(())
+    }
+
+    /// Fails with `D2015` when a sequence under construction is longer
+    /// than the sequence limit.
+    pub fn check_len(&self, len: usize, pos: usize) -> R<()> {
+        match self.env.sequence_limit {
+            Some(limit) if len > limit => Err(err(
+                "D2015",
+                format!("The sequence length limit of {limit} was exceeded"),
+                pos,
+            )),
+            _ => Ok(()),
+        }
     }
 
     pub fn eval(&self, node: &Node, input: Option<&Value>, frame: &Rc<Frame>) -> R<Option<Value>> {
@@ -263,7 +283,7 @@ impl<'a> Ev<'a> {
         let d = self.depth.get() + 1;
         if d > self.depth_limit {
             return Err(err(
-                "U1001",
+                "D1011",
                 "Stack overflow error: the expression nests or recurses too deeply",
                 node.pos,
             ));
@@ -271,7 +291,11 @@ impl<'a> Ev<'a> {
         self.depth.set(d);
         let r = self.eval_inner(node, input, frame);
         self.depth.set(d - 1);
-        Ok(match r? {
+        let r = r?;
+        if let Some(Value::Array(a, _)) = &r {
+            self.check_len(a.len(), node.pos)?;
+        }
+        Ok(match r {
             Some(Value::Array(a, f)) if f.seq && !f.is_outer() => {
                 if a.is_empty() {
                     None
@@ -359,6 +383,7 @@ impl<'a> Ev<'a> {
                         Some(Value::Array(a, _)) => out.extend(a.iter().cloned()),
                         Some(v) => out.push(v),
                     }
+                    self.check_len(out.len(), pos)?;
                 }
                 Ok(Some(Value::array(out)))
             }
@@ -576,8 +601,14 @@ impl<'a> Ev<'a> {
                 }
                 continue;
             } else {
+                let mut total = 0usize;
                 for item in &items {
                     if let Some(v) = self.eval(step, item.as_ref(), frame)? {
+                        total += match &v {
+                            Value::Array(a, _) => a.len(),
+                            _ => 1,
+                        };
+                        self.check_len(total, step.pos)?;
                         results.push(v);
                     }
                 }
@@ -672,6 +703,7 @@ impl<'a> Ev<'a> {
             } else {
                 for (item, fr) in &items {
                     out.extend(self.step_tuples(step, item.as_ref(), fr, last)?);
+                    self.check_len(out.len(), step.pos)?;
                 }
             }
             if last {
@@ -1377,7 +1409,7 @@ impl<'a> Ev<'a> {
         let d = self.depth.get() + 1;
         if d > self.depth_limit {
             return Err(err(
-                "U1001",
+                "D1011",
                 "Stack overflow error: the expression nests or recurses too deeply",
                 pos,
             ));

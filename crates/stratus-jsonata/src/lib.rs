@@ -27,9 +27,12 @@
 //! Differences from the reference implementation, by design:
 //! - Regular expressions run on the `regex` crate: JavaScript syntax that
 //!   crate lacks (look-around, back-references) is a syntax error `S0303`.
-//! - Limits: nesting/recursion depth (`U1001`), a step budget (`U1002`,
-//!   default [`DEFAULT_STEP_LIMIT`]), an optional time budget (`U1002`), and
-//!   results nested more than 1000 levels (`U1001`). Calls in tail position
+//! - Guardrails (<https://docs.jsonata.org/guardrails>): nesting and
+//!   recursion depth (`D1011`), a step budget (`D1012`, default
+//!   [`DEFAULT_STEP_LIMIT`]), an optional time budget (`D1012`), a sequence
+//!   length limit (`D2015`, default [`DEFAULT_SEQUENCE_LIMIT`]), and results
+//!   nested more than 1000
+//!   levels (`D1011`). Calls in tail position
 //!   run as loops, as the documentation describes.
 //! - Partial: `$toMillis` pictures read numeric components, month names,
 //!   am/pm and time zones (not day names or week numbers); `$parseInteger`
@@ -67,9 +70,11 @@ pub type NativeFunction = Arc<
 /// `code` is JSONata's error code (for example `"S0201"` syntax error,
 /// `"T2001"` non-numeric left operand of an arithmetic operator, `"D3030"`
 /// value not castable to a number). Limits enforced by this implementation
-/// use `"U1001"` (nesting or recursion depth exceeded) and `"U1002"` (the
+/// use the guardrail codes of <https://docs.jsonata.org/guardrails>:
+/// `"D1011"` (nesting or recursion depth exceeded), `"D1012"` (the
 /// evaluation step budget of [`Environment::set_step_limit`] or time budget
-/// of [`Environment::set_time_limit`] ran out); `"S0303"` is a regular
+/// of [`Environment::set_time_limit`] ran out), `"D2015"` (a sequence longer
+/// than [`Environment::set_sequence_limit`]); `"S0303"` is a regular
 /// expression the engine does not support. `position` is the character
 /// offset (0-based, in Unicode scalar values) in the expression text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +111,9 @@ impl std::error::Error for JsonataError {}
 
 /// Evaluation steps allowed by [`Environment::new`]: 10 million.
 pub const DEFAULT_STEP_LIMIT: u64 = 10_000_000;
+
+/// Longest sequence allowed by [`Environment::new`]: 10 million items.
+pub const DEFAULT_SEQUENCE_LIMIT: usize = 10_000_000;
 
 /// A parsed JSONata expression. Parse once with [`parse`], evaluate many
 /// times; it is `Send + Sync`.
@@ -155,7 +163,7 @@ fn json_deeper_than(v: &serde_json::Value, limit: usize) -> bool {
 /// `S0103`/`S0104`, unterminated backquote name `S0105`, unclosed comment
 /// `S0106`), `S02xx` grammar errors (`S0201` unexpected token, `S0202`
 /// expected token, `S0203` unexpected end), `S0301`/`S0302` regex literal
-/// errors, `U1001` nesting deeper than the parser's depth limit.
+/// errors, `D1011` nesting deeper than the parser's depth limit.
 pub fn parse(expr: &str) -> Result<Expression, JsonataError> {
     let work = |text: &str| -> Result<(parser::Node, parser::Shape), JsonataError> {
         let ast = parser::parse(text)?;
@@ -182,6 +190,7 @@ pub struct Environment {
     step_limit: Option<u64>,
     time_limit: Option<std::time::Duration>,
     depth_limit: usize,
+    sequence_limit: Option<usize>,
 }
 
 impl Default for Environment {
@@ -198,6 +207,7 @@ impl fmt::Debug for Environment {
             .field("step_limit", &self.step_limit)
             .field("time_limit", &self.time_limit)
             .field("depth_limit", &self.depth_limit)
+            .field("sequence_limit", &self.sequence_limit)
             .finish()
     }
 }
@@ -205,8 +215,9 @@ impl fmt::Debug for Environment {
 impl Environment {
     /// An environment with no bindings, the built-in function library, the
     /// default step budget ([`DEFAULT_STEP_LIMIT`] steps, so that endless
-    /// tail recursion ends), no time budget and the default depth limit
-    /// (see [`Environment::set_depth_limit`]).
+    /// tail recursion ends), the default sequence limit
+    /// ([`DEFAULT_SEQUENCE_LIMIT`]), no time budget and the default depth
+    /// limit (see [`Environment::set_depth_limit`]).
     pub fn new() -> Self {
         Environment {
             vars: HashMap::new(),
@@ -214,6 +225,7 @@ impl Environment {
             step_limit: Some(DEFAULT_STEP_LIMIT),
             time_limit: None,
             depth_limit: eval::DEFAULT_DEPTH_LIMIT,
+            sequence_limit: Some(DEFAULT_SEQUENCE_LIMIT),
         }
     }
 
@@ -233,21 +245,29 @@ impl Environment {
     }
 
     /// Caps the number of evaluation steps (expression nodes evaluated plus
-    /// loop iterations in built-ins); exceeding it fails with `U1002`.
+    /// loop iterations in built-ins); exceeding it fails with `D1012`.
     /// `u64::MAX` lifts the cap.
     pub fn set_step_limit(&mut self, steps: u64) {
         self.step_limit = Some(steps);
     }
 
+    /// Caps the length of any sequence or array an evaluation produces,
+    /// including intermediate ones; exceeding it fails with `D2015`.
+    /// Default [`DEFAULT_SEQUENCE_LIMIT`] (ranges are separately capped at
+    /// 10 million items, `D2014`).
+    pub fn set_sequence_limit(&mut self, items: usize) {
+        self.sequence_limit = Some(items);
+    }
+
     /// Caps the wall-clock time of one evaluation; exceeding it fails with
-    /// `U1002`.
+    /// `D1012`.
     pub fn set_time_limit(&mut self, limit: std::time::Duration) {
         self.time_limit = Some(limit);
     }
 
     /// Caps the nesting depth of evaluation (nested expressions plus nested
     /// function calls, including recursion; calls in tail position do not
-    /// nest); exceeding it fails with `U1001`. Default 2000; values above
+    /// nest); exceeding it fails with `D1011`. Default 2000; values above
     /// 5000 are clamped to 5000.
     pub fn set_depth_limit(&mut self, depth: usize) {
         self.depth_limit = depth.min(eval::MAX_DEPTH_LIMIT);
@@ -263,8 +283,9 @@ impl Expression {
     /// unoptimised); everything else runs on a helper thread with a 256 MiB
     /// stack, so the depth limits rather than the caller's stack bound it.
     ///
-    /// Errors: JSONata's `T`/`D` codes for type and dynamic errors, `U1001`
-    /// depth limit, `U1002` step or time budget. Numbers that are not finite
+    /// Errors: JSONata's `T`/`D` codes for type and dynamic errors, `D1011`
+    /// depth limit, `D1012` step or time budget, `D2015` sequence length
+    /// limit. Numbers that are not finite
     /// (`1/0`) fail with `D1001`. Function values inside the result are
     /// dropped from objects and become `null` in arrays; a function result
     /// at the top level is `undefined`.

@@ -238,7 +238,7 @@ impl Parser {
         self.depth += 1;
         if self.depth > MAX_PARSE_DEPTH {
             return Err(JsonataError::new(
-                "U1001",
+                "D1011",
                 "Expression nests too deeply",
                 Some(self.cur.pos),
             ));

@@ -225,14 +225,14 @@ pub(crate) fn to_json(v: &Value) -> Result<Option<serde_json::Value>, JsonataErr
 }
 
 /// Deepest nesting of arrays and objects in a result. Deeper results fail
-/// with `U1001`: dropping a deeper `serde_json::Value` could exhaust the
+/// with `D1011`: dropping a deeper `serde_json::Value` could exhaust the
 /// caller's stack.
 pub(crate) const MAX_RESULT_DEPTH: usize = 1000;
 
 fn to_json_at(v: &Value, depth: usize) -> Result<Option<serde_json::Value>, JsonataError> {
     if depth > MAX_RESULT_DEPTH {
         return Err(JsonataError::new(
-            "U1001",
+            "D1011",
             format!("The result nests deeper than {MAX_RESULT_DEPTH} levels"),
             None,
         ));
