@@ -528,27 +528,15 @@ fn ser(v: &Value) -> String {
 /// recurse without bound.
 pub const MAX_NESTING_DEPTH: usize = 1000;
 
-/// Whether `v` nests deeper than `max` (iterative: no recursion).
+/// Whether `v` nests deeper than `max` levels (recursion bounded by `max`).
 fn deeper_than(v: &Value, max: usize) -> bool {
-    let mut stack: Vec<(&Value, usize)> = vec![(v, 1)];
-    while let Some((v, d)) = stack.pop() {
-        match v {
-            Value::Array(a) if !a.is_empty() => {
-                if d > max {
-                    return true;
-                }
-                stack.extend(a.iter().map(|x| (x, d + 1)));
-            }
-            Value::Object(o) if !o.is_empty() => {
-                if d > max {
-                    return true;
-                }
-                stack.extend(o.values().map(|x| (x, d + 1)));
-            }
-            _ => {}
+    match v {
+        Value::Array(a) if !a.is_empty() => max == 0 || a.iter().any(|x| deeper_than(x, max - 1)),
+        Value::Object(o) if !o.is_empty() => {
+            max == 0 || o.values().any(|x| deeper_than(x, max - 1))
         }
+        _ => false,
     }
-    false
 }
 
 fn size_check(v: &Value, what: &str, name: &str) -> Result<String, Failure> {
