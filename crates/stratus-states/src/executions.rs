@@ -730,35 +730,28 @@ impl States {
         let arn2 = arn.clone();
         self.store
             .write(move |c| {
-                let status: Option<String> = c
-                    .query_row(
-                        "SELECT status FROM sfn_executions WHERE arn = ?1",
-                        params![arn2],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if status.as_deref() != Some("RUNNING") {
+                // A write comes first: the round's transaction takes the
+                // write lock before it reads anything.
+                let changed = c.execute(
+                    "UPDATE sfn_executions SET status = 'ABORTED', stop_ms = ?1, error = ?2, cause = ?3, wake_ms = NULL
+                     WHERE arn = ?4 AND status = 'RUNNING'",
+                    params![stop_ms, error, cause, arn2],
+                )?;
+                if changed == 0 || !standard {
                     return Ok(());
                 }
-                if standard {
-                    let (events, journal) = &pending;
-                    crate::runner::write_rows(c, &arn2, events, journal)?;
-                    let last: Option<i64> = c.query_row(
-                        "SELECT MAX(id) FROM sfn_history WHERE execution_arn = ?1",
-                        params![arn2],
-                        |r| r.get(0),
-                    )?;
-                    let last = last.unwrap_or(0);
-                    c.execute(
-                        "INSERT INTO sfn_history (execution_arn, id, type, previous_id, timestamp_ms, details)
-                         VALUES (?1, ?2, 'ExecutionAborted', ?3, ?4, ?5)",
-                        params![arn2, last + 1, last, stop_ms, details],
-                    )?;
-                }
+                let (events, journal) = &pending;
+                crate::runner::write_rows(c, &arn2, events, journal)?;
+                let last: Option<i64> = c.query_row(
+                    "SELECT MAX(id) FROM sfn_history WHERE execution_arn = ?1",
+                    params![arn2],
+                    |r| r.get(0),
+                )?;
+                let last = last.unwrap_or(0);
                 c.execute(
-                    "UPDATE sfn_executions SET status = 'ABORTED', stop_ms = ?1, error = ?2, cause = ?3, wake_ms = NULL
-                     WHERE arn = ?4",
-                    params![stop_ms, error, cause, arn2],
+                    "INSERT INTO sfn_history (execution_arn, id, type, previous_id, timestamp_ms, details)
+                     VALUES (?1, ?2, 'ExecutionAborted', ?3, ?4, ?5)",
+                    params![arn2, last + 1, last, stop_ms, details],
                 )?;
                 Ok(())
             })

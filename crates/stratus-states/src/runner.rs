@@ -827,23 +827,18 @@ async fn finish(host: &ExecHost, result: Result<Value, Failure>) -> Outcome {
             .states
             .store
             .write(move |c| {
-                let running: Option<String> = c
-                    .query_row(
-                        "SELECT status FROM sfn_executions WHERE arn = ?1",
-                        params![arn],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if running.as_deref() != Some("RUNNING") {
-                    return Ok(());
-                }
-                write_rows(c, &arn, &events, &journal)?;
-                c.execute(
+                // A write comes first: the round's transaction takes the
+                // write lock before it reads anything.
+                let changed = c.execute(
                     "UPDATE sfn_executions SET status = ?1, stop_ms = ?2, output = ?3, error = ?4, cause = ?5, wake_ms = NULL
-                     WHERE arn = ?6",
+                     WHERE arn = ?6 AND status = 'RUNNING'",
                     params![o.status, o.stop_ms, o.output, o.error, o.cause, arn],
                 )?;
-                Ok(())
+                if changed == 0 {
+                    // Stopped meanwhile: its ExecutionAborted is the end.
+                    return Ok(());
+                }
+                write_rows(c, &arn, &events, &journal)
             })
             .await;
         if let Err(e) = r {
