@@ -150,6 +150,11 @@ fn main() {
     let mut rounds = 5usize;
     let base = or_exit(PROG, 2, parse_args(&mut [("--rounds", &mut rounds)]));
     let rounds = rounds.max(1);
+    // Other work on the machine skews the figures: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
     let host = BenchHost {
         events: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -194,13 +199,14 @@ fn main() {
     let ok = |v: f64| if v >= 200_000.0 { "met" } else { "MISSED" };
     let section = format!(
         "\n## ASL interpreter: {date}\n\n\
-         Machine: {cores} cores; one core used (the interpreter runs on the calling thread, the host answers at once and serialises each history event's details). Build: the profile `cargo run` was given. Median of the runs.\n\n\
+         Machine: {cores} cores; one core used (the interpreter runs on the calling thread, the host answers at once and serialises each history event's details). Release build. Median of the runs. Load average at the start: {load}.\n\n\
          | workload | transitions per run | transitions/s | target |\n|---|---|---|---|\n\
          | 1,000-state Pass chain (InputPath, Parameters with a path, ResultPath, OutputPath on every state) | {chain_n} | {chain:.0} ({a}) | >= 200,000 |\n\
          | Choice loop (4 rules incl. And/Not and a Path comparison; Pass with States.MathAdd) | {choice_n} | {choice:.0} ({b}) | >= 200,000 |\n\
          | inline Map over 10,000 items (ItemSelector with $$.Map.Item, one Pass per item) | {map_n} | {map:.0} | |\n\n\
          History events recorded: {events} ({mb:.1} MB of event details serialised).\n",
         date = utc_date(),
+        load = load,
         cores = stratus_bench::cores(),
         a = ok(chain),
         b = ok(choice),
