@@ -2160,6 +2160,16 @@ pub(crate) fn parse_single_state(
             None,
         )]);
     };
+    // A whole state machine definition: its StartAt state is tested.
+    if state.contains_key("States") && state.contains_key("StartAt") {
+        let name = state
+            .get("StartAt")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let m = StateMachine::parse(definition)?;
+        return Ok((m, name));
+    }
     // A state machine definition (StartAt + States) is tested at StartAt.
     let name = "TestState".to_string();
     let mut ql = None;

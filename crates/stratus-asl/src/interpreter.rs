@@ -101,7 +101,10 @@ pub struct TaskCall {
 /// A failure: AWS's error name and cause.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
+    /// The error name ("States.Timeout", "Lambda.ServiceException", a
+    /// function's errorType, a Fail state's Error).
     pub error: String,
+    /// The cause, free text (often JSON from the task).
     pub cause: String,
 }
 
@@ -2246,7 +2249,9 @@ pub async fn execute(
 }
 
 /// TestState: runs one state definition (JSON text) with `input`. The
-/// state's transitions need not exist (TestState tests one state). Retries
+/// state's transitions need not exist (TestState tests one state). A whole
+/// state machine definition (with StartAt and States) tests its StartAt
+/// state. `variables`: a JSON object of the variables the state sees. Retries
 /// are not run: a matching retrier gives status RETRIABLE; a matching
 /// catcher gives CAUGHT_ERROR with the catcher's output and Next.
 /// Err: the definition's ERROR diagnostics.

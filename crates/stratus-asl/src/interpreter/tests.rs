@@ -761,3 +761,24 @@ fn jsonata_evaluation_errors_are_query_evaluation_errors() {
     run(def, json!({"s": 7}), &host).unwrap();
     assert_eq!(host.sleeps.lock().unwrap()[0].1, start + 7000);
 }
+
+#[test]
+fn test_state_accepts_a_machine_and_variables() {
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Parameters": {"v.$": "$x"}, "Next": "B"},
+        "B": {"Type": "Succeed"}}})
+    .to_string();
+    let r = futures::executor::block_on(test_state(
+        &def,
+        json!({}),
+        &info(),
+        &echo(),
+        InspectionLevel::Debug,
+        Some(json!({"x": 5})),
+    ))
+    .unwrap();
+    assert_eq!(r.status, "SUCCEEDED");
+    assert_eq!(r.output, Some(json!({"v": 5})));
+    assert_eq!(r.next_state.as_deref(), Some("B"));
+    assert_eq!(r.inspection_data["variables"], "{\"x\":5}");
+}
