@@ -916,7 +916,6 @@ fn allowed(ty: &str) -> &'static [&'static str] {
             "ItemBatcher",
             "ResultWriter",
             "Label",
-            "Arguments",
             "Output",
             "Assign",
         ],
