@@ -404,7 +404,7 @@ fn parse_all(text: &str) -> (Option<StateMachine>, Vec<Diagnostic>) {
             vec![Diagnostic::error(
                 "SCHEMA_VALIDATION_FAILED",
                 format!("The definition must be an OBJECT, not {}", type_name(&v)),
-                Some(String::new()),
+                Some("/".into()),
             )],
         );
     };
@@ -418,7 +418,7 @@ fn parse_all(text: &str) -> (Option<StateMachine>, Vec<Diagnostic>) {
             k.as_str(),
             "Comment" | "StartAt" | "States" | "Version" | "TimeoutSeconds" | "QueryLanguage"
         ) {
-            ctx.schema(format!("Field '{k}' is not supported"), "");
+            ctx.schema(format!("Field '{k}' is not supported"), "/");
         }
     }
     match top.get("QueryLanguage") {
@@ -525,7 +525,7 @@ fn parse_graph(
     if !missing.is_empty() {
         ctx.schema(
             format!("These fields are required: [{}]", missing.join(", ")),
-            loc,
+            if loc.is_empty() { "/" } else { loc },
         );
     }
     let states = states?;
