@@ -2358,6 +2358,64 @@ mod tests {
     }
 
     #[test]
+    fn map_processor_rules() {
+        // ItemProcessor and Iterator are exclusive; QueryLanguage is not an
+        // ItemProcessor field; ItemSelector and Parameters are exclusive.
+        let proc_ = json!({"StartAt": "I", "States": {"I": {"Type": "Succeed"}}});
+        let d = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
+            "ItemProcessor": proc_, "Iterator": proc_}}});
+        assert_eq!(
+            codes(d)[0].1,
+            "Only one of 'ItemProcessor' or 'Iterator' may be set"
+        );
+        let mut p2 = proc_.clone();
+        p2["QueryLanguage"] = json!("JSONata");
+        let d = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ItemProcessor": p2}}});
+        let c = codes(d);
+        assert_eq!(c[0].1, "Field 'QueryLanguage' is not supported");
+        assert_eq!(c[0].2.as_deref(), Some("/States/M/ItemProcessor"));
+        let d = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true, "ItemProcessor": proc_,
+            "ItemSelector": {}, "Parameters": {}}}});
+        assert_eq!(
+            codes(d)[0].1,
+            "Only one of 'ItemSelector' or 'Parameters' may be set"
+        );
+    }
+
+    #[test]
+    fn retrier_field_values() {
+        let d = json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true,
+            "Retry": [{"ErrorEquals": ["E"], "BackoffRate": 0.5, "JitterStrategy": "SOME", "MaxAttempts": -1, "Extra": 1}]}}});
+        let locs: Vec<String> = codes(d).into_iter().filter_map(|c| c.2).collect();
+        assert!(locs.contains(&"/States/T/Retry[0]".to_string()), "{locs:?}");
+        assert!(
+            locs.contains(&"/States/T/Retry[0]/BackoffRate".to_string()),
+            "{locs:?}"
+        );
+        assert!(
+            locs.contains(&"/States/T/Retry[0]/JitterStrategy".to_string()),
+            "{locs:?}"
+        );
+        assert!(
+            locs.contains(&"/States/T/Retry[0]/MaxAttempts".to_string()),
+            "{locs:?}"
+        );
+    }
+
+    #[test]
+    fn result_path_must_be_a_reference_path() {
+        let d = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "ResultPath": "$.a[*]", "End": true}}});
+        let c = codes(d);
+        assert_eq!(
+            c[0].1,
+            "The value for the field 'ResultPath' must be a valid Reference Path"
+        );
+        assert_eq!(c[0].2.as_deref(), Some("/States/P/ResultPath"));
+        let d = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Parameters": {"a.$": "not a path"}, "End": true}}});
+        assert_eq!(codes(d)[0].2.as_deref(), Some("/States/P/Parameters/a.$"));
+    }
+
+    #[test]
     fn invalid_json_and_empty() {
         assert_eq!(validate("{")[0].code, "INVALID_JSON_DESCRIPTION");
         assert_eq!(validate("")[0].code, "MISSING_DESCRIPTION");

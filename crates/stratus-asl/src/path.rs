@@ -1231,6 +1231,33 @@ mod tests {
     }
 
     #[test]
+    fn jayway_forms() {
+        // Bracket-quoted names with dots and spaces, double quotes, unions
+        // of names, wildcard on objects, length().
+        let v = json!({"a.b": 1, "c d": {"e": [1, 2, 3]}, "o": {"x": 1, "y": 2}});
+        assert_eq!(sel("$['a.b']", &v), Some(json!(1)));
+        assert_eq!(sel("$[\"c d\"].e[1]", &v), Some(json!(2)));
+        assert_eq!(sel("$['a.b','o']", &v), Some(json!([1, {"x": 1, "y": 2}])));
+        assert_eq!(sel("$.o.*", &v), Some(json!([1, 2])));
+        assert_eq!(sel("$['c d'].e.length()", &v), Some(json!(3)));
+        assert_eq!(sel("$['c d'].e[::2]", &v), Some(json!([1, 3])));
+        assert_eq!(Path::parse("$.a[0]").unwrap().normalized(), "$['a'][0]");
+    }
+
+    #[test]
+    fn filters_compare_by_type() {
+        let v = json!({"xs": [{"n": 1, "s": "a"}, {"n": "1", "s": "b"}, {"n": null, "s": "c"}]});
+        assert_eq!(sel("$.xs[?(@.n == 1)].s", &v), Some(json!(["a"])));
+        assert_eq!(sel("$.xs[?(@.n == '1')].s", &v), Some(json!(["b"])));
+        assert_eq!(sel("$.xs[?(@.n == null)].s", &v), Some(json!(["c"])));
+        assert_eq!(sel("$.xs[?(!(@.n == 1))].s", &v), Some(json!(["b", "c"])));
+        assert_eq!(
+            sel("$.xs[?(@.s >= 'b' && @.s < 'c')].s", &v),
+            Some(json!(["b"]))
+        );
+    }
+
+    #[test]
     fn deep_nesting_is_bounded() {
         let deep = format!("$.a{}", "[?(@.b".repeat(100));
         assert!(Path::parse(&deep).is_err());
