@@ -1707,8 +1707,13 @@ fn parse_choice(
             ok = false;
             continue;
         };
+        // In JSONPath mode the rule parser reports a missing or mistyped
+        // Next itself.
         let next = match ro.get("Next") {
+            Some(n @ Value::String(_)) => target(ctx, n, &format!("{rloc}/Next"), index),
+            Some(_) if jp => None,
             Some(n) => target(ctx, n, &format!("{rloc}/Next"), index),
+            None if jp => None,
             None => {
                 ctx.schema("These fields are required: [Next]", &rloc);
                 None
@@ -2355,6 +2360,16 @@ mod tests {
     fn state_machine_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<StateMachine>();
+    }
+
+    #[test]
+    fn choice_rule_without_next_is_reported_once() {
+        let d = json!({"StartAt": "C", "States": {
+            "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsPresent": true}], "Default": "D"},
+            "D": {"Type": "Succeed"}}});
+        let c = codes(d);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].2.as_deref(), Some("/States/C/Choices[0]"));
     }
 
     #[test]
