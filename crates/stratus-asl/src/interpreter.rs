@@ -986,6 +986,21 @@ fn run_graph<'a>(
                     .iter()
                     .map(|(k, v)| (k.clone(), Value::String(ser(v))))
                     .collect();
+                // Variables: at most 256 KiB for what one Assign sets
+                // ("Passing data between states with variables", limits).
+                let total: usize = vars
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                    .sum();
+                if total > MAX_PAYLOAD_BYTES {
+                    return Err(Failure::new(
+                        "States.DataLimitExceeded",
+                        format!(
+                            "The variables assigned by the state '{}' are {total} bytes, more than the {MAX_PAYLOAD_BYTES}-byte limit.",
+                            state.name
+                        ),
+                    ));
+                }
                 d.insert("assignedVariables".into(), Value::Object(vars));
                 d.insert(
                     "assignedVariablesDetails".into(),

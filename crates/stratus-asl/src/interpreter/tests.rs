@@ -782,3 +782,15 @@ fn test_state_accepts_a_machine_and_variables() {
     assert_eq!(r.next_state.as_deref(), Some("B"));
     assert_eq!(r.inspection_data["variables"], "{\"x\":5}");
 }
+
+#[test]
+fn assigned_variables_are_limited_to_256_kib() {
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"big.$": "$.s"}, "End": true}}});
+    let f = run(def, json!({"s": "x".repeat(200 * 1024), "t": 1}), &echo());
+    assert!(f.is_ok());
+    let def = json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"a.$": "$.s", "b.$": "$.s"}, "OutputPath": "$.t", "End": true}}});
+    let f = run(def, json!({"s": "x".repeat(200 * 1024), "t": 1}), &echo()).unwrap_err();
+    assert_eq!(f.error, "States.DataLimitExceeded");
+}
