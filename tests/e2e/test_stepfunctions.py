@@ -336,6 +336,13 @@ def test_aliases(sfn):
 
     listed = sfn.list_state_machine_aliases(stateMachineArn=arn)["stateMachineAliases"]
     assert [a["stateMachineAliasArn"] for a in listed] == [alias]
+    # ListExecutions of an alias: the executions started through it.
+    through_alias = sfn.list_executions(stateMachineArn=alias)["executions"]
+    assert len(through_alias) == 21
+    assert all(e["stateMachineAliasArn"] == alias for e in through_alias)
+    of_v1 = sfn.list_executions(stateMachineArn=v1)["executions"]
+    assert of_v1 and all(e["stateMachineVersionArn"] == v1 for e in of_v1)
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 21
     with pytest.raises(ClientError) as e:
         sfn.delete_state_machine_version(stateMachineVersionArn=v2)
     assert_client_error(e, "ConflictException", 400)

@@ -613,8 +613,9 @@ impl States {
         }))
     }
 
-    /// ListExecutions of a state machine, newest first, optionally by
-    /// `statusFilter`, in pages (`maxResults` 1-1000, default 100).
+    /// ListExecutions of a state machine (or of one of its versions or
+    /// aliases), newest first, optionally by `statusFilter`, in pages
+    /// (`maxResults` 1-1000, default 100).
     ///
     /// Errors: `InvalidArn`, `StateMachineDoesNotExist`,
     /// `StateMachineTypeNotSupported` (EXPRESS: AWS lists only Standard
@@ -625,7 +626,33 @@ impl States {
                 "Must provide a StateMachine ARN or MapRun ARN",
             ));
         };
-        let m = self.load_machine(sm_arn)?;
+        // A version or alias ARN lists the executions started through it.
+        let qualified = names::check_state_machine_arn(sm_arn)?.parts.len() == 2;
+        let m = if qualified {
+            let base = sm_arn.rsplit_once(':').map(|(b, _)| b).unwrap_or(sm_arn);
+            let m = self.load_machine(base).map_err(|_| {
+                err(
+                    "StateMachineDoesNotExist",
+                    format!("State Machine Does Not Exist: '{sm_arn}'"),
+                )
+            })?;
+            let known = m
+                .versions
+                .iter()
+                .any(|v| m.version_arn(v.version) == sm_arn)
+                || m.aliases.iter().any(|a| m.alias_arn(&a.name) == sm_arn);
+            if !known {
+                return Err(err(
+                    "ResourceNotFound",
+                    format!("Resource not found: '{sm_arn}'"),
+                )
+                .with_field("resourceName", sm_arn));
+            }
+            m
+        } else {
+            self.load_machine(sm_arn)?
+        };
+        let qualifier = qualified.then(|| sm_arn.to_string());
         if m.machine_type == "EXPRESS" {
             return Err(err(
                 "StateMachineTypeNotSupported",
@@ -652,10 +679,12 @@ impl States {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM sfn_executions
                  WHERE state_machine_arn = ?1 AND (?2 IS NULL OR status = ?2)
+                   AND (?5 IS NULL OR json_extract(machine, '$.versionArn') = ?5
+                        OR json_extract(machine, '$.aliasArn') = ?5)
                  ORDER BY start_ms DESC, arn LIMIT ?3 OFFSET ?4"
             ))?;
             let rows = st.query_map(
-                params![sm, status, (size + 1) as i64, start as i64],
+                params![sm, status, (size + 1) as i64, start as i64, qualifier],
                 row_from_sql,
             )?;
             rows.collect()
@@ -674,6 +703,14 @@ impl States {
                 });
                 if let Some(s) = r.stop_ms {
                     v["stopDate"] = epoch(s);
+                }
+                if let Ok(snap) = r.snapshot() {
+                    if let Some(va) = snap.version_arn {
+                        v["stateMachineVersionArn"] = Value::from(va);
+                    }
+                    if let Some(aa) = snap.alias_arn {
+                        v["stateMachineAliasArn"] = Value::from(aa);
+                    }
                 }
                 v
             })
