@@ -49,7 +49,10 @@ pub const MAX_HISTORY_EVENTS: u64 = 25_000;
 pub const TIMER_TICK_MS: u64 = 200;
 
 /// Why the host stopped an engine from inside [`Host::record`] (an engine
-/// in a loop that never awaits cannot be stopped at an await point).
+/// in a loop that never awaits cannot be stopped at an await point). The
+/// stop unwinds the engine's stack (`resume_unwind`, which runs no panic
+/// hook) up to [`CatchStop`]; it relies on unwinding panics, Cargo's
+/// default (a `panic = "abort"` profile would end the process instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     /// The Standard history quota ([`MAX_HISTORY_EVENTS`]) was reached.
