@@ -811,3 +811,22 @@ def test_jsonata_state_machine(sfn):
                                            input='{"values": [1, 2, 3.5]}')["executionArn"])
     assert d["status"] == "SUCCEEDED", d
     assert json.loads(d["output"]) == {"total": 6.5}
+
+
+def test_test_state_with_mocks(sfn):
+    missing_fn = function_arn(name("never-called"))
+    task = json.dumps({"Type": "Task", "Resource": missing_fn, "ResultPath": "$.r", "Next": "N",
+                       "Catch": [{"ErrorEquals": ["Boom"], "Next": "Caught"}]})
+    ok = sfn.test_state(definition=task, roleArn=ROLE, input='{"a": 1}',
+                        mock={"result": '{"mocked": true}'})
+    assert ok["status"] == "SUCCEEDED"
+    assert json.loads(ok["output"]) == {"a": 1, "r": {"mocked": True}}
+    assert ok["nextState"] == "N"
+    bad = sfn.test_state(definition=task, roleArn=ROLE, input='{"a": 1}',
+                         mock={"errorOutput": {"error": "Boom", "cause": "mocked failure"}})
+    assert bad["status"] == "CAUGHT_ERROR"
+    assert bad["nextState"] == "Caught"
+    assert bad["error"] == "Boom" and bad["cause"] == "mocked failure"
+    with pytest.raises(ClientError) as e:
+        sfn.test_state(definition=task, roleArn=ROLE, mock={"result": "{not json"})
+    assert_client_error(e, "ValidationException", 400)

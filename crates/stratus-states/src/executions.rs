@@ -959,8 +959,9 @@ impl States {
 impl States {
     /// TestState: runs one state definition with `input` (Task states call
     /// their resource for real), and answers with status, output or error,
-    /// next state and, at DEBUG / TRACE, the inspection data. The request's
-    /// `mock`, `context` and `stateConfiguration` are not supported.
+    /// next state and, at DEBUG / TRACE, the inspection data. `mock`
+    /// answers Task states with a given result or error instead of running
+    /// them; `context` and `stateConfiguration` are not supported.
     ///
     /// Errors: `InvalidDefinition` (the state does not validate),
     /// `InvalidExecutionInput`, `ValidationException`.
@@ -991,13 +992,17 @@ impl States {
                     err("InvalidExecutionInput", format!("Invalid variables: '{e}'"))
                 })?),
             };
-        for unsupported in ["mock", "stateConfiguration"] {
+        for unsupported in ["stateConfiguration", "context"] {
             if req.get(unsupported).is_some_and(|v| !v.is_null()) {
                 return Err(AwsError::validation(format!(
                     "stratus's TestState does not support '{unsupported}'."
                 )));
             }
         }
+        let mock = match req.get("mock").filter(|v| !v.is_null()) {
+            None => None,
+            Some(m) => Some(parse_mock(m)?),
+        };
         if let Ok(v) = serde_json::from_str::<Value>(definition)
             && let Some(r) = v.get("Resource").and_then(Value::as_str)
             && crate::integrations::classify(r).is_none()
@@ -1017,6 +1022,9 @@ impl States {
         let name = uuid::Uuid::new_v4().to_string();
         let arn = names::express_execution_arn(region, &self.account, "TestState", &name);
         let host = ExecHost::new(me, &arn, region, false, 1);
+        if let Some(m) = mock {
+            host.set_mock(m);
+        }
         let info = stratus_asl::ExecutionInfo {
             execution_arn: arn,
             name,
@@ -1058,6 +1066,45 @@ impl States {
             out["inspectionData"] = r.inspection_data;
         }
         Ok(out)
+    }
+}
+
+/// TestState's `mock`: `{"result": "<JSON text>"}` or `{"errorOutput":
+/// {"error", "cause"}}` (exactly one of them).
+///
+/// Errors: `ValidationException` (neither or both, a result that is not
+/// JSON).
+fn parse_mock(m: &Value) -> AwsResult<Result<Value, stratus_asl::Failure>> {
+    let result = m.get("result").filter(|v| !v.is_null());
+    let error = m.get("errorOutput").filter(|v| !v.is_null());
+    match (result, error) {
+        (Some(r), None) => {
+            let text = r.as_str().ok_or_else(|| {
+                AwsError::new(
+                    400,
+                    "SerializationException",
+                    "mock.result must be a string.",
+                )
+            })?;
+            let v = serde_json::from_str(text)
+                .map_err(|e| AwsError::validation(format!("mock.result is not valid JSON: {e}")))?;
+            Ok(Ok(v))
+        }
+        (None, Some(e)) => Ok(Err(stratus_asl::Failure {
+            error: e
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            cause: e
+                .get("cause")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        })),
+        _ => Err(AwsError::validation(
+            "A mock must have exactly one of 'result' and 'errorOutput'.",
+        )),
     }
 }
 

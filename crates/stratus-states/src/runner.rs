@@ -166,6 +166,9 @@ pub struct ExecHost {
     limit: tokio::sync::Notify,
     /// Express executions end TIMED_OUT at this time (ms since the epoch).
     deadline_ms: Mutex<Option<i64>>,
+    /// TestState's `mock`: every task call answers with it instead of
+    /// running the resource.
+    mock: Mutex<Option<Result<Value, Failure>>>,
 }
 
 /// Counts a task call or short timer in progress; when the last one ends
@@ -283,6 +286,7 @@ impl ExecHost {
             park: tokio::sync::Notify::new(),
             limit: tokio::sync::Notify::new(),
             deadline_ms: Mutex::new(None),
+            mock: Mutex::new(None),
         }
     }
 
@@ -319,6 +323,11 @@ impl ExecHost {
                 details,
             });
         }
+    }
+
+    /// TestState: task calls answer with `mock` instead of running.
+    pub(crate) fn set_mock(&self, mock: Result<Value, Failure>) {
+        *self.mock.lock().unwrap_or_else(|p| p.into_inner()) = Some(mock);
     }
 
     /// Express executions: the time (ms) at which the execution times out.
@@ -512,6 +521,9 @@ pub(crate) fn write_rows(
 impl Host for ExecHost {
     fn call_task<'a>(&'a self, call: TaskCall) -> BoxFuture<'a, Result<Value, Failure>> {
         Box::pin(async move {
+            if let Some(mock) = self.mock.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                return mock;
+            }
             let key = format!("task:{}", call.key);
             if let Some(stored) = self.journal_get(&key)
                 && let Some(r) = parse_ok_or_err(&stored)
