@@ -10,8 +10,23 @@
 use serde_json::Value;
 
 pub mod choice;
+pub mod definition;
+pub mod interpreter;
 pub mod intrinsics;
 pub mod jsonata_functions;
+pub mod path;
+#[cfg(test)]
+mod props;
+pub mod query;
+
+pub use definition::{Diagnostic, Severity, StateMachine, validate};
+pub use interpreter::{
+    ExecutionInfo, Failure, Host, InspectionLevel, TaskCall, TestStateResult, execute, test_state,
+};
+
+/// A boxed, sendable future (the return type of [`Host`]'s asynchronous
+/// methods).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Resolves a path (`$.a.b`, `$$.Execution.Id`, `$myVariable`) against the
 /// current state's data: `None` when the path selects nothing.

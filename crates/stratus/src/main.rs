@@ -355,11 +355,15 @@ async fn serve(mut config: Config) -> Result<(), String> {
             lambda.clone(),
         )),
     );
+    let states =
+        stratus_states::States::new(store.clone(), &config, targets.clone(), lambda.clone())?;
+    targets.register("states", states.clone());
     let mut background = Vec::new();
     background.extend(sqs.spawn());
     background.extend(sns.spawn());
     background.extend(events.spawn());
     background.push(lambda.spawn_async_processor(targets.clone()));
+    background.extend(states.spawn());
     let json_services = stratus_api::JsonServices::new()
         .with(
             stratus_autoscaling::TARGET_PREFIX,
@@ -381,6 +385,13 @@ async fn serve(mut config: Config) -> Result<(), String> {
             move |region, op, body| {
                 let events = events.clone();
                 async move { events.call(&region, &op, body).await }
+            }
+        })
+        .with(stratus_states::TARGET_PREFIX, "1.0", {
+            let states = states.clone();
+            move |region, op, body| {
+                let states = states.clone();
+                async move { states.call(&region, &op, body).await }
             }
         });
     let query_services = stratus_api::QueryServices::new()
@@ -453,6 +464,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
     for task in background {
         task.abort();
     }
+    states.shutdown();
     // Environments get their grace period, then are killed; in-flight
     // requests are not waited for longer than that.
     lambda.shutdown().await;
