@@ -309,10 +309,91 @@ pub(crate) struct MapState {
     /// ProcessorConfig.Mode == DISTRIBUTED (children run inline here; the
     /// service may run them as child executions instead).
     pub distributed: bool,
-    /// ItemReader (Distributed Map): reading items from S3 is not done by
-    /// the engine; a Map with an ItemReader fails with
-    /// States.ItemReaderFailed.
-    pub item_reader: Option<Value>,
+    /// ItemReader (Distributed Map): the items come from the host, which
+    /// runs the reader's resource (e.g. `arn:aws:states:::s3:listObjectsV2`)
+    /// as a task call.
+    pub item_reader: Option<IoResource>,
+    /// ItemBatcher (Distributed Map): raw fields (MaxItemsPerBatch[Path],
+    /// MaxInputBytesPerBatch[Path]) and the compiled BatchInput.
+    pub item_batcher: Option<(Value, Option<Assign>)>,
+    /// ResultWriter (Distributed Map): the host writes the results (e.g.
+    /// `arn:aws:states:::s3:putObject`).
+    pub result_writer: Option<IoResource>,
+    /// Label (Distributed Map): names the map run.
+    pub label: Option<String>,
+}
+
+/// An ItemReader or ResultWriter: its resource, its Parameters (JSONPath)
+/// or Arguments (JSONata), and its ReaderConfig / WriterConfig as given.
+#[derive(Debug)]
+pub(crate) struct IoResource {
+    pub resource: String,
+    pub params: Option<Assign>,
+    pub config: Value,
+}
+
+/// Parses an ItemReader (`config_field` ReaderConfig) or ResultWriter
+/// (WriterConfig) object.
+fn io_resource(
+    ctx: &mut Ctx,
+    o: &Map<String, Value>,
+    field: &str,
+    config_field: &str,
+    loc: &str,
+    jp: bool,
+) -> Option<IoResource> {
+    let v = o.get(field)?;
+    let floc = format!("{loc}/{field}");
+    let Value::Object(r) = v else {
+        ctx.schema(
+            format!("The value for the field '{field}' must be an OBJECT"),
+            &floc,
+        );
+        return None;
+    };
+    for k in r.keys() {
+        let ok = matches!(k.as_str(), "Resource" | "Parameters" | "Arguments") || k == config_field;
+        if !ok {
+            ctx.schema(format!("Field '{k}' is not supported"), &floc);
+        }
+    }
+    let resource = match r.get("Resource") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            ctx.schema(
+                "The value for the field 'Resource' must be a STRING",
+                &format!("{floc}/Resource"),
+            );
+            return None;
+        }
+        None => {
+            ctx.schema("These fields are required: [Resource]", &floc);
+            return None;
+        }
+    };
+    let params = if jp {
+        if r.contains_key("Arguments") {
+            ctx.schema("Field 'Arguments' is not supported", &floc);
+        }
+        template(ctx, r, "Parameters", &floc).map(Assign::Path)
+    } else {
+        if r.contains_key("Parameters") {
+            ctx.schema("Field 'Parameters' is not supported", &floc);
+        }
+        jvalue(ctx, r, "Arguments", &floc).map(Assign::Jsonata)
+    };
+    let config = r.get(config_field).cloned().unwrap_or(Value::Null);
+    if !config.is_null() && !config.is_object() {
+        ctx.schema(
+            format!("The value for the field '{config_field}' must be an OBJECT"),
+            &format!("{floc}/{config_field}"),
+        );
+    }
+    Some(IoResource {
+        resource,
+        params,
+        config,
+    })
 }
 
 #[derive(Debug)]
@@ -1955,7 +2036,46 @@ fn parse_map(
         tolerated_percentage,
         tolerated_count,
         distributed,
-        item_reader: o.get("ItemReader").cloned(),
+        item_reader: io_resource(ctx, o, "ItemReader", "ReaderConfig", loc, jp),
+        item_batcher: match o.get("ItemBatcher") {
+            None => None,
+            Some(Value::Object(b)) => {
+                let bloc = format!("{loc}/ItemBatcher");
+                for k in b.keys() {
+                    if !matches!(
+                        k.as_str(),
+                        "MaxItemsPerBatch"
+                            | "MaxItemsPerBatchPath"
+                            | "MaxInputBytesPerBatch"
+                            | "MaxInputBytesPerBatchPath"
+                            | "BatchInput"
+                    ) {
+                        ctx.schema(format!("Field '{k}' is not supported"), &bloc);
+                    }
+                }
+                let batch_input = match b.get("BatchInput") {
+                    None => None,
+                    Some(v) if jp => match Template::compile(v) {
+                        Ok(t) => Some(Assign::Path(t)),
+                        Err((at, m)) => {
+                            ctx.schema(m, &format!("{bloc}/BatchInput{at}"));
+                            None
+                        }
+                    },
+                    Some(_) => jvalue(ctx, b, "BatchInput", &bloc).map(Assign::Jsonata),
+                };
+                Some((Value::Object(b.clone()), batch_input))
+            }
+            Some(_) => {
+                ctx.schema(
+                    "The value for the field 'ItemBatcher' must be an OBJECT",
+                    &format!("{loc}/ItemBatcher"),
+                );
+                None
+            }
+        },
+        result_writer: io_resource(ctx, o, "ResultWriter", "WriterConfig", loc, jp),
+        label: o.get("Label").and_then(Value::as_str).map(str::to_string),
     })
 }
 

@@ -38,8 +38,8 @@ use serde_json::{Map, Value, json};
 
 use crate::BoxFuture;
 use crate::definition::{
-    Assign, Catcher, ChoiceCond, CredentialsSpec, Diagnostic, Graph, IoPath, Kind, MapState, Num,
-    QueryLanguage, State, StateMachine, Text, Wait,
+    Assign, Catcher, ChoiceCond, CredentialsSpec, Diagnostic, Graph, IoPath, IoResource, Kind,
+    MapState, Num, QueryLanguage, State, StateMachine, Text, Wait,
 };
 use crate::path::{EvalError, Lazy, Path, Root, Scope, insert_result};
 
@@ -1954,22 +1954,83 @@ async fn run_map<'a>(
     v: &'a Visit<'a>,
     key: &'a str,
 ) -> Result<Step, Failure> {
-    if m.item_reader.is_some() {
-        return Err(Failure::new(
-            "States.ItemReaderFailed",
-            format!(
-                "The Map state '{}' reads its items with an ItemReader, which this engine does not run: the items must come from the state input (ItemsPath / Items)",
-                state.name
-            ),
-        ));
-    }
     let prepared = prepare(ex, state, input, frame, v, key)?;
     let effective = prepared.effective;
+    // ItemReader / ResultWriter parameters: a payload template (JSONPath)
+    // or Arguments (JSONata) over the state's effective input.
+    let io_vars = frame.vars.clone();
+    let io_params = |io: &IoResource, what: &str| -> Result<Value, Failure> {
+        let cfn = |only: Option<&str>| ex.context(v, None, only);
+        let ctx = Lazy::new(&cfn);
+        match (&io.params, &prepared.env) {
+            (None, _) => Ok(Value::Object(Map::new())),
+            (Some(Assign::Path(t)), _) => {
+                eval_template(ex, t, &effective, &ctx, &io_vars, &format!("{key}/{what}"))
+                    .map_err(|e| runtime(v, e))
+            }
+            (Some(Assign::Jsonata(j)), Some(env)) => {
+                j.evaluate(what, env, input).map_err(|e| runtime(v, e))
+            }
+            (Some(Assign::Jsonata(_)), None) => Ok(Value::Object(Map::new())),
+        }
+    };
+    let map_run_arn = map_run_arn(ex.info, m.label.as_deref().unwrap_or(&state.name), key);
+    // ItemReader: the host reads the items (for example listObjectsV2 over
+    // an S3 prefix, or an object's JSON / CSV / JSONL lines) and answers
+    // with a JSON array.
+    let read_items: Option<Value> = match &m.item_reader {
+        None => None,
+        Some(reader) => {
+            let mut params = io_params(reader, "ItemReader")?;
+            if let Value::Object(o) = &mut params {
+                o.insert("ReaderConfig".into(), reader.config.clone());
+            }
+            let call = TaskCall {
+                key: format!("{key}/ItemReader"),
+                state_name: state.name.clone(),
+                resource: reader.resource.clone(),
+                input: params,
+                timeout_seconds: None,
+                heartbeat_seconds: None,
+                credentials: None,
+                task_token: None,
+            };
+            let items = ex.host.call_task(call).await.map_err(|f| {
+                Failure::new(
+                    "States.ItemReaderFailed",
+                    format!("{}: {}", f.error, f.cause),
+                )
+            })?;
+            let mut items = match items {
+                Value::Array(a) => a,
+                other => {
+                    return Err(Failure::new(
+                        "States.ItemReaderFailed",
+                        format!(
+                            "The ItemReader returned {} instead of an array of items",
+                            ser(&other)
+                        ),
+                    ));
+                }
+            };
+            if let Some(max) = reader.config.get("MaxItems").and_then(Value::as_u64) {
+                items.truncate(max as usize);
+            } else if let Some(p) = reader.config.get("MaxItemsPath").and_then(Value::as_str)
+                && let Ok(path) = Path::parse(p)
+                && let Some(max) = path.select(&effective).and_then(|x| x.as_u64())
+            {
+                items.truncate(max as usize);
+            }
+            Some(Value::Array(items))
+        }
+    };
     // Items, selectors and limits, evaluated synchronously.
     let (items, max_conc, tol_pct, tol_count) = {
         let context_fn = |only: Option<&str>| ex.context(v, None, only);
         let context = Lazy::new(&context_fn);
-        let items_v: Value = if state.ql == QueryLanguage::Jsonata {
+        let items_v: Value = if let Some(reader) = &read_items {
+            reader.clone()
+        } else if state.ql == QueryLanguage::Jsonata {
             match (&m.items, &prepared.env) {
                 (Some(j), Some(env)) => {
                     j.evaluate("Items", env, input).map_err(|e| runtime(v, e))?
@@ -2083,11 +2144,99 @@ async fn run_map<'a>(
         if let Some(first) = inputs.first() {
             ex.capture("afterItemSelector", first);
         }
+        // ItemBatcher: children get {"Items": [...], "BatchInput": ...}.
+        let inputs = match &m.item_batcher {
+            None => inputs,
+            Some((cfg, batch_input)) => {
+                let num = |lit: &str, path: &str| -> Option<usize> {
+                    cfg.get(lit)
+                        .and_then(Value::as_u64)
+                        .map(|n| n as usize)
+                        .or_else(|| {
+                            let p = cfg.get(path)?.as_str()?;
+                            let path = Path::parse(p).ok()?;
+                            path.select(&effective)?.as_u64().map(|n| n as usize)
+                        })
+                };
+                let max_items = num("MaxItemsPerBatch", "MaxItemsPerBatchPath");
+                let max_bytes =
+                    num("MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath").unwrap_or(256 * 1024);
+                let batch_input = match batch_input {
+                    None => None,
+                    Some(a) => {
+                        let cfn = |only: Option<&str>| ex.context(v, None, only);
+                        let ctx = Lazy::new(&cfn);
+                        Some(match (a, &prepared.env) {
+                            (Assign::Path(t), _) => eval_template(
+                                ex,
+                                t,
+                                &effective,
+                                &ctx,
+                                &frame.vars,
+                                &format!("{key}/BatchInput"),
+                            )
+                            .map_err(|e| runtime(v, e))?,
+                            (Assign::Jsonata(j), Some(env)) => j
+                                .evaluate("BatchInput", env, input)
+                                .map_err(|e| runtime(v, e))?,
+                            (Assign::Jsonata(_), None) => Value::Null,
+                        })
+                    }
+                };
+                let mut batches = Vec::new();
+                let mut current: Vec<Value> = Vec::new();
+                let mut bytes = 0usize;
+                for item in inputs {
+                    let size = ser(&item).len() + 1;
+                    let full_items = max_items.is_some_and(|n| current.len() >= n.max(1));
+                    let full_bytes = !current.is_empty() && bytes + size > max_bytes;
+                    if full_items || full_bytes {
+                        batches.push(std::mem::take(&mut current));
+                        bytes = 0;
+                    }
+                    bytes += size;
+                    current.push(item);
+                }
+                if !current.is_empty() {
+                    batches.push(current);
+                }
+                batches
+                    .into_iter()
+                    .map(|items| {
+                        let mut o = Map::new();
+                        if let Some(b) = &batch_input {
+                            o.insert("BatchInput".into(), b.clone());
+                        }
+                        o.insert("Items".into(), Value::Array(items));
+                        Value::Object(o)
+                    })
+                    .collect()
+            }
+        };
         (inputs, max_conc, tol_pct, tol_count)
     };
     let len = items.len();
-    ex.record(frame, "MapStateStarted", json!({"length": len}));
+    if m.distributed {
+        // A Distributed Map's parent history shows the map run; its
+        // children are separate executions with histories of their own.
+        ex.record(frame, "MapRunStarted", json!({"mapRunArn": map_run_arn}));
+    } else {
+        ex.record(frame, "MapStateStarted", json!({"length": len}));
+    }
     let started = frame.prev;
+    let quiet = QuietHost { inner: ex.host };
+    let child_ex = Exec {
+        host: if m.distributed { &quiet } else { ex.host },
+        info: ex.info,
+        input: ex.input,
+        region: ex.region.clone(),
+        inspect: ex.inspect,
+        deadline: ex.deadline,
+        timed_out: std::sync::atomic::AtomicBool::new(
+            ex.timed_out.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    };
+    let ex_children = &child_ex;
     // A Distributed Map's children are separate executions: they do not
     // see the outer scopes' variables.
     let child_vars = if m.distributed {
@@ -2113,19 +2262,20 @@ async fn run_map<'a>(
                 prev: started,
                 visits: Vec::new(),
             };
-            let id = ex.host.record(
+            let id = ex_children.host.record(
                 "MapIterationStarted",
                 f.prev,
                 json!({"name": name, "index": i}),
             );
             f.prev = id;
-            let r = run_graph(ex, graph, item, &mut f).await;
+            let r = run_graph(ex_children, graph, item, &mut f).await;
             let ty = if r.is_ok() {
                 "MapIterationSucceeded"
             } else {
                 "MapIterationFailed"
             };
-            ex.host
+            ex_children
+                .host
                 .record(ty, f.prev, json!({"name": name, "index": i}));
             if let Ok(mut r) = running_ref.lock() {
                 r.remove(&i);
@@ -2164,7 +2314,7 @@ async fn run_map<'a>(
     // Iterations still running are no longer polled: they are aborted.
     if let Ok(r) = running.lock() {
         for i in r.iter() {
-            ex.host.record(
+            ex_children.host.record(
                 "MapIterationAborted",
                 started,
                 json!({"name": name, "index": i}),
@@ -2182,15 +2332,124 @@ async fn run_map<'a>(
         } else {
             f
         };
-        ex.record(
-            frame,
-            "MapStateFailed",
-            json!({"error": f.error, "cause": f.cause}),
-        );
+        if m.distributed {
+            ex.record(
+                frame,
+                "MapRunFailed",
+                json!({"error": f.error, "cause": f.cause}),
+            );
+        } else {
+            ex.record(
+                frame,
+                "MapStateFailed",
+                json!({"error": f.error, "cause": f.cause}),
+            );
+        }
         return Err(f);
     }
-    ex.record(frame, "MapStateSucceeded", json!({}));
-    finish_result(ex, state, input, Value::Array(results), frame, v)
+    // ResultWriter: the host stores the results (AWS writes a manifest and
+    // result files) and the Map's result names where they went.
+    let result = match &m.result_writer {
+        None => Value::Array(results),
+        Some(writer) => {
+            let mut params = io_params(writer, "ResultWriter")?;
+            if let Value::Object(o) = &mut params {
+                o.insert("WriterConfig".into(), writer.config.clone());
+                o.insert("MapRunArn".into(), Value::String(map_run_arn.clone()));
+                o.insert("Results".into(), Value::Array(results));
+            }
+            let call = TaskCall {
+                key: format!("{key}/ResultWriter"),
+                state_name: state.name.clone(),
+                resource: writer.resource.clone(),
+                input: params,
+                timeout_seconds: None,
+                heartbeat_seconds: None,
+                credentials: None,
+                task_token: None,
+            };
+            match ex.host.call_task(call).await {
+                Ok(details) => json!({"MapRunArn": map_run_arn, "ResultWriterDetails": details}),
+                Err(f) => {
+                    let f = Failure::new(
+                        "States.ResultWriterFailed",
+                        format!("{}: {}", f.error, f.cause),
+                    );
+                    ex.record(
+                        frame,
+                        "MapRunFailed",
+                        json!({"error": f.error, "cause": f.cause}),
+                    );
+                    return Err(f);
+                }
+            }
+        }
+    };
+    if m.distributed {
+        ex.record(frame, "MapRunSucceeded", json!({}));
+    } else {
+        ex.record(frame, "MapStateSucceeded", json!({}));
+    }
+    finish_result(ex, state, input, result, frame, v)
+}
+
+/// The ARN of a Distributed Map's map run:
+/// `arn:<partition>:states:<region>:<account>:mapRun:<state machine>/<label>:<id>`,
+/// the id derived from the execution and the Map's place in it (stable
+/// across replays).
+fn map_run_arn(info: &ExecutionInfo, label: &str, key: &str) -> String {
+    let parts: Vec<&str> = info.execution_arn.split(':').collect();
+    let (partition, region, account) = (
+        parts.get(1).copied().unwrap_or("aws"),
+        parts.get(3).copied().unwrap_or("us-east-1"),
+        parts.get(4).copied().unwrap_or("123456789012"),
+    );
+    // FNV-1a over the execution ARN and the Map's key.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in info.execution_arn.bytes().chain(key.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (h >> 32) as u32,
+        (h >> 16) as u16,
+        (h & 0xfff) as u16,
+        ((h >> 20) & 0xfff) as u16,
+        h & 0xffff_ffff_ffff
+    );
+    format!(
+        "arn:{partition}:states:{region}:{account}:mapRun:{}/{label}:{id}",
+        info.state_machine_name
+    )
+}
+
+/// The host of a Distributed Map's children: tasks, time and randomness go
+/// to the execution's host; history events are not added to the parent's
+/// history (each child is an execution of its own on AWS).
+struct QuietHost<'a> {
+    inner: &'a dyn Host,
+}
+
+impl Host for QuietHost<'_> {
+    fn call_task<'a>(&'a self, call: TaskCall) -> crate::BoxFuture<'a, Result<Value, Failure>> {
+        self.inner.call_task(call)
+    }
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms()
+    }
+    fn sleep_until<'a>(&'a self, key: &'a str, until_ms: i64) -> crate::BoxFuture<'a, ()> {
+        self.inner.sleep_until(key, until_ms)
+    }
+    fn random_u64(&self, key: &str) -> u64 {
+        self.inner.random_u64(key)
+    }
+    fn task_token(&self, key: &str) -> String {
+        self.inner.task_token(key)
+    }
+    fn record(&self, _event_type: &str, previous_event_id: u64, _details: Value) -> u64 {
+        previous_event_id
+    }
 }
 
 fn region_of(arn: &str) -> String {
