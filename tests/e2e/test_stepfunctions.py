@@ -177,20 +177,20 @@ def test_create_rejects_bad_input(sfn):
 def test_unsupported_task_resource_is_a_validation_error(sfn):
     definition = json.dumps({
         "StartAt": "Put",
-        "States": {"Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
-                           "Parameters": {"TableName": "Orders"}, "End": True}},
+        "States": {"Put": {"Type": "Task", "Resource": "arn:aws:states:::batch:submitJob",
+                           "Parameters": {"JobName": "j"}, "End": True}},
     })
     v = sfn.validate_state_machine_definition(definition=definition)
     assert v["result"] == "FAIL"
     msgs = [d["message"] for d in v["diagnostics"]]
-    assert any("arn:aws:states:::dynamodb:putItem" in m for m in msgs), msgs
+    assert any("arn:aws:states:::batch:submitJob" in m for m in msgs), msgs
     assert v["diagnostics"][0]["severity"] == "ERROR"
     # AWS's error code for "the value of a Task-state resource field is invalid".
     assert v["diagnostics"][0]["code"] == "INVALID_RESOURCE"
     with pytest.raises(ClientError) as e:
         sfn.create_state_machine(name=name(), definition=definition, roleArn=ROLE)
     exc = assert_client_error(e, "InvalidDefinition", 400)
-    assert "dynamodb:putItem" in exc.response["Error"]["Message"]
+    assert "batch:submitJob" in exc.response["Error"]["Message"]
 
 
 def test_validate_state_machine_definition(sfn):

@@ -404,28 +404,18 @@ DISTRIBUTED_MAP = """{
 }"""
 
 
-def test_guide_workflows_with_services_stratus_lacks_are_refused(sfn):
+def test_guide_workflows_with_upstream_services_validate(sfn):
     """The guide's Distributed Map (4.6) reads and writes S3, and its SDK
-    integration example (4.7) calls DynamoDB and ECS: stratus serves none of
-    them, so creating those state machines is refused with a message naming
-    each resource, and validation reports them."""
+    integration example (4.7) calls DynamoDB and ECS: stratus forwards those
+    to an upstream endpoint (test_stepfunctions_upstream.py runs them against
+    moto), so both definitions validate and can be created."""
     definition = complete_arns(DISTRIBUTED_MAP)
-    with pytest.raises(ClientError) as e:
-        sfn.create_state_machine(name=f"dmap-{uuid.uuid4().hex[:8]}", definition=definition,
-                                 roleArn=ROLE)
-    assert e.value.response["Error"]["Code"] == "InvalidDefinition"
-    message = e.value.response["Error"]["Message"]
-    assert "arn:aws:states:::s3:listObjectsV2" in message
-    assert "arn:aws:states:::s3:putObject" in message
     v = sfn.validate_state_machine_definition(definition=definition)
-    assert v["result"] == "FAIL"
-    locations = {d.get("location") for d in v["diagnostics"]}
-    assert "/States/DistributedProcess/ItemReader/Resource" in locations
+    assert v["result"] == "OK", v
+    sfn.create_state_machine(name=f"dmap-{uuid.uuid4().hex[:8]}", definition=definition, roleArn=ROLE)
     sdk = json.dumps({"StartAt": "Put", "States": {
         "Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
                 "Parameters": {"TableName": "Orders"}, "Next": "Run"},
         "Run": {"Type": "Task", "Resource": "arn:aws:states:::ecs:runTask.sync", "End": True}}})
     v = sfn.validate_state_machine_definition(definition=sdk)
-    assert v["result"] == "FAIL"
-    named = " ".join(d["message"] for d in v["diagnostics"])
-    assert "dynamodb:putItem" in named and "ecs:runTask.sync" in named
+    assert v["result"] == "OK", v

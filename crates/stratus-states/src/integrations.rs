@@ -43,6 +43,12 @@ pub enum Integration {
     SnsPublish,
     /// `arn:aws:states:::events:putEvents`.
     EventsPutEvents,
+    /// A service stratus does not implement, forwarded to the upstream
+    /// endpoint (AWS SDK integrations, DynamoDB, ECS).
+    Upstream(crate::upstream_tasks::UpstreamTask),
+    /// A Distributed Map's ItemReader (`s3:listObjectsV2`, `s3:getObject`)
+    /// or ResultWriter (`s3:putObject`), over the upstream endpoint.
+    ItemIo(String),
 }
 
 /// A classified Task resource.
@@ -61,6 +67,18 @@ pub fn classify(resource: &str) -> Option<Resource> {
         return Some(Resource {
             integration: Integration::LambdaFunction(resource.to_string()),
             wait_for_token: false,
+        });
+    }
+    if crate::item_io::is_item_io(resource) {
+        return Some(Resource {
+            integration: Integration::ItemIo(resource.to_string()),
+            wait_for_token: false,
+        });
+    }
+    if let Some((task, wait_for_token)) = crate::upstream_tasks::classify(resource) {
+        return Some(Resource {
+            integration: Integration::Upstream(task),
+            wait_for_token,
         });
     }
     let parts: Vec<&str> = resource.split(':').collect();
@@ -91,7 +109,13 @@ pub fn unsupported_message(resource: &str) -> String {
         "stratus cannot run the resource '{resource}': supported Task resources are Lambda function ARNs, \
          arn:aws:states:::lambda:invoke, arn:aws:states:::sqs:sendMessage, \
          arn:aws:states:::sns:publish and arn:aws:states:::events:putEvents \
-         (each also with .waitForTaskToken); Map ItemReader and ResultWriter resources are not supported"
+         (each also with .waitForTaskToken), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
+         arn:aws:states:::ecs:runTask(.sync) and arn:aws:states:::aws-sdk:<service>:<action> for the services \
+         stratus forwards to its upstream endpoint ({}); Map ItemReaders s3:listObjectsV2 / s3:getObject and \
+         the ResultWriter s3:putObject",
+        stratus_upstream::supported_services()
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -138,12 +162,13 @@ fn walk_states(machine: &Value, at: &str, out: &mut Vec<(String, String)>, depth
             }
             Some("Map") => {
                 // Distributed Map's ItemReader / ResultWriter read and write
-                // S3, which stratus does not serve.
+                // S3 through the upstream endpoint.
                 for field in ["ItemReader", "ResultWriter"] {
                     if let Some(r) = state
                         .get(field)
                         .and_then(|f| f.get("Resource"))
                         .and_then(Value::as_str)
+                        && !crate::item_io::is_item_io(r)
                     {
                         out.push((format!("{here}/{field}/Resource"), r.to_string()));
                     }
@@ -340,6 +365,15 @@ impl States {
             Integration::SqsSendMessage => self.sqs_send(region, input).await,
             Integration::SnsPublish => self.sns_publish(input).await,
             Integration::EventsPutEvents => self.events_put(region, input).await,
+            Integration::Upstream(task) => {
+                crate::upstream_tasks::run(&self.upstream, region, task, input).await
+            }
+            Integration::ItemIo(r) if r == "arn:aws:states:::s3:putObject" => {
+                crate::item_io::write_results(&self.upstream, region, input).await
+            }
+            Integration::ItemIo(r) => {
+                crate::item_io::read_items(&self.upstream, region, r, input).await
+            }
         }
     }
 
@@ -569,8 +603,17 @@ mod tests {
                 .integration,
             Integration::SqsSendMessage
         );
-        assert!(classify("arn:aws:states:::dynamodb:putItem").is_none());
-        assert!(classify("arn:aws:states:::ecs:runTask.sync").is_none());
+        // Forwarded to the upstream endpoint.
+        assert!(matches!(
+            classify("arn:aws:states:::dynamodb:putItem").unwrap().integration,
+            Integration::Upstream(_)
+        ));
+        assert!(matches!(
+            classify("arn:aws:states:::ecs:runTask.sync").unwrap().integration,
+            Integration::Upstream(_)
+        ));
+        assert!(classify("arn:aws:states:::dynamodb:scan").is_none());
+        assert!(classify("arn:aws:states:::aws-sdk:nosuchservice:doIt").is_none());
         assert!(classify("arn:aws:states:us-east-1:123456789012:activity:a").is_none());
         assert!(classify("arn:aws:lambda:...:send-email").is_none());
     }
@@ -581,7 +624,7 @@ mod tests {
             "StartAt": "P",
             "States": {
                 "P": {"Type": "Parallel", "Branches": [
-                    {"StartAt": "D", "States": {"D": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem", "End": true}}}
+                    {"StartAt": "D", "States": {"D": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:scan", "End": true}}}
                 ], "Next": "M"},
                 "M": {"Type": "Map", "ItemProcessor": {"StartAt": "L", "States": {
                     "L": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}}}, "End": true}
@@ -593,20 +636,23 @@ mod tests {
             found,
             vec![(
                 "/States/P/Branches/0/States/D/Resource".to_string(),
-                "arn:aws:states:::dynamodb:putItem".to_string()
+                "arn:aws:states:::dynamodb:scan".to_string()
             )]
         );
         let distributed = json!({"StartAt": "D", "States": {"D": {
             "Type": "Map", "End": true,
             "ItemReader": {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {"Bucket": "b"}},
+            "ResultWriter": {"Resource": "arn:aws:states:::s3:copyObject", "Parameters": {"Bucket": "b"}},
             "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
                               "StartAt": "F", "States": {"F": {"Type": "Pass", "End": true}}}}}})
         .to_string();
+        // The S3 item reader is supported; a writer resource that is not
+        // s3:putObject is not.
         assert_eq!(
             unsupported_resources(&distributed),
             vec![(
-                "/States/D/ItemReader/Resource".to_string(),
-                "arn:aws:states:::s3:listObjectsV2".to_string()
+                "/States/D/ResultWriter/Resource".to_string(),
+                "arn:aws:states:::s3:copyObject".to_string()
             )]
         );
     }

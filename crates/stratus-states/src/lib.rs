@@ -32,9 +32,11 @@ use stratus_store::Store;
 pub mod aliases;
 pub mod executions;
 pub mod integrations;
+mod item_io;
 pub mod machines;
 pub mod names;
 pub mod runner;
+pub mod upstream_tasks;
 
 use names::err;
 
@@ -90,6 +92,9 @@ pub struct States {
     /// Tasks waiting for SendTaskSuccess / SendTaskFailure, by task token.
     pub(crate) waiters: Mutex<HashMap<String, Arc<runner::TokenWaiter>>>,
     pub(crate) me: Weak<States>,
+    /// Where AWS SDK integrations and S3 item readers / result writers go
+    /// (`--upstream-endpoint`).
+    pub(crate) upstream: stratus_upstream::Upstream,
 }
 
 impl States {
@@ -106,7 +111,11 @@ impl States {
         store
             .migrate(SCHEMA)
             .map_err(|e| format!("cannot create the Step Functions tables: {e}"))?;
+        let upstream = stratus_upstream::Upstream::new(stratus_upstream::UpstreamConfig::parse(
+            &config.upstream_endpoints,
+        )?);
         Ok(Arc::new_cyclic(|me| States {
+            upstream,
             store,
             account: config.account_id.clone(),
             lambda,
