@@ -605,11 +605,15 @@ mod tests {
         );
         // Forwarded to the upstream endpoint.
         assert!(matches!(
-            classify("arn:aws:states:::dynamodb:putItem").unwrap().integration,
+            classify("arn:aws:states:::dynamodb:putItem")
+                .unwrap()
+                .integration,
             Integration::Upstream(_)
         ));
         assert!(matches!(
-            classify("arn:aws:states:::ecs:runTask.sync").unwrap().integration,
+            classify("arn:aws:states:::ecs:runTask.sync")
+                .unwrap()
+                .integration,
             Integration::Upstream(_)
         ));
         assert!(classify("arn:aws:states:::dynamodb:scan").is_none());
