@@ -904,17 +904,13 @@ impl Lambda {
         qualifier: Option<&str>,
     ) -> AwsResult<(String, String, String)> {
         let r = FunctionRef::parse(function_name, "functionName")?;
-        let q = match (r.qualifier.as_deref(), qualifier) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(AwsError::invalid_parameter(
-                    "The derived qualifier from the function name does not match the specified qualifier.",
-                ));
-            }
-            (Some(a), _) => Some(a.to_string()),
-            (None, b) => b.map(str::to_string),
-        };
-        // Checks the function, version or alias exists.
-        self.resolve(region, function_name, q.as_deref())?;
+        // Checks the function, version or alias exists, and that a qualifier
+        // in the name agrees with the Qualifier parameter.
+        self.resolve(region, function_name, qualifier)?;
+        let q = r
+            .qualifier
+            .clone()
+            .or_else(|| qualifier.map(str::to_string));
         let base = arn::function_arn(region, &self.config.account_id, &r.name);
         let shown = match &q {
             Some(q) => format!("{base}:{q}"),
