@@ -793,6 +793,7 @@ impl States {
                 Ok(())
             })
             .await?;
+        self.execution_ended(&arn, "ABORTED");
         Ok(json!({"stopDate": epoch(stop_ms)}))
     }
 

@@ -33,6 +33,7 @@ pub mod aliases;
 pub mod executions;
 pub mod integrations;
 mod item_io;
+mod lifecycle;
 pub mod machines;
 pub mod names;
 pub mod runner;
@@ -91,6 +92,9 @@ pub struct States {
     pub(crate) running: Mutex<HashMap<String, runner::RunningHandle>>,
     /// Tasks waiting for SendTaskSuccess / SendTaskFailure, by task token.
     pub(crate) waiters: Mutex<HashMap<String, Arc<runner::TokenWaiter>>>,
+    /// Waiters for the end of an execution, by execution ARN
+    /// ([`States::wait_for_end`]).
+    pub(crate) ended: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     pub(crate) me: Weak<States>,
     /// Where AWS SDK integrations and S3 item readers / result writers go
     /// (`--upstream-endpoint`).
@@ -122,6 +126,7 @@ impl States {
             targets,
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
+            ended: Mutex::new(HashMap::new()),
             me: me.clone(),
         }))
     }

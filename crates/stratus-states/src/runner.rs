@@ -875,6 +875,7 @@ async fn finish(host: &ExecHost, result: Result<Value, Failure>) -> Outcome {
             .await;
     }
     host.states.forget_running(&host.arn);
+    host.states.execution_ended(&host.arn, outcome.status);
     outcome
 }
 
