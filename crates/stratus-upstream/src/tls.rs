@@ -109,9 +109,13 @@ pub fn describe(e: &(dyn StdError + 'static)) -> String {
         src = s.source();
     }
     let mut out = parts.join(": ");
-    if out.contains("UnknownIssuer") || out.contains("invalid peer certificate") {
+    if out.contains("UnknownIssuer") {
         out.push_str(
             " (the server's certificate is not trusted: to trust a private certificate authority, start stratus with --upstream-ca-bundle PATH or set AWS_CA_BUNDLE to a PEM file holding it)",
+        );
+    } else if out.contains("not valid for name") || out.contains("NotValidForName") {
+        out.push_str(
+            " (the endpoint URL must name a host or IP address the server's certificate holds)",
         );
     }
     out
@@ -170,5 +174,11 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("--upstream-ca-bundle"), "{d}");
+        let e = Outer(std::io::Error::other(
+            "invalid peer certificate: certificate not valid for name \"localhost\"",
+        ));
+        let d = describe(&e);
+        assert!(d.contains("must name a host"), "{d}");
+        assert!(!d.contains("--upstream-ca-bundle"), "{d}");
     }
 }

@@ -145,8 +145,9 @@ struct ServerArgs {
     upstream_endpoints: Vec<String>,
     /// A PEM file of certificate authorities to trust, besides the system
     /// roots, for https upstream endpoints and SNS https subscriptions
-    /// (e.g. the CA of a self-signed local endpoint).
-    #[arg(long = "upstream-ca-bundle", value_name = "PATH", env = "AWS_CA_BUNDLE")]
+    /// (e.g. the CA of a self-signed local endpoint). Default: the
+    /// `AWS_CA_BUNDLE` environment variable, when set and not empty.
+    #[arg(long = "upstream-ca-bundle", value_name = "PATH")]
     upstream_ca_bundle: Option<PathBuf>,
 }
 
@@ -284,6 +285,7 @@ fn run_server(a: ServerArgs) -> i32 {
     config.upstream_endpoints = a.upstream_endpoints;
     config.ca_bundle = a
         .upstream_ca_bundle
+        .or_else(|| std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from))
         .filter(|p| !p.as_os_str().is_empty());
     if let Some(p) = &config.ca_bundle
         && let Err(e) = stratus_upstream::tls::load_ca_bundle(p)
