@@ -62,7 +62,19 @@ def pki(tmp_path_factory) -> dict[str, Path]:
         "subjectAltName=IP:127.0.0.1\n")
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", "server.pem", "-days", "2", "-sha256", "-extfile", "ext.cnf", cwd=d)
-    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+    # A self-signed server certificate (its own authority, not a CA).
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key", "-out", "self.pem",
+             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-addext", "basicConstraints=critical,CA:FALSE", cwd=d)
+    # openssl's default self-signed certificate: marked CA:TRUE, which a
+    # verifier refuses as a server's own certificate.
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "selfca.key", "-out", "selfca.pem",
+             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", cwd=d)
+    bundle = d / "bundle.pem"
+    bundle.write_text("".join((d / n).read_text() for n in ("ca.pem", "self.pem", "selfca.pem")))
+    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key", "bundle": bundle,
+            "self_cert": d / "self.pem", "self_key": d / "self.key",
+            "selfca_cert": d / "selfca.pem", "selfca_key": d / "selfca.key"}
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +145,44 @@ def make_table(moto_url: str, ca: Path, name: str) -> None:
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
 
 
+class _Collector(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", "0"))
+        body = self.rfile.read(n).decode()
+        _Collector.received.append((self.path, dict(self.headers), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def tls_server(cert: Path, key: Path) -> HTTPServer:
+    """A small HTTPS server on 127.0.0.1 that records POSTs (_Collector)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    httpd = HTTPServer(("127.0.0.1", 0), _Collector)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @pytest.fixture(scope="module")
-def trusted(tmp_path_factory, moto_tls, pki):
-    """A server trusting the test CA through --upstream-ca-bundle; its
-    secretsmanager endpoint names the host `localhost`, which the
-    certificate does not hold, and its kms endpoint is a closed port."""
+def ca_marked_endpoint(pki):
+    httpd = tls_server(pki["selfca_cert"], pki["selfca_key"])
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def trusted(tmp_path_factory, moto_tls, pki, ca_marked_endpoint):
+    """A server trusting the test CA and both self-signed certificates
+    through --upstream-ca-bundle; its secretsmanager endpoint names the host
+    `localhost`, which the certificate does not hold, its kms endpoint is a
+    closed port, and its ssm endpoint shows a CA:TRUE self-signed
+    certificate."""
     url, port = moto_tls
     closed = free_port()
     s = start_server(tmp_path_factory.mktemp("https-trusted") / "data", name="https-trusted",
@@ -145,7 +190,8 @@ def trusted(tmp_path_factory, moto_tls, pki):
                      extra_args=["--upstream-endpoint", url,
                                  "--upstream-endpoint", f"secretsmanager=https://localhost:{port}",
                                  "--upstream-endpoint", f"kms=https://127.0.0.1:{closed}",
-                                 "--upstream-ca-bundle", str(pki["ca"])])
+                                 "--upstream-endpoint", f"ssm=https://127.0.0.1:{ca_marked_endpoint}",
+                                 "--upstream-ca-bundle", str(pki["bundle"])])
     yield s
     s.stop()
 
@@ -180,7 +226,7 @@ def test_without_the_ca_bundle_the_task_fails_with_a_certificate_error(tmp_path,
     url, _ = moto_tls
     make_table(url, pki["ca"], "TlsNoCa")
     s = start_server(tmp_path / "data", name="https-no-ca", env={"AWS_CA_BUNDLE": ""},
-                     extra_args=["--upstream-endpoint", url])
+                     extra_args=["--upstream-endpoint", url, "--time-scale", "100"])
     try:
         sfn = make_client(s.url, "stepfunctions", region=REGION)
         d = run(sfn, put_then_get("TlsNoCa"), {"id": "n-1", "note": "x"}, "tls-no-ca")
@@ -199,6 +245,34 @@ def test_without_the_ca_bundle_the_task_fails_with_a_certificate_error(tmp_path,
         assert d["status"] == "FAILED", d
         assert d["error"] == "DynamoDb.SdkClientException", d
         assert "UnknownIssuer" in d["cause"], d["cause"]
+
+        # An SNS https subscriber with the same untrusted certificate gets
+        # nothing: the attempts fail (AWS's default HTTP/S policy, 3
+        # retries 20 s apart, here at --time-scale 100) and the notification
+        # goes to the subscription's dead-letter queue.
+        httpd = tls_server(pki["cert"], pki["key"])
+        _Collector.received = []
+        try:
+            sqs = make_client(s.url, "sqs", region=REGION)
+            dlq = sqs.create_queue(QueueName="tls-dlq")["QueueUrl"]
+            sns = make_client(s.url, "sns", region=REGION)
+            topic = sns.create_topic(Name="tls-untrusted")["TopicArn"]
+            sns.subscribe(TopicArn=topic, Protocol="https",
+                          Endpoint=f"https://127.0.0.1:{httpd.server_address[1]}/",
+                          Attributes={"RedrivePolicy": json.dumps(
+                              {"deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:tls-dlq"})})
+            mid = sns.publish(TopicArn=topic, Message="not trusted")["MessageId"]
+            msgs: list = []
+
+            def dead_lettered():
+                msgs.extend(sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=1).get("Messages", []))
+                return msgs
+            wait_until(dead_lettered, timeout=30, what="the notification in the dead-letter queue")
+            doc = json.loads(msgs[0]["Body"])
+            assert doc["MessageId"] == mid and doc["Message"] == "not trusted"
+            assert _Collector.received == []
+        finally:
+            httpd.shutdown()
     finally:
         s.stop()
 
@@ -219,6 +293,12 @@ def test_a_name_the_certificate_does_not_hold_and_a_closed_port_fail_the_task(tr
     assert d["status"] == "FAILED", d
     assert d["error"] == "Kms.SdkClientException", d
     assert "cannot be reached" in d["cause"] and "refused" in d["cause"].lower(), d["cause"]
+    d = run(sfn, {"StartAt": "P", "States": {"P": {
+        "Type": "Task", "Resource": "arn:aws:states:::aws-sdk:ssm:getParameter",
+        "Parameters": {"Name": "p"}, "End": True}}}, {}, "tls-ca-marked")
+    assert d["status"] == "FAILED", d
+    assert d["error"] == "Ssm.SdkClientException", d
+    assert "CaUsedAsEndEntity" in d["cause"] and "CA:FALSE" in d["cause"], d["cause"]
 
 
 def test_a_bad_ca_bundle_is_refused_at_startup(tmp_path):
@@ -236,28 +316,13 @@ def test_a_bad_ca_bundle_is_refused_at_startup(tmp_path):
 # --------------------------------------------------------------------------
 
 
-class _Collector(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):
-        n = int(self.headers.get("content-length", "0"))
-        body = self.rfile.read(n).decode()
-        _Collector.received.append((self.path, dict(self.headers), body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_sns_https_subscription_receives_the_notification(trusted, pki):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(pki["cert"]), str(pki["key"]))
-    httpd = HTTPServer(("127.0.0.1", 0), _Collector)
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    """Two https subscribers: one with a certificate issued by the test CA,
+    one with a self-signed certificate; both are in the server's bundle."""
+    httpd = tls_server(pki["cert"], pki["key"])
     port = httpd.server_address[1]
+    own = tls_server(pki["self_cert"], pki["self_key"])
     _Collector.received = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         sns = make_client(trusted.url, "sns", region=REGION)
         topic = sns.create_topic(Name="tls-hooks")["TopicArn"]
@@ -267,9 +332,16 @@ def test_sns_https_subscription_receives_the_notification(trusted, pki):
         assert attrs["Protocol"] == "https"
         assert attrs["Endpoint"] == f"https://127.0.0.1:{port}/hook?x=1"
         assert "EffectiveDeliveryPolicy" in attrs
+        own_sub = sns.subscribe(TopicArn=topic, Protocol="https",
+                                Endpoint=f"https://127.0.0.1:{own.server_address[1]}/own")["SubscriptionArn"]
         mid = sns.publish(TopicArn=topic, Message="over tls", Subject="tls")["MessageId"]
-        wait_until(lambda: _Collector.received, timeout=30, what="the https notification")
-        path, headers, body = _Collector.received[0]
+        wait_until(lambda: len(_Collector.received) >= 2, timeout=30, what="the https notifications")
+        by_path = {r[0]: r for r in _Collector.received}
+        assert set(by_path) == {"/hook?x=1", "/own"}, by_path.keys()
+        own_headers = {k.lower(): v for k, v in by_path["/own"][1].items()}
+        assert own_headers["x-amz-sns-subscription-arn"] == own_sub
+        assert json.loads(by_path["/own"][2])["Message"] == "over tls"
+        path, headers, body = by_path["/hook?x=1"]
         assert path == "/hook?x=1"
         h = {k.lower(): v for k, v in headers.items()}
         assert h["x-amz-sns-message-type"] == "Notification"
@@ -283,6 +355,7 @@ def test_sns_https_subscription_receives_the_notification(trusted, pki):
         assert doc["Subject"] == "tls"
     finally:
         httpd.shutdown()
+        own.shutdown()
 
 
 def test_sns_https_endpoint_must_be_an_https_url(trusted):

@@ -113,6 +113,10 @@ pub fn describe(e: &(dyn StdError + 'static)) -> String {
         out.push_str(
             " (the server's certificate is not trusted: to trust a private certificate authority, start stratus with --upstream-ca-bundle PATH or set AWS_CA_BUNDLE to a PEM file holding it)",
         );
+    } else if out.contains("CaUsedAsEndEntity") {
+        out.push_str(
+            " (the server's certificate is marked as a certificate authority, basicConstraints CA:TRUE: a self-signed server certificate must have CA:FALSE, or be issued by an authority in the CA bundle)",
+        );
     } else if out.contains("not valid for name") || out.contains("NotValidForName") {
         out.push_str(
             " (the endpoint URL must name a host or IP address the server's certificate holds)",
