@@ -538,30 +538,14 @@ async fn post(
             let stream = stratus_upstream::tls::connect(config, host, stream)
                 .await
                 .map_err(|e| unavailable(format!("TLS handshake with {addr} failed: {e}")))?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|e| unavailable(format!("HTTP handshake with {addr} failed: {e}")))?;
-            let driver = tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            (sender, driver)
+            http1(stream, &addr).await?
         }
         (true, None) => {
             return Err(unavailable(format!(
                 "{url}: no TLS configuration for an https endpoint"
             )));
         }
-        (false, _) => {
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|e| unavailable(format!("HTTP handshake with {addr} failed: {e}")))?;
-            let driver = tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            (sender, driver)
-        }
+        (false, _) => http1(stream, &addr).await?,
     };
     let mut req = hyper::Request::post(path.as_str())
         .header("host", authority)
@@ -596,6 +580,38 @@ async fn post(
     };
     driver.abort();
     out
+}
+
+/// An HTTP/1.1 connection over `io` (plain TCP or TLS): the request
+/// sender and the task driving the connection (abort it when done).
+///
+/// Errors: 503 `EndpointUnavailable` when the handshake fails.
+async fn http1<S>(
+    io: S,
+    addr: &str,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        tokio::task::JoinHandle<()>,
+    ),
+    AwsError,
+>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            AwsError::new(
+                503,
+                "EndpointUnavailable",
+                format!("HTTP handshake with {addr} failed: {e}"),
+            )
+        })?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((sender, driver))
 }
 
 #[cfg(test)]
