@@ -208,6 +208,24 @@ def test_putitem_and_sdk_getitem_over_tls_with_the_ca_bundle_flag(trusted, moto_
     assert got["Item"] == {"id": {"S": "o-1"}, "note": {"S": "over tls"}}
 
 
+def test_s3_put_and_get_object_over_tls(trusted, moto_tls, pki):
+    """S3's rest-xml calls (path-style, unsigned payload) over TLS."""
+    url, _ = moto_tls
+    s3 = moto_client(url, pki["ca"], "s3")
+    s3.create_bucket(Bucket="tls-bucket", CreateBucketConfiguration={"LocationConstraint": REGION})
+    sfn = make_client(trusted.url, "stepfunctions", region=REGION)
+    d = run(sfn, {"StartAt": "Put", "States": {
+        "Put": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:putObject",
+                "Parameters": {"Bucket": "tls-bucket", "Key": "a/b.txt", "Body.$": "$.text"},
+                "ResultPath": None, "Next": "Get"},
+        "Get": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:s3:getObject",
+                "Parameters": {"Bucket": "tls-bucket", "Key": "a/b.txt"}, "End": True}}},
+        {"text": "hello over tls"}, "tls-s3")
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"])["Body"] == "hello over tls"
+    assert s3.get_object(Bucket="tls-bucket", Key="a/b.txt")["Body"].read() == b"hello over tls"
+
+
 def test_aws_ca_bundle_environment_variable_is_read(tmp_path, moto_tls, pki):
     url, _ = moto_tls
     make_table(url, pki["ca"], "TlsEnv")
@@ -353,6 +371,12 @@ def test_sns_https_subscription_receives_the_notification(trusted, pki):
         assert doc["MessageId"] == mid
         assert doc["Message"] == "over tls"
         assert doc["Subject"] == "tls"
+        # MessageStructure=json: the `https` key is what https subscribers get.
+        _Collector.received = []
+        sns.publish(TopicArn=topic, MessageStructure="json",
+                    Message=json.dumps({"default": "for everyone", "https": "for https"}))
+        wait_until(lambda: len(_Collector.received) >= 2, timeout=30, what="the structured notifications")
+        assert {json.loads(r[2])["Message"] for r in _Collector.received} == {"for https"}
     finally:
         httpd.shutdown()
         own.shutdown()
