@@ -703,6 +703,156 @@ mod tests {
         assert_eq!(e.error, "States.TaskFailed");
     }
 
+    /// A one-connection-at-a-time HTTPS server on 127.0.0.1 with the test
+    /// certificate (`testdata/server.pem`, issued by `testdata/ca.pem` for
+    /// IP 127.0.0.1) speaking only `versions`; it answers every request
+    /// with `answer` (JSON) and sends each request head it read to `heads`.
+    async fn tls_server(
+        versions: &'static [&'static rustls::SupportedProtocolVersion],
+        answer: &'static str,
+    ) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use rustls::pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!(
+            "../testdata/server.pem"
+        ))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(include_bytes!(
+            "../testdata/server.key"
+        ))
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = tx.send(head);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, rx)
+    }
+
+    static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+    fn test_ca() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/ca.pem")
+    }
+
+    #[tokio::test]
+    async fn https_calls_are_signed_and_verified_with_the_ca_bundle() {
+        const ITEM: &str = r#"{"Item":{"id":{"S":"1"}}}"#;
+        for versions in [TLS13, TLS12] {
+            let (port, mut heads) = tls_server(versions, ITEM).await;
+            let u = Upstream::new(
+                UpstreamConfig::parse(&[format!("https://127.0.0.1:{port}")])
+                    .unwrap()
+                    .with_ca_bundle(Some(test_ca())),
+            );
+            let out = u
+                .call_sdk(
+                    "us-east-1",
+                    "dynamodb",
+                    "getItem",
+                    &json!({"TableName": "t", "Key": {"id": {"S": "1"}}}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out, json!({"Item": {"id": {"S": "1"}}}));
+            let head = heads.recv().await.unwrap();
+            assert!(head.starts_with("post / http/1.1"), "{head}");
+            assert!(
+                head.contains("x-amz-target: dynamodb_20120810.getitem"),
+                "{head}"
+            );
+            assert!(
+                head.contains("authorization: aws4-hmac-sha256 credential="),
+                "{head}"
+            );
+            assert!(head.contains("/us-east-1/dynamodb/aws4_request"), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_an_sdk_client_exception() {
+        let (port, _heads) = tls_server(TLS13, "{}").await;
+        let u =
+            Upstream::new(UpstreamConfig::parse(&[format!("https://127.0.0.1:{port}")]).unwrap());
+        let e = u
+            .call("us-east-1", "dynamodb", "getItem", &json!({}), "DynamoDB")
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "DynamoDB.SdkClientException");
+        assert!(e.cause.contains("UnknownIssuer"), "{}", e.cause);
+        // The certificate names 127.0.0.1, not localhost.
+        let u = Upstream::new(
+            UpstreamConfig::parse(&[format!("https://localhost:{port}")])
+                .unwrap()
+                .with_ca_bundle(Some(test_ca())),
+        );
+        let e = u
+            .call("us-east-1", "dynamodb", "getItem", &json!({}), "DynamoDB")
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "DynamoDB.SdkClientException");
+        assert!(e.cause.contains("not valid for name"), "{}", e.cause);
+        // A CA bundle that cannot be read fails the call and names the file.
+        let u = Upstream::new(
+            UpstreamConfig::parse(&[format!("https://127.0.0.1:{port}")])
+                .unwrap()
+                .with_ca_bundle(Some(PathBuf::from("/nonexistent/ca.pem"))),
+        );
+        let e = u
+            .call("us-east-1", "dynamodb", "getItem", &json!({}), "DynamoDB")
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "DynamoDB.SdkClientException");
+        assert!(e.cause.contains("/nonexistent/ca.pem"), "{}", e.cause);
+    }
+
     #[tokio::test]
     async fn an_unreachable_endpoint_is_an_sdk_client_exception() {
         // A port nothing listens on.
