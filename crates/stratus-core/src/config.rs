@@ -55,6 +55,10 @@ pub struct Config {
     /// Functions' AWS SDK integrations call for services stratus does not
     /// implement (see the `stratus-upstream` crate).
     pub upstream_endpoints: Vec<String>,
+    /// A PEM file of extra certificate authorities trusted, besides the
+    /// system roots, for outgoing https: upstream endpoints and SNS `https`
+    /// subscriptions (`--upstream-ca-bundle PATH`, else `AWS_CA_BUNDLE`).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// AWS's default concurrent executions quota per account and region.
@@ -114,6 +118,7 @@ impl Config {
             scaling_rate: DEFAULT_SCALING_RATE,
             time_scale: 1.0,
             upstream_endpoints: Vec::new(),
+            ca_bundle: None,
         }
     }
 

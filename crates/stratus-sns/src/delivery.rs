@@ -10,10 +10,11 @@
 //! endpoints (AWS managed endpoints): 3 immediate retries, 2 retries 1 s
 //! apart, 10 retries with exponential backoff from 1 s to 20 s, then
 //! 100,000 retries 20 s apart (100,015 retries, about 23 days). For `http`
-//! endpoints, the subscription's effective HTTP/S delivery policy
+//! and `https` endpoints, the subscription's effective HTTP/S delivery policy
 //! ([`crate::http_policy`]; AWS's default: 3 retries 20 s apart). Delays are
 //! divided by the server's `--time-scale`. Only server-side failures are
-//! retried (HTTP 5xx, 429, connection failures, timeouts of 15 s); a
+//! retried (HTTP 5xx, 429, connection and TLS handshake failures, timeouts
+//! of 15 s); a
 //! client-side failure (another 4xx, e.g. the queue or function no longer
 //! exists) ends the delivery at once. A delivery that ends without success
 //! goes to the subscription's dead-letter queue (`RedrivePolicy`
@@ -51,7 +52,7 @@ pub const ATTEMPT_TIMEOUT_MS: u64 = 15_000;
 pub struct Pending {
     /// The subscription it is for.
     pub subscription_arn: String,
-    /// `sqs`, `lambda`, `http`, or `dlq` (a dead-letter queue copy).
+    /// `sqs`, `lambda`, `http`, `https`, or `dlq` (a dead-letter queue copy).
     pub protocol: String,
     /// Queue ARN, function ARN or URL.
     pub endpoint: String,
@@ -130,9 +131,11 @@ pub const MANAGED_RETRIES: u32 = 100_015;
 pub const HTTP_RETRIES: u32 = 3;
 
 /// The delay before retry number `retry` (1-based), in ms before time
-/// scaling, or `None` when the policy is exhausted.
+/// scaling, or `None` when the policy is exhausted. `http` and `https`
+/// follow AWS's default HTTP/S policy, every other protocol the managed
+/// endpoint policy.
 pub fn retry_delay_ms(protocol: &str, retry: u32) -> Option<u64> {
-    if protocol == "http" {
+    if protocol == "http" || protocol == "https" {
         return (retry <= HTTP_RETRIES).then_some(20_000);
     }
     match retry {
@@ -311,13 +314,18 @@ impl Sns {
         }
         let fut = async {
             match p.protocol.as_str() {
-                "http" => {
+                "http" | "https" => {
                     let ct = p
                         .http_policy
                         .as_ref()
                         .and_then(|h| h.content_type.as_deref())
                         .unwrap_or("text/plain; charset=UTF-8");
-                    post(&p.endpoint, ct, &p.headers, p.body.clone()).await
+                    let tls = if p.endpoint.starts_with("https://") {
+                        Some(self.tls_config()?)
+                    } else {
+                        None
+                    };
+                    post(&p.endpoint, tls, ct, &p.headers, p.body.clone()).await
                 }
                 _ => {
                     let d = Delivery {
@@ -344,8 +352,10 @@ impl Sns {
             Err(e) if client_side(&e) => Outcome::GiveUp(e.to_string()),
             Err(e) => {
                 let delay = match (&p.protocol[..], &p.http_policy) {
-                    ("http", Some(h)) => h.retry.delay_s(r.attempts + 1).map(|s| s * 1000),
-                    ("http", None) => retry_delay_ms("http", r.attempts + 1),
+                    ("http" | "https", Some(h)) => {
+                        h.retry.delay_s(r.attempts + 1).map(|s| s * 1000)
+                    }
+                    ("http" | "https", None) => retry_delay_ms("http", r.attempts + 1),
                     _ => retry_delay_ms("managed", r.attempts + 1),
                 };
                 match delay {
@@ -444,6 +454,17 @@ impl Sns {
         }
     }
 
+    /// The TLS client configuration for `https` deliveries, made once.
+    ///
+    /// Errors: 503 `EndpointUnavailable` when the CA bundle cannot be
+    /// loaded (retried, as a connection failure).
+    fn tls_config(&self) -> Result<Arc<stratus_upstream::tls::ClientConfig>, AwsError> {
+        self.tls
+            .get_or_init(|| stratus_upstream::tls::client_config(self.ca_bundle.as_deref()))
+            .clone()
+            .map_err(|e| AwsError::new(503, "EndpointUnavailable", e))
+    }
+
     fn dead_letter_queue(&self, subscription_arn: &str) -> Option<String> {
         self.subscription(subscription_arn)
             .ok()
@@ -474,40 +495,59 @@ pub(crate) fn insert_row(
     Ok(())
 }
 
-/// POSTs `body` to an `http://` URL; 2xx is success.
+/// POSTs `body` to an `http://` URL, or to an `https://` URL over TLS
+/// with `tls` (certificate verified for the URL's host); 2xx is success.
 ///
-/// Errors: a connection failure (503 `EndpointUnavailable`, retried), or
-/// the endpoint's status with code `EndpointError`.
+/// Errors: a connection or TLS handshake failure (503
+/// `EndpointUnavailable`, retried), or the endpoint's status with code
+/// `EndpointError`.
 async fn post(
     url: &str,
+    tls: Option<Arc<stratus_upstream::tls::ClientConfig>>,
     content_type: &str,
     headers: &[(String, String)],
     body: String,
 ) -> Result<(), AwsError> {
     let unavailable = |m: String| AwsError::new(503, "EndpointUnavailable", m);
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        AwsError::new(400, "InvalidEndpoint", format!("{url} is not an http URL"))
-    })?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    let (rest, default_port) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (r, 80),
+        (_, Some(r)) => (r, 443),
+        _ => {
+            return Err(AwsError::new(
+                400,
+                "InvalidEndpoint",
+                format!("{url} is not an http or https URL"),
+            ));
+        }
     };
-    let addr = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
+    };
+    // `host`, `host:port`, `[v6]`, `[v6]:port`.
+    let (host, addr) = match authority.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, authority.to_string()),
+        _ => (authority, format!("{authority}:{default_port}")),
     };
     let stream = tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| unavailable(format!("cannot connect to {addr}: {e}")))?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| unavailable(format!("HTTP handshake with {addr} failed: {e}")))?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut req = hyper::Request::post(path)
+    let (mut sender, driver) = match (url.starts_with("https://"), tls) {
+        (true, Some(config)) => {
+            let stream = stratus_upstream::tls::connect(config, host, stream)
+                .await
+                .map_err(|e| unavailable(format!("TLS handshake with {addr} failed: {e}")))?;
+            http1(stream, &addr).await?
+        }
+        (true, None) => {
+            return Err(unavailable(format!(
+                "{url}: no TLS configuration for an https endpoint"
+            )));
+        }
+        (false, _) => http1(stream, &addr).await?,
+    };
+    let mut req = hyper::Request::post(path.as_str())
         .header("host", authority)
         .header("content-type", content_type)
         .header("user-agent", "Amazon Simple Notification Service Agent");
@@ -540,6 +580,38 @@ async fn post(
     };
     driver.abort();
     out
+}
+
+/// An HTTP/1.1 connection over `io` (plain TCP or TLS): the request
+/// sender and the task driving the connection (abort it when done).
+///
+/// Errors: 503 `EndpointUnavailable` when the handshake fails.
+async fn http1<S>(
+    io: S,
+    addr: &str,
+) -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        tokio::task::JoinHandle<()>,
+    ),
+    AwsError,
+>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .map_err(|e| {
+            AwsError::new(
+                503,
+                "EndpointUnavailable",
+                format!("HTTP handshake with {addr} failed: {e}"),
+            )
+        })?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((sender, driver))
 }
 
 #[cfg(test)]

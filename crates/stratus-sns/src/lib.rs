@@ -1,4 +1,4 @@
-//! Amazon SNS: topics, subscriptions (`sqs`, `lambda`, `http`) and
+//! Amazon SNS: topics, subscriptions (`sqs`, `lambda`, `http`, `https`) and
 //! publishing, over the query protocol (botocore model `sns/2010-03-31`),
 //! durable in the store.
 //!
@@ -11,7 +11,9 @@
 //! * A publish answers after one pending delivery per matching
 //!   subscription ([`filter`]) is committed; the worker started by
 //!   [`Sns::spawn`] delivers them through the [`Targets`] registry (queues,
-//!   functions) or by HTTP POST, retrying as [`delivery`] documents.
+//!   functions) or by HTTP POST (over TLS for `https` subscriptions, with
+//!   the certificate rules of [`stratus_upstream::tls`]), retrying as
+//!   [`delivery`] documents.
 //! * [`Sns`] is itself a [`stratus_core::Target`]: a delivery addressed to
 //!   a topic ARN is published to the topic.
 
@@ -23,7 +25,8 @@ pub mod model;
 pub mod params;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 use stratus_core::{AwsError, AwsResult, Config, MessageAttribute, Targets};
@@ -174,6 +177,12 @@ pub struct Sns {
     edge_url: String,
     time_scale: f64,
     wake: Notify,
+    /// Extra certificate authorities for `https` subscriptions
+    /// ([`Config::ca_bundle`]).
+    ca_bundle: Option<PathBuf>,
+    /// The TLS client configuration, made at the first `https` delivery,
+    /// or why it cannot be.
+    tls: OnceLock<Result<Arc<stratus_upstream::tls::ClientConfig>, String>>,
 }
 
 /// A message about to be published.
@@ -204,6 +213,8 @@ impl Sns {
                 1.0
             },
             wake: Notify::new(),
+            ca_bundle: config.ca_bundle.clone(),
+            tls: OnceLock::new(),
         }))
     }
 
@@ -611,16 +622,21 @@ impl Sns {
                     return Err(invalid("Invalid parameter: Lambda endpoint ARN"));
                 }
             }
-            "http" => {
-                if !endpoint.starts_with("http://") || endpoint.len() <= "http://".len() {
-                    return Err(invalid(
-                        "Invalid parameter: Endpoint Reason: An http endpoint must start with http://",
-                    ));
+            "http" | "https" => {
+                let scheme = format!("{protocol}://");
+                let ok = endpoint
+                    .strip_prefix(&scheme)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+                    && endpoint.parse::<hyper::Uri>().is_ok();
+                if !ok {
+                    return Err(invalid(format!(
+                        "Invalid parameter: Endpoint Reason: An {protocol} endpoint must start with {scheme}"
+                    )));
                 }
             }
-            "https" | "email" | "email-json" | "sms" | "application" | "firehose" => {
+            "email" | "email-json" | "sms" | "application" | "firehose" => {
                 return Err(invalid(format!(
-                    "Invalid parameter: Protocol Reason: stratus delivers to sqs, lambda and http endpoints; it cannot deliver to {protocol} endpoints"
+                    "Invalid parameter: Protocol Reason: stratus delivers to sqs, lambda, http and https endpoints; it cannot deliver to {protocol} endpoints"
                 )));
             }
             other => {
@@ -803,7 +819,7 @@ impl Sns {
         m.insert("ConfirmationWasAuthenticated".into(), "true".into());
         m.insert("PendingConfirmation".into(), "false".into());
         m.insert("RawMessageDelivery".into(), "false".into());
-        if s.protocol == "http" {
+        if s.protocol == "http" || s.protocol == "https" {
             let topic = self.topic(&s.topic_arn)?;
             let eff = http_policy::effective(
                 topic
@@ -1288,7 +1304,8 @@ fn pending_for(
             return None;
         }
     }
-    let envelope = note.envelope(if s.protocol == "http" { "http" } else { "sqs" }, &s.arn);
+    let web = s.protocol == "http" || s.protocol == "https";
+    let envelope = note.envelope(if web { &s.protocol } else { "sqs" }, &s.arn);
     let mut p = Pending {
         subscription_arn: s.arn.clone(),
         protocol: s.protocol.clone(),
@@ -1307,7 +1324,7 @@ fn pending_for(
             p.dlq_body = Some(envelope);
             p.attributes = store_attributes(&out.attributes);
         }
-        "http" => {
+        "http" | "https" => {
             p.headers = vec![
                 ("x-amz-sns-message-type".into(), "Notification".into()),
                 ("x-amz-sns-message-id".into(), note.message_id.clone()),
@@ -1317,7 +1334,7 @@ fn pending_for(
             if s.raw() {
                 p.headers
                     .push(("x-amz-sns-rawdelivery".into(), "true".into()));
-                p.body = note.message_for("http");
+                p.body = note.message_for(&s.protocol);
             } else {
                 p.body = envelope.clone();
             }

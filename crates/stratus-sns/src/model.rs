@@ -266,7 +266,7 @@ pub fn check_subscription_attributes(
                 }
             }
             "DeliveryPolicy" if !v.is_empty() => {
-                if protocol != "http" {
+                if protocol != "http" && protocol != "https" {
                     return Err(crate::invalid(format!(
                         "Invalid parameter: DeliveryPolicy: Delivery protocol [{protocol}] does not support delivery policies"
                     )));

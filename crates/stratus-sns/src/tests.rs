@@ -987,3 +987,71 @@ async fn arns_use_the_configured_account() {
         .unwrap();
     assert_eq!(other, "<Topics></Topics>");
 }
+
+#[tokio::test]
+async fn https_subscriptions_take_https_urls_and_delivery_policies() {
+    let e = env();
+    let xml = call(&e.sns, "CreateTopic", &[("Name", "web")])
+        .await
+        .unwrap();
+    let topic = between(&xml, "TopicArn").to_string();
+    for bad in [
+        "http://127.0.0.1:8443/x",
+        "https://",
+        "https:///x",
+        "127.0.0.1:8443",
+    ] {
+        let err = call(
+            &e.sns,
+            "Subscribe",
+            &[
+                ("TopicArn", &topic),
+                ("Protocol", "https"),
+                ("Endpoint", bad),
+            ],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (400, "InvalidParameter"),
+            "{bad}"
+        );
+    }
+    let xml = call(
+        &e.sns,
+        "Subscribe",
+        &[
+            ("TopicArn", &topic),
+            ("Protocol", "https"),
+            ("Endpoint", "https://127.0.0.1:8443/hook"),
+            ("Attributes.entry.1.key", "DeliveryPolicy"),
+            (
+                "Attributes.entry.1.value",
+                r#"{"healthyRetryPolicy": {"numRetries": 1, "minDelayTarget": 1, "maxDelayTarget": 1}}"#,
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    let sub = between(&xml, "SubscriptionArn").to_string();
+    let attrs = call(
+        &e.sns,
+        "GetSubscriptionAttributes",
+        &[("SubscriptionArn", &sub)],
+    )
+    .await
+    .unwrap();
+    assert!(
+        attrs.contains("<key>Protocol</key><value>https</value>"),
+        "{attrs}"
+    );
+    assert!(
+        attrs.contains("<key>EffectiveDeliveryPolicy</key>"),
+        "{attrs}"
+    );
+    assert!(attrs.contains("<key>DeliveryPolicy</key>"), "{attrs}");
+    // AWS's default HTTP/S retry policy applies to https too.
+    assert_eq!(crate::delivery::retry_delay_ms("https", 3), Some(20_000));
+    assert_eq!(crate::delivery::retry_delay_ms("https", 4), None);
+}

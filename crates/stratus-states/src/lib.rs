@@ -115,9 +115,10 @@ impl States {
         store
             .migrate(SCHEMA)
             .map_err(|e| format!("cannot create the Step Functions tables: {e}"))?;
-        let upstream = stratus_upstream::Upstream::new(stratus_upstream::UpstreamConfig::parse(
-            &config.upstream_endpoints,
-        )?);
+        let upstream = stratus_upstream::Upstream::new(
+            stratus_upstream::UpstreamConfig::parse(&config.upstream_endpoints)?
+                .with_ca_bundle(config.ca_bundle.clone()),
+        );
         Ok(Arc::new_cyclic(|me| States {
             upstream,
             store,

@@ -8,7 +8,10 @@
 //! URL`, optionally per service: `--upstream-endpoint dynamodb=URL`), for
 //! example `moto_server` or LocalStack. Each call is signed with SigV4
 //! (credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
-//! `AWS_SESSION_TOKEN`, else `test` / `test`) and sent over HTTP.
+//! `AWS_SESSION_TOKEN`, else `test` / `test`) and sent over HTTP, or over
+//! TLS 1.2 / 1.3 for `https://` endpoints, whose certificates are verified
+//! against the system roots plus an extra CA bundle (`--upstream-ca-bundle`
+//! or `AWS_CA_BUNDLE`; see [`tls`]).
 //!
 //! Protocols: the AWS json protocol (DynamoDB, ECS, Secrets Manager, SSM,
 //! Kinesis, KMS, CloudWatch Logs, ...: the action becomes the
@@ -23,16 +26,20 @@
 //! their own prefix (`DynamoDB.ConditionalCheckFailedException`). A transport
 //! failure is `<Prefix>.SdkClientException`.
 
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 mod s3;
+pub mod tls;
 
 /// How long one upstream call may take before it fails with
 /// `<Prefix>.SdkClientException`.
@@ -51,17 +58,21 @@ pub struct CallError {
 /// Which upstream endpoint serves which service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpstreamConfig {
-    /// The endpoint for every service without its own (`http://host:port`).
+    /// The endpoint for every service without its own (`http://host:port`
+    /// or `https://host:port`).
     pub default: Option<String>,
     /// `(service, endpoint)` pairs, e.g. `("s3", "http://127.0.0.1:9000")`.
     pub per_service: Vec<(String, String)>,
+    /// A PEM file of certificate authorities trusted for `https://`
+    /// endpoints besides the system roots ([`tls::client_config`]).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl UpstreamConfig {
     /// Parses the values of `--upstream-endpoint`: `URL` or `SERVICE=URL`.
     ///
-    /// Errors: a value that is not an `http://` URL (`https` upstreams are
-    /// not supported), or a second default.
+    /// Errors: a value that is not an `http://` or `https://` URL with a
+    /// host, or a second default.
     pub fn parse(values: &[String]) -> Result<UpstreamConfig, String> {
         let mut c = UpstreamConfig::default();
         for v in values {
@@ -71,10 +82,16 @@ impl UpstreamConfig {
                 }
                 _ => (None, v.trim()),
             };
-            if !url.starts_with("http://") {
+            let host = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if host.is_none_or(|h| h.trim_end_matches('/').is_empty()) {
                 return Err(format!(
-                    "--upstream-endpoint {v}: the endpoint must be an http:// URL (https upstreams are not supported)"
+                    "--upstream-endpoint {v}: the endpoint must be an http:// or https:// URL with a host, e.g. https://127.0.0.1:4443"
                 ));
+            }
+            if let Err(e) = url.parse::<http::Uri>() {
+                return Err(format!("--upstream-endpoint {v}: {e}"));
             }
             let url = url.trim_end_matches('/').to_string();
             match service {
@@ -88,6 +105,13 @@ impl UpstreamConfig {
             }
         }
         Ok(c)
+    }
+
+    /// The same endpoints, trusting the certificate authorities of the PEM
+    /// file `ca_bundle` too (`None`: the system roots only).
+    pub fn with_ca_bundle(mut self, ca_bundle: Option<PathBuf>) -> UpstreamConfig {
+        self.ca_bundle = ca_bundle;
+        self
     }
 
     /// The endpoint for `service`, if any.
@@ -312,8 +336,13 @@ fn exception_name(code: &str) -> String {
 pub struct Upstream {
     config: UpstreamConfig,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// The client for `https://` endpoints, made at the first such call
+    /// (reading the system roots takes a moment), or why it cannot be.
+    tls_client: OnceLock<Result<TlsClient, String>>,
     credentials: aws_credential_types::Credentials,
 }
+
+type TlsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// One HTTP answer.
 pub(crate) struct Answer {
@@ -338,6 +367,7 @@ impl Upstream {
         Upstream {
             config,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            tls_client: OnceLock::new(),
             credentials,
         }
     }
@@ -392,7 +422,7 @@ impl Upstream {
             return Err(CallError {
                 error: "States.TaskFailed".into(),
                 cause: format!(
-                    "stratus has no upstream endpoint for the '{service}' service: start the server with --upstream-endpoint http://HOST:PORT (or --upstream-endpoint {service}=http://HOST:PORT) pointing at an AWS-compatible endpoint such as moto_server."
+                    "stratus has no upstream endpoint for the '{service}' service: start the server with --upstream-endpoint http://HOST:PORT or https://HOST:PORT (or --upstream-endpoint {service}=URL) pointing at an AWS-compatible endpoint such as moto_server."
                 ),
             });
         };
@@ -444,7 +474,25 @@ impl Upstream {
         }
     }
 
-    /// Signs and sends one request.
+    /// The https client, made on first use.
+    ///
+    /// Errors: the CA bundle cannot be loaded ([`tls::client_config`]).
+    fn tls_client(&self) -> Result<&TlsClient, String> {
+        self.tls_client
+            .get_or_init(|| {
+                let config = tls::client_config(self.config.ca_bundle.as_deref())?;
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*config).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                Ok(Client::builder(TokioExecutor::new()).build(connector))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Signs and sends one request (over TLS for `https://` URLs).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
@@ -464,6 +512,7 @@ impl Upstream {
             .parse()
             .map_err(|e| client_error(format!("bad upstream URL {url}: {e}")))?;
         let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        let uri_is_https = uri.scheme_str() == Some("https");
         headers.push(("host".into(), host));
         if signing_name == "s3" {
             headers.push(("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()));
@@ -509,10 +558,22 @@ impl Upstream {
         let req = req
             .body(Full::new(body))
             .map_err(|e| client_error(format!("cannot build the request: {e}")))?;
+        let tls = if uri_is_https {
+            Some(self.tls_client().map_err(|e| {
+                client_error(format!("cannot call the upstream endpoint {url}: {e}"))
+            })?)
+        } else {
+            None
+        };
         let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| {
+            let sent = match tls {
+                Some(c) => c.request(req).await,
+                None => self.client.request(req).await,
+            };
+            let resp = sent.map_err(|e| {
                 client_error(format!(
-                    "the upstream endpoint {url} cannot be reached: {e}"
+                    "the upstream endpoint {url} cannot be reached: {}",
+                    tls::describe(&e)
                 ))
             })?;
             let status = resp.status().as_u16();
@@ -586,7 +647,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.endpoint("dynamodb"), Some("http://127.0.0.1:5000"));
         assert_eq!(c.endpoint("s3"), Some("http://127.0.0.1:9000"));
-        assert!(UpstreamConfig::parse(&["https://x".into()]).is_err());
+        let c = UpstreamConfig::parse(&[
+            "https://127.0.0.1:4443".into(),
+            "dynamodb=https://db.example:8443/".into(),
+        ])
+        .unwrap();
+        assert_eq!(c.endpoint("s3"), Some("https://127.0.0.1:4443"));
+        assert_eq!(c.endpoint("dynamodb"), Some("https://db.example:8443"));
+        assert!(UpstreamConfig::parse(&["ftp://x".into()]).is_err());
+        assert!(UpstreamConfig::parse(&["https://".into()]).is_err());
+        assert!(UpstreamConfig::parse(&["127.0.0.1:5000".into()]).is_err());
         assert!(UpstreamConfig::parse(&["http://a".into(), "http://b".into()]).is_err());
         assert_eq!(UpstreamConfig::parse(&[]).unwrap().endpoint("s3"), None);
     }
@@ -631,6 +701,156 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.error, "States.TaskFailed");
+    }
+
+    /// A one-connection-at-a-time HTTPS server on 127.0.0.1 with the test
+    /// certificate (`testdata/server.pem`, issued by `testdata/ca.pem` for
+    /// IP 127.0.0.1) speaking only `versions`; it answers every request
+    /// with `answer` (JSON) and sends each request head it read to `heads`.
+    async fn tls_server(
+        versions: &'static [&'static rustls::SupportedProtocolVersion],
+        answer: &'static str,
+    ) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use rustls::pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!(
+            "../testdata/server.pem"
+        ))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(include_bytes!(
+            "../testdata/server.key"
+        ))
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break Some(i + 4);
+                    }
+                };
+                let Some(head_end) = head_end else { continue };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = tx.send(head);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, rx)
+    }
+
+    static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    static TLS12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+    fn test_ca() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/ca.pem")
+    }
+
+    #[tokio::test]
+    async fn https_calls_are_signed_and_verified_with_the_ca_bundle() {
+        const ITEM: &str = r#"{"Item":{"id":{"S":"1"}}}"#;
+        for versions in [TLS13, TLS12] {
+            let (port, mut heads) = tls_server(versions, ITEM).await;
+            let u = Upstream::new(
+                UpstreamConfig::parse(&[format!("https://127.0.0.1:{port}")])
+                    .unwrap()
+                    .with_ca_bundle(Some(test_ca())),
+            );
+            let out = u
+                .call_sdk(
+                    "us-east-1",
+                    "dynamodb",
+                    "getItem",
+                    &json!({"TableName": "t", "Key": {"id": {"S": "1"}}}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out, json!({"Item": {"id": {"S": "1"}}}));
+            let head = heads.recv().await.unwrap();
+            assert!(head.starts_with("post / http/1.1"), "{head}");
+            assert!(
+                head.contains("x-amz-target: dynamodb_20120810.getitem"),
+                "{head}"
+            );
+            assert!(
+                head.contains("authorization: aws4-hmac-sha256 credential="),
+                "{head}"
+            );
+            assert!(head.contains("/us-east-1/dynamodb/aws4_request"), "{head}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_an_sdk_client_exception() {
+        let (port, _heads) = tls_server(TLS13, "{}").await;
+        let u =
+            Upstream::new(UpstreamConfig::parse(&[format!("https://127.0.0.1:{port}")]).unwrap());
+        let e = u
+            .call("us-east-1", "dynamodb", "getItem", &json!({}), "DynamoDB")
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "DynamoDB.SdkClientException");
+        assert!(e.cause.contains("UnknownIssuer"), "{}", e.cause);
+        // The certificate names 127.0.0.1, not localhost.
+        let u = Upstream::new(
+            UpstreamConfig::parse(&[format!("https://localhost:{port}")])
+                .unwrap()
+                .with_ca_bundle(Some(test_ca())),
+        );
+        let e = u
+            .call("us-east-1", "dynamodb", "getItem", &json!({}), "DynamoDB")
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "DynamoDB.SdkClientException");
+        assert!(e.cause.contains("not valid for name"), "{}", e.cause);
+        // A CA bundle that cannot be read fails the call and names the file.
+        let u = Upstream::new(
+            UpstreamConfig::parse(&[format!("https://127.0.0.1:{port}")])
+                .unwrap()
+                .with_ca_bundle(Some(PathBuf::from("/nonexistent/ca.pem"))),
+        );
+        let e = u
+            .call("us-east-1", "dynamodb", "getItem", &json!({}), "DynamoDB")
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "DynamoDB.SdkClientException");
+        assert!(e.cause.contains("/nonexistent/ca.pem"), "{}", e.cause);
     }
 
     #[tokio::test]

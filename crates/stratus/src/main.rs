@@ -134,6 +134,8 @@ struct ServerArgs {
     /// that Step Functions' AWS SDK integrations call for services stratus
     /// does not implement (DynamoDB, S3, ECS, ...): `http://HOST:PORT` for
     /// every service, or `SERVICE=http://HOST:PORT` for one; repeatable.
+    /// `https://` endpoints are verified against the system roots and
+    /// `--upstream-ca-bundle`.
     #[arg(
         long = "upstream-endpoint",
         value_name = "[SERVICE=]URL",
@@ -141,6 +143,12 @@ struct ServerArgs {
         value_delimiter = ','
     )]
     upstream_endpoints: Vec<String>,
+    /// A PEM file of certificate authorities to trust, besides the system
+    /// roots, for https upstream endpoints and SNS https subscriptions
+    /// (e.g. the CA of a self-signed local endpoint). Default: the
+    /// `AWS_CA_BUNDLE` environment variable, when set and not empty.
+    #[arg(long = "upstream-ca-bundle", value_name = "PATH")]
+    upstream_ca_bundle: Option<PathBuf>,
 }
 
 fn parse_time_scale(s: &str) -> Result<f64, String> {
@@ -275,6 +283,16 @@ fn run_server(a: ServerArgs) -> i32 {
     config.scaling_rate = a.scaling_rate;
     config.time_scale = a.time_scale;
     config.upstream_endpoints = a.upstream_endpoints;
+    config.ca_bundle = a
+        .upstream_ca_bundle
+        .or_else(|| std::env::var_os("AWS_CA_BUNDLE").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(p) = &config.ca_bundle
+        && let Err(e) = stratus_upstream::tls::load_ca_bundle(p)
+    {
+        eprintln!("stratus: --upstream-ca-bundle / AWS_CA_BUNDLE: {e}");
+        return 2;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
