@@ -40,8 +40,10 @@
 //! A child whose input has the member
 //! `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID` (set from `$$.Execution.Id`)
 //! belongs to that execution: StopExecution of the parent stops it. Running
-//! children of `.sync` tasks are stopped with their parent too (the Run a
-//! Job pattern stops the job of a stopped task).
+//! children of `.sync` tasks are stopped with their parent too, and when
+//! the task stops waiting for them (TimeoutSeconds, a failed Parallel
+//! branch beside it): the Run a Job pattern stops the job of a task that is
+//! stopped.
 
 use serde_json::{Map, Value, json};
 use stratus_asl::Failure;
@@ -220,6 +222,43 @@ fn sdk_metadata(len: usize) -> (Value, Value) {
     )
 }
 
+/// Stops the child of a `.sync` task that its parent abandons while the
+/// parent keeps running (the task's TimeoutSeconds passed, a Parallel
+/// branch beside it failed): the Run a Job pattern stops the job of a task
+/// that no longer waits for it. A parent that stops running here (server
+/// shutdown, StopExecution) leaves it alone: it is no longer in the
+/// service's running table when its engine is dropped.
+struct AbandonGuard<'a> {
+    states: &'a States,
+    parent: Option<String>,
+    child: String,
+    armed: bool,
+}
+
+impl Drop for AbandonGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Some(parent) = &self.parent else { return };
+        if !self.states.is_running_here(parent) {
+            return;
+        }
+        let (Some(states), Ok(rt)) = (self.states.arc(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let child = self.child.clone();
+        rt.spawn(async move {
+            let mut req = Map::new();
+            req.insert("executionArn".into(), Value::from(child.clone()));
+            if let Err(e) = states.stop_execution(&req).await {
+                tracing::warn!(execution = %child, "cannot stop the abandoned child execution: {e}");
+            }
+        });
+    }
+}
+
 /// Journal key under which a Standard parent records the child a `.sync`
 /// task started.
 fn journal_key(key: &str) -> String {
@@ -260,10 +299,15 @@ impl States {
                 started
             }
         };
-        let row = self
-            .wait_for_end(&child)
-            .await
-            .map_err(|e| service_failure(&e))?;
+        let mut guard = AbandonGuard {
+            states: self,
+            parent: parent.map(|p| p.arn.to_string()),
+            child: child.clone(),
+            armed: true,
+        };
+        let row = self.wait_for_end(&child).await;
+        guard.armed = false;
+        let row = row.map_err(|e| service_failure(&e))?;
         let described = describe_for_task(&row, mode == NestedMode::Sync2);
         if row.status == "SUCCEEDED" {
             Ok(described)
@@ -726,6 +770,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timed_out_task_stops_its_child() {
+        let (_dir, states) = service();
+        let child = machine(
+            &states,
+            "endless",
+            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}),
+        )
+        .await;
+        let parent = machine(
+            &states,
+            "impatient",
+            json!({"StartAt": "Child", "States": {"Child": {
+                "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+                "Parameters": {"StateMachineArn": child, "Name": "abandoned"},
+                "TimeoutSeconds": 1, "End": true}}}),
+        )
+        .await;
+        let row = run(&states, &parent, json!({})).await;
+        assert_eq!(row.status, "FAILED");
+        assert_eq!(row.error.as_deref(), Some("States.Timeout"));
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:endless:abandoned";
+        until(
+            || {
+                states
+                    .load_full_row(arn)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.status == "ABORTED")
+            },
+            5_000,
+            "the abandoned child to be stopped",
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replayed_parent_waits_for_the_child_it_started() {
         let (_dir, states) = service();
         let child = machine(
@@ -766,6 +846,13 @@ mod tests {
         until(|| children(&states).len() == 1, 5_000, "the child to start").await;
         // A crash: every engine is gone; the store keeps what was committed.
         states.shutdown();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let kid = children(&states).pop().unwrap_or_default();
+        assert_eq!(
+            states.load_full_row(&kid).ok().flatten().map(|r| r.status),
+            Some("RUNNING".to_string()),
+            "a shutdown leaves the child running"
+        );
         let tasks = states.spawn();
         let row = tokio::time::timeout(
             std::time::Duration::from_secs(20),
