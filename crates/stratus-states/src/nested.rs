@@ -323,7 +323,12 @@ impl States {
         if !mode.waits() {
             return None;
         }
-        let (arn, key) = (p.arn.to_string(), journal_key(p.key));
+        self.journal_value(p.arn, &journal_key(p.key))
+    }
+
+    /// A value of `execution`'s journal.
+    fn journal_value(&self, execution: &str, key: &str) -> Option<String> {
+        let (arn, key) = (execution.to_string(), key.to_string());
         self.store
             .read(move |c| {
                 c.query_row(
@@ -335,6 +340,24 @@ impl States {
             })
             .ok()
             .flatten()
+    }
+
+    /// Records a value in `execution`'s journal (committed before it
+    /// returns; a store failure is logged, the task goes on).
+    async fn journal_write(&self, execution: &str, key: String, value: String) {
+        let arn = execution.to_string();
+        let r = self
+            .store
+            .write(move |c| {
+                c.execute(
+                    "INSERT OR REPLACE INTO sfn_journal (execution_arn, key, value) VALUES (?1, ?2, ?3)",
+                    params![arn, key, value],
+                )
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(execution = %execution, "cannot record a nested execution: {e}");
+        }
     }
 
     /// Starts the child execution; returns its ARN. Records it in the
@@ -351,17 +374,28 @@ impl States {
         }
         let input = input_text(params.get("Input"));
         req.insert("input".into(), Value::from(input.clone()));
-        let derived = match params.get("Name").filter(|v| !v.is_null()) {
+        let standard_parent = parent.filter(|p| p.arn.contains(":execution:"));
+        // `replaying`: this task asked for this name before a restart (its
+        // start may have happened, and the child may have ended since).
+        let (derived, replaying) = match params.get("Name").filter(|v| !v.is_null()) {
             Some(n) => {
                 req.insert("name".into(), n.clone());
-                false
+                let mut replaying = false;
+                if let (Some(p), Some(name)) = (standard_parent, n.as_str()) {
+                    let key = format!("nested-name:{}", p.key);
+                    replaying = self.journal_value(p.arn, &key).as_deref() == Some(name);
+                    if !replaying {
+                        self.journal_write(p.arn, key, name.to_string()).await;
+                    }
+                }
+                (false, replaying)
             }
             None => match parent {
                 Some(p) => {
                     req.insert("name".into(), Value::from(derived_name(p)));
-                    true
+                    (true, false)
                 }
-                None => false,
+                None => (false, false),
             },
         };
         let arn = match self.start_execution(&req).await {
@@ -370,31 +404,20 @@ impl States {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            Err(e) if e.code == "ExecutionAlreadyExists" && derived => {
+            Err(e) if e.code == "ExecutionAlreadyExists" && (derived || replaying) => {
                 // The child this task started before a restart, already
-                // ended: the derived name is this task's alone.
+                // ended: a derived name is this task's alone, and a given
+                // one was recorded before the start.
                 self.existing_child(&req, &input)
                     .ok_or_else(|| service_failure(&e))?
             }
             Err(e) => return Err(service_failure(&e)),
         };
-        if let Some(p) = parent
+        if let Some(p) = standard_parent
             && mode.waits()
-            && p.arn.contains(":execution:")
         {
-            let (parent_arn, key, child) = (p.arn.to_string(), journal_key(p.key), arn.clone());
-            let recorded = self
-                .store
-                .write(move |c| {
-                    c.execute(
-                        "INSERT OR IGNORE INTO sfn_journal (execution_arn, key, value) VALUES (?1, ?2, ?3)",
-                        params![parent_arn, key, child],
-                    )
-                })
+            self.journal_write(p.arn, journal_key(p.key), arn.clone())
                 .await;
-            if let Err(e) = recorded {
-                tracing::error!(execution = %p.arn, "cannot record the child execution: {e}");
-            }
         }
         Ok(arn)
     }
@@ -867,5 +890,81 @@ mod tests {
         assert_eq!(row.status, "SUCCEEDED", "{row:?}");
         assert_eq!(output(&row)["Output"], Value::from("late"));
         assert_eq!(children(&states).len(), 1, "one child execution");
+    }
+
+    /// A crash between the child's start and the parent's record of it,
+    /// and the child ends before the parent replays: the parent still
+    /// finds its child, with a derived name or its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_that_ended_during_the_downtime_is_found() {
+        let (_dir, states) = service();
+        let child = machine(
+            &states,
+            "brief",
+            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "Next": "P"},
+                                             "P": {"Type": "Pass", "Result": "ok", "End": true}}}),
+        )
+        .await;
+        for (i, parameters) in [
+            json!({"StateMachineArn": child}),
+            json!({"StateMachineArn": child, "Name": "given"}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let parent = machine(
+                &states,
+                &format!("crashy-{i}"),
+                parent_def("arn:aws:states:::states:startExecution.sync:2", parameters),
+            )
+            .await;
+            let ex = call(
+                &states,
+                "StartExecution",
+                json!({"stateMachineArn": parent}),
+            )
+            .await;
+            let parent_arn = ex["executionArn"].as_str().unwrap_or_default().to_string();
+            let recorded = |states: &States| {
+                states
+                    .load_journal(&parent_arn)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|(k, _)| k.starts_with("nested-sync:"))
+            };
+            until(
+                || recorded(&states).is_some(),
+                5_000,
+                "the child to be recorded",
+            )
+            .await;
+            let (key, kid) = recorded(&states).unwrap_or_default();
+            states.shutdown();
+            // The record of the start is lost; the child runs to its end.
+            let arn = parent_arn.clone();
+            states
+                .store
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM sfn_journal WHERE execution_arn = ?1 AND key = ?2",
+                        params![arn, key],
+                    )
+                })
+                .await
+                .expect("delete");
+            states.resume(&kid);
+            let row = states.wait_for_end(&kid).await.expect("child");
+            assert_eq!(row.status, "SUCCEEDED");
+            states.resume(&parent_arn);
+            let row = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                states.wait_for_end(&parent_arn),
+            )
+            .await
+            .expect("the parent ends")
+            .expect("row");
+            assert_eq!(row.status, "SUCCEEDED", "{row:?}");
+            assert_eq!(output(&row)["ExecutionArn"], Value::from(kid));
+        }
     }
 }
