@@ -282,6 +282,24 @@ def test_stopping_the_parent_stops_its_children(sfn):
     sfn.stop_execution(executionArn=unlinked[0]["executionArn"])
 
 
+def test_a_task_that_times_out_stops_its_child(sfn):
+    """Run a Job (.sync): a task that no longer waits for its job stops it."""
+    child = waiting_child(sfn)
+    parent = create(sfn, {"StartAt": "Child", "States": {
+        "Child": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+                  "Parameters": {"StateMachineArn": child}, "TimeoutSeconds": 1,
+                  "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "GaveUp"}],
+                  "End": True},
+        "GaveUp": {"Type": "Pass", "End": True}}}, "impatient")
+    d = run(sfn, parent)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"])["Error"] == "States.Timeout"
+    kids = child_executions(sfn, child)
+    assert len(kids) == 1
+    wait_for(lambda: sfn.describe_execution(executionArn=kids[0]["executionArn"])["status"]
+             == "ABORTED", 10, "the child to be stopped")
+
+
 # --------------------------------------------------------------------------
 # bad input
 # --------------------------------------------------------------------------
