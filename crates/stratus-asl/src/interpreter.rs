@@ -891,9 +891,16 @@ fn error_output(f: &Failure) -> Value {
 }
 
 /// The resourceType/resource pair of an integration ARN
-/// ("arn:aws:states:::lambda:invoke" -> ("lambda", "invoke")).
+/// ("arn:aws:states:::lambda:invoke" -> ("lambda", "invoke");
+/// "arn:aws:states:::states:startExecution.sync:2" -> ("states",
+/// "startExecution.sync:2")).
 fn resource_parts(resource: &str) -> (String, String) {
     let rest = resource.splitn(6, ':').nth(5).unwrap_or("");
+    if let Some(base) = rest.strip_suffix(".sync:2")
+        && let Some((ty, r)) = base.rsplit_once(':')
+    {
+        return (ty.to_string(), format!("{r}.sync:2"));
+    }
     match rest.rsplit_once(':') {
         Some((ty, r)) => (ty.to_string(), r.to_string()),
         None => (rest.to_string(), String::new()),

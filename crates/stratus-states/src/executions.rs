@@ -794,6 +794,8 @@ impl States {
             })
             .await?;
         self.execution_ended(&arn, "ABORTED");
+        // Nested executions it started end with it (see crate::nested).
+        self.stop_children(&arn).await;
         Ok(json!({"stopDate": epoch(stop_ms)}))
     }
 

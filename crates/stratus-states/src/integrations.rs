@@ -49,6 +49,9 @@ pub enum Integration {
     /// A Distributed Map's ItemReader (`s3:listObjectsV2`, `s3:getObject`)
     /// or ResultWriter (`s3:putObject`), over the upstream endpoint.
     ItemIo(String),
+    /// `arn:aws:states:::states:startExecution` (`.sync`, `.sync:2`): a
+    /// nested execution (see [`crate::nested`]).
+    StartExecution(crate::nested::NestedMode),
 }
 
 /// A classified Task resource.
@@ -81,6 +84,12 @@ pub fn classify(resource: &str) -> Option<Resource> {
             wait_for_token,
         });
     }
+    if let Some((mode, wait_for_token)) = crate::nested::classify(resource) {
+        return Some(Resource {
+            integration: Integration::StartExecution(mode),
+            wait_for_token,
+        });
+    }
     let parts: Vec<&str> = resource.split(':').collect();
     if parts.len() != 7 || parts[0] != "arn" || !parts[1].starts_with("aws") || parts[2] != "states"
     {
@@ -105,11 +114,21 @@ pub fn classify(resource: &str) -> Option<Resource> {
 
 /// The validation message for a resource stratus cannot run.
 pub fn unsupported_message(resource: &str) -> String {
+    if resource.ends_with(":lambda:invoke.sync") {
+        // AWS's Lambda integration has request-response and
+        // .waitForTaskToken only.
+        return format!(
+            "The resource provided {resource} is not recognized: AWS Step Functions has no .sync \
+             integration pattern for lambda:invoke (arn:aws:states:::lambda:invoke already waits for \
+             the function's answer)"
+        );
+    }
     format!(
         "stratus cannot run the resource '{resource}': supported Task resources are Lambda function ARNs, \
          arn:aws:states:::lambda:invoke, arn:aws:states:::sqs:sendMessage, \
-         arn:aws:states:::sns:publish and arn:aws:states:::events:putEvents \
-         (each also with .waitForTaskToken), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
+         arn:aws:states:::sns:publish, arn:aws:states:::events:putEvents and \
+         arn:aws:states:::states:startExecution (each also with .waitForTaskToken), \
+         arn:aws:states:::states:startExecution.sync(:2), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
          arn:aws:states:::ecs:runTask(.sync) and arn:aws:states:::aws-sdk:<service>:<action> for the services \
          stratus forwards to its upstream endpoint ({}); Map ItemReaders s3:listObjectsV2 / s3:getObject and \
          the ResultWriter s3:putObject",
@@ -374,6 +393,7 @@ impl States {
             Integration::ItemIo(r) => {
                 crate::item_io::read_items(&self.upstream, region, r, input).await
             }
+            Integration::StartExecution(mode) => self.run_nested(*mode, input, None).await,
         }
     }
 

@@ -19,6 +19,7 @@
 //!   restart by replaying the engine against that journal.
 //! * [`integrations`]: the Task resources stratus runs (Lambda, SQS, SNS,
 //!   EventBridge).
+//! * [`nested`]: `states:startExecution` tasks (nested executions).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -36,6 +37,7 @@ mod item_io;
 mod lifecycle;
 pub mod machines;
 pub mod names;
+pub mod nested;
 pub mod runner;
 pub mod upstream_tasks;
 

@@ -416,10 +416,26 @@ impl ExecHost {
         if resource.wait_for_token {
             self.run_callback_task(call, &resource).await
         } else {
-            self.states
-                .run_integration(&self.region, &resource, &call.input)
-                .await
+            self.dispatch(call, &resource).await
         }
+    }
+
+    /// Runs a task's integration; nested executions learn which execution
+    /// and task start them.
+    async fn dispatch(&self, call: &TaskCall, resource: &Resource) -> Result<Value, Failure> {
+        if let integrations::Integration::StartExecution(mode) = resource.integration {
+            let parent = crate::nested::Parent {
+                arn: &self.arn,
+                key: &call.key,
+            };
+            return self
+                .states
+                .run_nested(mode, &call.input, Some(parent))
+                .await;
+        }
+        self.states
+            .run_integration(&self.region, resource, &call.input)
+            .await
     }
 
     /// A `.waitForTaskToken` task: dispatches the integration once (the
@@ -454,9 +470,7 @@ impl ExecHost {
         let _unregister = Unregister(&self.states, token.clone());
         let dispatched_key = format!("dispatched:{}", call.key);
         if self.journal_get(&dispatched_key).is_none() {
-            self.states
-                .run_integration(&self.region, resource, &call.input)
-                .await?;
+            self.dispatch(call, resource).await?;
             self.journal_put(dispatched_key, "true".into());
             self.flush().await;
         }

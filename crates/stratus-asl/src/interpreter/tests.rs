@@ -794,3 +794,19 @@ fn assigned_variables_are_limited_to_256_kib() {
     let f = run(def, json!({"s": "x".repeat(200 * 1024), "t": 1}), &echo()).unwrap_err();
     assert_eq!(f.error, "States.DataLimitExceeded");
 }
+
+#[test]
+fn resource_parts_keep_the_sync_2_suffix() {
+    assert_eq!(
+        resource_parts("arn:aws:states:::lambda:invoke"),
+        ("lambda".to_string(), "invoke".to_string())
+    );
+    assert_eq!(
+        resource_parts("arn:aws:states:::states:startExecution.sync:2"),
+        ("states".to_string(), "startExecution.sync:2".to_string())
+    );
+    assert_eq!(
+        resource_parts("arn:aws:states:::states:startExecution.sync"),
+        ("states".to_string(), "startExecution.sync".to_string())
+    );
+}
