@@ -49,6 +49,10 @@ pub enum Integration {
     /// A Distributed Map's ItemReader (`s3:listObjectsV2`, `s3:getObject`)
     /// or ResultWriter (`s3:putObject`), over the upstream endpoint.
     ItemIo(String),
+    /// An activity ARN (`arn:aws:states:<region>:<account>:activity:<name>`):
+    /// the task goes to a worker polling GetActivityTask
+    /// ([`crate::activities`]).
+    Activity(String),
 }
 
 /// A classified Task resource.
@@ -81,6 +85,12 @@ pub fn classify(resource: &str) -> Option<Resource> {
             wait_for_token,
         });
     }
+    if crate::activities::is_activity_arn(resource) {
+        return Some(Resource {
+            integration: Integration::Activity(resource.to_string()),
+            wait_for_token: false,
+        });
+    }
     let parts: Vec<&str> = resource.split(':').collect();
     if parts.len() != 7 || parts[0] != "arn" || !parts[1].starts_with("aws") || parts[2] != "states"
     {
@@ -109,7 +119,7 @@ pub fn unsupported_message(resource: &str) -> String {
         "stratus cannot run the resource '{resource}': supported Task resources are Lambda function ARNs, \
          arn:aws:states:::lambda:invoke, arn:aws:states:::sqs:sendMessage, \
          arn:aws:states:::sns:publish and arn:aws:states:::events:putEvents \
-         (each also with .waitForTaskToken), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
+         (each also with .waitForTaskToken), activity ARNs (arn:aws:states:<region>:<account>:activity:<name>), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
          arn:aws:states:::ecs:runTask(.sync) and arn:aws:states:::aws-sdk:<service>:<action> for the services \
          stratus forwards to its upstream endpoint ({}); Map ItemReaders s3:listObjectsV2 / s3:getObject and \
          the ResultWriter s3:putObject",
@@ -374,6 +384,12 @@ impl States {
             Integration::ItemIo(r) => {
                 crate::item_io::read_items(&self.upstream, region, r, input).await
             }
+            // Activity tasks wait for a worker; the execution's host runs
+            // them (runner.rs), never this dispatch.
+            Integration::Activity(arn) => Err(failure(
+                "States.Runtime",
+                format!("The activity '{arn}' can only run as a Task state of an execution."),
+            )),
         }
     }
 
@@ -618,7 +634,13 @@ mod tests {
         ));
         assert!(classify("arn:aws:states:::dynamodb:scan").is_none());
         assert!(classify("arn:aws:states:::aws-sdk:nosuchservice:doIt").is_none());
-        assert!(classify("arn:aws:states:us-east-1:123456789012:activity:a").is_none());
+        assert_eq!(
+            classify("arn:aws:states:us-east-1:123456789012:activity:a").map(|r| r.integration),
+            Some(Integration::Activity(
+                "arn:aws:states:us-east-1:123456789012:activity:a".into()
+            ))
+        );
+        assert!(classify("arn:aws:states:us-east-1:123456789012:activity:").is_none());
         assert!(classify("arn:aws:lambda:...:send-email").is_none());
     }
 
