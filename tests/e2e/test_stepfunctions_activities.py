@@ -422,4 +422,15 @@ def test_activity_tasks_survive_sigkill(tmp_path):
     assert [e["id"] for e in events] == list(range(1, len(events) + 1))
     kinds = [e["type"] for e in history(sfn, waiting)]
     assert kinds.count("ActivityStarted") == 1, kinds
-    srv.stop()
+
+    # A poll open at shutdown is answered without a task; the server exits.
+    answers = []
+    poller = threading.Thread(target=lambda: answers.append(
+        sfn.get_activity_task(activityArn=act, workerName="at-shutdown")), daemon=True)
+    poller.start()
+    time.sleep(1)
+    t0 = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - t0 < 10
+    poller.join(timeout=10)
+    assert len(answers) == 1 and not answers[0].get("taskToken"), answers

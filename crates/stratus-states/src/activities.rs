@@ -250,6 +250,8 @@ struct Queue {
 pub struct ActivityQueues {
     queues: Mutex<HashMap<String, Queue>>,
     last_seq: Mutex<u64>,
+    /// The server is shutting down: open polls answer without a task.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Counts an open poll; the count drops when the poll ends.
@@ -321,6 +323,19 @@ impl ActivityQueues {
                 qs.remove(activity);
             }
         }
+    }
+
+    /// Ends every open poll (they answer without a task) and refuses new
+    /// ones the same way: the server is shutting down.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        for q in self.lock().values() {
+            q.notify.notify_waiters();
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The number of tasks of `activity` waiting for a worker.
@@ -592,6 +607,9 @@ impl States {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.activity_queues.is_closed() {
+                return Ok(json!({}));
+            }
             if let Some((token, input)) = self.activity_queues.take(arn, worker).await {
                 return Ok(json!({"taskToken": token, "input": input}));
             }
@@ -1026,6 +1044,31 @@ mod tests {
         assert!(states.activity_queues.lock().get(ARN).is_none());
     }
 
+    #[tokio::test]
+    async fn shutting_down_ends_open_polls() {
+        let (_dir, states) = service();
+        let s2 = states.clone();
+        let poll =
+            tokio::spawn(async move { s2.poll_activity(ARN, None, Duration::from_secs(60)).await });
+        until(
+            || {
+                states
+                    .activity_queues
+                    .lock()
+                    .get(ARN)
+                    .is_some_and(|q| q.pollers == 1)
+            },
+            5_000,
+            "the poll to open",
+        )
+        .await;
+        let t0 = std::time::Instant::now();
+        states.shutdown();
+        let r = poll.await.expect("join").expect("poll");
+        assert_eq!(r, json!({}));
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
     fn status(states: &States, arn: &str) -> String {
         states
             .load_full_row(arn)
@@ -1065,7 +1108,16 @@ mod tests {
         assert_eq!(got["input"], "{\"n\":7}");
         let token = got["taskToken"].as_str().unwrap_or_default().to_string();
         // A crash: the engine goes away; the replay offers the same task.
-        states.shutdown();
+        let engines: Vec<_> = states
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, h) in engines {
+            h.task.abort();
+            let _ = h.task.await;
+        }
         assert_eq!(states.activity_queues.waiting(ARN), 0);
         states.resume(&ex_arn);
         until(

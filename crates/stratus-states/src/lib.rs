@@ -206,8 +206,10 @@ impl States {
     }
 
     /// Stops every execution engine running in this process (their state is
-    /// in the store; they resume on the next start).
+    /// in the store; they resume on the next start), and ends the open
+    /// GetActivityTask polls (they answer without a task).
     pub fn shutdown(&self) {
+        self.activity_queues.close();
         let handles: Vec<runner::RunningHandle> = self
             .running
             .lock()
