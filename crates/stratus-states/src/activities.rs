@@ -554,8 +554,9 @@ impl States {
     }
 
     /// DeleteActivity. Deleting an activity that does not exist succeeds
-    /// (the model lists only `InvalidArn`). Tasks already scheduled stay
-    /// with the workers polling for them.
+    /// (the model lists only `InvalidArn`). Polls already open keep
+    /// receiving the tasks scheduled before the delete; new polls answer
+    /// `ActivityDoesNotExist`.
     ///
     /// Errors: `InvalidArn`, `ValidationException`.
     pub(crate) async fn delete_activity(&self, req: &Map<String, Value>) -> AwsResult<Value> {
