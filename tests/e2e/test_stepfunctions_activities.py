@@ -402,11 +402,14 @@ def test_activity_tasks_survive_sigkill(tmp_path):
     sfn = sfn_client(srv.url)
     assert sfn.describe_activity(activityArn=act)["name"] == "durable-work"
     assert act in [a["activityArn"] for a in sfn.list_activities()["activities"]]
-    # Both tasks are offered again, oldest first, with their tokens.
-    again = sfn.get_activity_task(activityArn=act, workerName="after-crash")
-    assert again["taskToken"] == first["taskToken"]
-    second = sfn.get_activity_task(activityArn=act, workerName="after-crash")
-    assert json.loads(second["input"]) == {"job": "waiting"}
+    # Both tasks are offered again (each execution's replay offers its task
+    # when it reaches it), the taken one with the token it had.
+    offered = [sfn.get_activity_task(activityArn=act, workerName="after-crash")
+               for _ in range(2)]
+    by_job = {json.loads(t["input"])["job"]: t["taskToken"] for t in offered}
+    assert set(by_job) == {"taken", "waiting"}
+    assert by_job["taken"] == first["taskToken"]
+    second = {"taskToken": by_job["waiting"]}
     # The worker that took the task before the crash answers it.
     sfn.send_task_success(taskToken=first["taskToken"], output='{"done": "taken"}')
     sfn.send_task_success(taskToken=second["taskToken"], output='{"done": "waiting"}')
