@@ -856,18 +856,20 @@ impl States {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(token);
         if !waiting_here {
-            let issued = self
-                .load_journal(&arn)?
-                .get(&format!("token-of:{key}"))
-                .cloned();
+            let journal = self.load_journal(&arn)?;
+            let issued = journal.get(&format!("token-of:{key}")).cloned();
             if issued.as_deref() != Some(token) {
                 return Err(err(
                     "TaskDoesNotExist",
                     "Task Does Not Exist: no task was issued this token.",
                 ));
             }
+            // The task ended without a callback (heartbeat or activity
+            // timeout) while the execution goes on.
+            let task_ended = journal.contains_key(&format!("task:{key}"))
+                || journal.contains_key(&format!("activity-closed:{key}"));
             match self.load_full_row(&arn)? {
-                Some(r) if r.status == "RUNNING" => {}
+                Some(r) if r.status == "RUNNING" && !task_ended => {}
                 _ => {
                     return Err(err(
                         "TaskTimedOut",

@@ -52,6 +52,10 @@ pub enum Integration {
     /// `arn:aws:states:::states:startExecution` (`.sync`, `.sync:2`): a
     /// nested execution (see [`crate::nested`]).
     StartExecution(crate::nested::NestedMode),
+    /// An activity ARN (`arn:aws:states:<region>:<account>:activity:<name>`):
+    /// the task goes to a worker polling GetActivityTask
+    /// ([`crate::activities`]).
+    Activity(String),
 }
 
 /// A classified Task resource.
@@ -88,6 +92,12 @@ pub fn classify(resource: &str) -> Option<Resource> {
         return Some(Resource {
             integration: Integration::StartExecution(mode),
             wait_for_token,
+        });
+    }
+    if crate::activities::is_activity_arn(resource) {
+        return Some(Resource {
+            integration: Integration::Activity(resource.to_string()),
+            wait_for_token: false,
         });
     }
     let parts: Vec<&str> = resource.split(':').collect();
@@ -128,7 +138,8 @@ pub fn unsupported_message(resource: &str) -> String {
          arn:aws:states:::lambda:invoke, arn:aws:states:::sqs:sendMessage, \
          arn:aws:states:::sns:publish, arn:aws:states:::events:putEvents and \
          arn:aws:states:::states:startExecution (each also with .waitForTaskToken), \
-         arn:aws:states:::states:startExecution.sync(:2), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
+         arn:aws:states:::states:startExecution.sync(:2), activity ARNs \
+         (arn:aws:states:<region>:<account>:activity:<name>), arn:aws:states:::dynamodb:putItem/getItem/updateItem/deleteItem, \
          arn:aws:states:::ecs:runTask(.sync) and arn:aws:states:::aws-sdk:<service>:<action> for the services \
          stratus forwards to its upstream endpoint ({}); Map ItemReaders s3:listObjectsV2 / s3:getObject and \
          the ResultWriter s3:putObject",
@@ -394,6 +405,12 @@ impl States {
                 crate::item_io::read_items(&self.upstream, region, r, input).await
             }
             Integration::StartExecution(mode) => self.run_nested(*mode, input, None).await,
+            // Activity tasks wait for a worker; the execution's host runs
+            // them (runner.rs), never this dispatch.
+            Integration::Activity(arn) => Err(failure(
+                "States.Runtime",
+                format!("The activity '{arn}' can only run as a Task state of an execution."),
+            )),
         }
     }
 
@@ -638,7 +655,13 @@ mod tests {
         ));
         assert!(classify("arn:aws:states:::dynamodb:scan").is_none());
         assert!(classify("arn:aws:states:::aws-sdk:nosuchservice:doIt").is_none());
-        assert!(classify("arn:aws:states:us-east-1:123456789012:activity:a").is_none());
+        assert_eq!(
+            classify("arn:aws:states:us-east-1:123456789012:activity:a").map(|r| r.integration),
+            Some(Integration::Activity(
+                "arn:aws:states:us-east-1:123456789012:activity:a".into()
+            ))
+        );
+        assert!(classify("arn:aws:states:us-east-1:123456789012:activity:").is_none());
         assert!(classify("arn:aws:lambda:...:send-email").is_none());
     }
 

@@ -20,6 +20,8 @@
 //! * [`integrations`]: the Task resources stratus runs (Lambda, SQS, SNS,
 //!   EventBridge).
 //! * [`nested`]: `states:startExecution` tasks (nested executions).
+//! * [`activities`]: CreateActivity, DescribeActivity, ListActivities,
+//!   DeleteActivity, GetActivityTask, and Task states on activity ARNs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -30,6 +32,7 @@ use stratus_core::{AwsError, AwsResult, Config, Targets};
 use stratus_lambda::Lambda;
 use stratus_store::Store;
 
+pub mod activities;
 pub mod aliases;
 pub mod executions;
 pub mod integrations;
@@ -101,6 +104,8 @@ pub struct States {
     /// Where AWS SDK integrations and S3 item readers / result writers go
     /// (`--upstream-endpoint`).
     pub(crate) upstream: stratus_upstream::Upstream,
+    /// Activity tasks waiting for a worker (GetActivityTask).
+    pub(crate) activity_queues: activities::ActivityQueues,
 }
 
 impl States {
@@ -130,6 +135,7 @@ impl States {
             running: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashMap::new()),
+            activity_queues: activities::ActivityQueues::default(),
             me: me.clone(),
         }))
     }
@@ -153,9 +159,21 @@ impl States {
             "DeleteStateMachine" => self.delete_state_machine(&req).await,
             "ListStateMachines" => self.list_state_machines(region, &req),
             "ValidateStateMachineDefinition" => self.validate_definition(&req),
+            "TagResource" if activities::tags_an_activity(&req) => self.tag_activity(&req).await,
+            "UntagResource" if activities::tags_an_activity(&req) => {
+                self.untag_activity(&req).await
+            }
+            "ListTagsForResource" if activities::tags_an_activity(&req) => {
+                self.list_activity_tags(&req)
+            }
             "TagResource" => self.tag_resource(&req).await,
             "UntagResource" => self.untag_resource(&req).await,
             "ListTagsForResource" => self.list_tags(&req),
+            "CreateActivity" => self.create_activity(region, &req).await,
+            "DescribeActivity" => self.describe_activity(&req),
+            "ListActivities" => self.list_activities(region, &req),
+            "DeleteActivity" => self.delete_activity(&req).await,
+            "GetActivityTask" => self.get_activity_task(&req).await,
             "PublishStateMachineVersion" => self.publish_version(&req).await,
             "ListStateMachineVersions" => self.list_versions(&req),
             "DeleteStateMachineVersion" => self.delete_version(&req).await,
@@ -191,8 +209,10 @@ impl States {
     }
 
     /// Stops every execution engine running in this process (their state is
-    /// in the store; they resume on the next start).
+    /// in the store; they resume on the next start), and ends the open
+    /// GetActivityTask polls (they answer without a task).
     pub fn shutdown(&self) {
+        self.activity_queues.close();
         let handles: Vec<runner::RunningHandle> = self
             .running
             .lock()

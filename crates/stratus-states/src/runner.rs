@@ -145,11 +145,14 @@ struct HostState {
     final_event: Option<String>,
     /// The history quota was reached.
     limit_hit: bool,
+    /// The id of the last ActivityScheduled event, until the task call
+    /// that follows it takes it ([`crate::activities`]).
+    activity_scheduled: Option<u64>,
 }
 
 /// The engine's host for one execution.
 pub struct ExecHost {
-    states: Arc<States>,
+    pub(crate) states: Arc<States>,
     pub(crate) arn: String,
     region: String,
     /// Standard executions: events and journal go to the store.
@@ -221,7 +224,7 @@ fn ok_or_err_json(r: &Result<Value, Failure>) -> String {
     }
 }
 
-fn parse_ok_or_err(s: &str) -> Option<Result<Value, Failure>> {
+pub(crate) fn parse_ok_or_err(s: &str) -> Option<Result<Value, Failure>> {
     let v: Value = serde_json::from_str(s).ok()?;
     if let Some(ok) = v.get("ok") {
         return Some(Ok(ok.clone()));
@@ -341,11 +344,11 @@ impl ExecHost {
         self.st().final_event.clone()
     }
 
-    fn journal_get(&self, key: &str) -> Option<String> {
+    pub(crate) fn journal_get(&self, key: &str) -> Option<String> {
         self.st().journal.get(key).cloned()
     }
 
-    fn journal_put(&self, key: String, value: String) {
+    pub(crate) fn journal_put(&self, key: String, value: String) {
         let mut st = self.st();
         st.journal.insert(key.clone(), value.clone());
         if self.durable {
@@ -404,13 +407,16 @@ impl ExecHost {
         sleeps.values().min().copied()
     }
 
-    async fn run_task(&self, call: &TaskCall) -> Result<Value, Failure> {
+    async fn run_task(&self, call: &TaskCall, scheduled: Option<u64>) -> Result<Value, Failure> {
         let Some(resource) = integrations::classify(&call.resource) else {
             return Err(Failure {
                 error: "States.Runtime".into(),
                 cause: integrations::unsupported_message(&call.resource),
             });
         };
+        if let integrations::Integration::Activity(arn) = &resource.integration {
+            return self.run_activity_task(call, arn, scheduled).await;
+        }
         // TimeoutSeconds is enforced by the engine (it races the call
         // against a timer); HeartbeatSeconds by the callback wait below.
         if resource.wait_for_token {
@@ -544,9 +550,10 @@ impl Host for ExecHost {
             {
                 return r;
             }
+            let scheduled = self.st().activity_scheduled.take();
             let _busy = busy(self);
             self.flush().await;
-            let r = self.run_task(&call).await;
+            let r = self.run_task(&call, scheduled).await;
             self.journal_put(key, ok_or_err_json(&r));
             self.flush().await;
             r
@@ -615,6 +622,16 @@ impl Host for ExecHost {
     }
 
     fn record(&self, event_type: &str, previous_event_id: u64, details: Value) -> u64 {
+        let id = self.record_event(event_type, previous_event_id, details);
+        if event_type == "ActivityScheduled" {
+            self.st().activity_scheduled = Some(id);
+        }
+        id
+    }
+}
+
+impl ExecHost {
+    fn record_event(&self, event_type: &str, previous_event_id: u64, details: Value) -> u64 {
         let mut st = self.st();
         if final_status(event_type).is_some() {
             st.final_event = Some(event_type.to_string());
