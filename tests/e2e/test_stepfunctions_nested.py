@@ -129,7 +129,7 @@ def test_sync_returns_the_child_description(sfn, resource):
     events = sfn.get_execution_history(executionArn=started)["events"]
     scheduled = [e for e in events if e["type"] == "TaskScheduled"]
     assert len(scheduled) == 1
-    assert scheduled[0]["taskScheduledEventDetails"]["resourceType"] == "states"
+    assert scheduled[0]["taskScheduledEventDetails"]["resourceType"] == "states", scheduled
 
 
 def test_sync_with_an_express_child(sfn):
