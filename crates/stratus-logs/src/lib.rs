@@ -1,0 +1,148 @@
+//! Amazon CloudWatch Logs (botocore `logs` 2014-03-28, json 1.1,
+//! `X-Amz-Target: Logs_20140328.<Operation>`): log groups, log streams,
+//! PutLogEvents, GetLogEvents, FilterLogEvents (with AWS's filter pattern
+//! syntax, see [`filter`]), retention policies and tags.
+//!
+//! Log events live in the store's `log_events` table, the same one AWS
+//! Lambda function logs are written to, so `/aws/lambda/<function>` log
+//! groups and their streams appear here without being created. Step
+//! Functions delivers execution history events through [`sfn`].
+//!
+//! Every client error is HTTP 400, as CloudWatch Logs answers:
+//! `InvalidParameterException`, `ResourceNotFoundException`,
+//! `ResourceAlreadyExistsException`, `TooManyTagsException`,
+//! `ValidationException`, `SerializationException`.
+
+pub mod filter;
+mod groups;
+mod input;
+mod reading;
+mod retention;
+pub mod sfn;
+mod writing;
+
+use serde_json::Value;
+use stratus_core::{AwsError, AwsResult};
+use stratus_store::Store;
+
+/// The json protocol's target prefix of CloudWatch Logs.
+pub const TARGET_PREFIX: &str = "Logs_20140328";
+
+/// Retention periods PutRetentionPolicy accepts, in days (AWS's list).
+pub const RETENTION_DAYS: &[i64] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// One day in ms.
+pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// The CloudWatch Logs service.
+#[derive(Clone)]
+pub struct Logs {
+    pub(crate) store: Store,
+    pub(crate) account: String,
+}
+
+/// `InvalidParameterException` (400).
+pub(crate) fn invalid(msg: impl Into<String>) -> AwsError {
+    AwsError::new(400, "InvalidParameterException", msg)
+}
+
+/// `ResourceNotFoundException` (400, as CloudWatch Logs answers it).
+pub(crate) fn not_found(msg: impl Into<String>) -> AwsError {
+    AwsError::new(400, "ResourceNotFoundException", msg)
+}
+
+pub(crate) fn group_not_found() -> AwsError {
+    not_found("The specified log group does not exist.")
+}
+
+pub(crate) fn stream_not_found() -> AwsError {
+    not_found("The specified log stream does not exist.")
+}
+
+pub(crate) fn store_err(e: stratus_store::StoreError) -> AwsError {
+    AwsError::new(500, "ServiceUnavailableException", e.to_string())
+}
+
+impl Logs {
+    /// The service over `store`; ARNs carry `account`.
+    ///
+    /// Errors: none today (the tables are created by the store).
+    pub fn new(store: Store, account: &str) -> Logs {
+        Logs {
+            store,
+            account: account.to_string(),
+        }
+    }
+
+    /// `arn:aws:logs:<region>:<account>:log-group:<name>` (the
+    /// `logGroupArn` form, without the trailing `:*`).
+    pub fn group_arn(&self, region: &str, name: &str) -> String {
+        format!("arn:aws:logs:{region}:{}:log-group:{name}", self.account)
+    }
+
+    /// Starts the retention sweeper: every minute, events older than their
+    /// group's retention are deleted (reads already skip them).
+    pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                if let Err(e) = me.sweep_retention().await {
+                    tracing::warn!("log retention sweep failed: {e}");
+                }
+            }
+        })
+    }
+
+    /// Answers one operation: `op` is the part of `X-Amz-Target` after
+    /// `Logs_20140328.`, `body` the JSON request.
+    ///
+    /// Errors: the operation's own errors; `UnknownOperationException` for
+    /// an operation stratus does not implement; `SerializationException`
+    /// for a body that is not a JSON object.
+    pub async fn call(&self, region: &str, op: &str, body: &[u8]) -> AwsResult<Value> {
+        let req = input::Input::parse(body)?;
+        match op {
+            "CreateLogGroup" => self.create_log_group(region, &req).await,
+            "DeleteLogGroup" => self.delete_log_group(region, &req).await,
+            "DescribeLogGroups" => self.describe_log_groups(region, &req),
+            "CreateLogStream" => self.create_log_stream(region, &req).await,
+            "DeleteLogStream" => self.delete_log_stream(region, &req).await,
+            "DescribeLogStreams" => self.describe_log_streams(region, &req),
+            "PutLogEvents" => self.put_log_events(region, &req).await,
+            "GetLogEvents" => self.get_log_events(region, &req),
+            "FilterLogEvents" => self.filter_log_events(region, &req),
+            "PutRetentionPolicy" => self.put_retention_policy(region, &req).await,
+            "DeleteRetentionPolicy" => self.delete_retention_policy(region, &req).await,
+            "TagResource" => self.tag_resource(region, &req).await,
+            "UntagResource" => self.untag_resource(region, &req).await,
+            "ListTagsForResource" => self.list_tags_for_resource(region, &req),
+            "TagLogGroup" => self.tag_log_group(region, &req).await,
+            "UntagLogGroup" => self.untag_log_group(region, &req).await,
+            "ListTagsLogGroup" => self.list_tags_log_group(region, &req),
+            _ => Err(AwsError::new(
+                400,
+                "UnknownOperationException",
+                format!("CloudWatch Logs operation {op} is not supported by stratus."),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn service() -> (Logs, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        (Logs::new(store, "123456789012"), dir)
+    }
+
+    pub async fn call(l: &Logs, op: &str, body: Value) -> AwsResult<Value> {
+        l.call("us-east-1", op, body.to_string().as_bytes()).await
+    }
+}
