@@ -94,8 +94,15 @@ def test_lambda_function_logs_are_served_through_the_logs_api(logs, lambda_clien
     marker = uname("marker")
     inv = invoke_ok(lambda_client, name, {"action": "log", "lines": [marker]})
     group = f"/aws/lambda/{name}"
-    found = poll(lambda: filter_all(logs, logGroupName=group, filterPattern=f'"{marker}"'),
-                 lambda ev: len(ev) >= 1)
+
+    def matching():
+        # Like CloudWatch Logs, the group appears with the function's first
+        # log line, a moment after the invoke answered.
+        try:
+            return filter_all(logs, logGroupName=group, filterPattern=f'"{marker}"')
+        except logs.exceptions.ResourceNotFoundException:
+            return []
+    found = poll(matching, lambda ev: len(ev) >= 1)
     assert len(found) == 1 and marker in found[0]["message"]
     stream = found[0]["logStreamName"]
     # Lambda's stream names: YYYY/MM/DD/[$LATEST]<32 hex>.
