@@ -232,9 +232,7 @@ impl Logs {
                 pattern
                     .as_deref()
                     .is_none_or(|p| g.name.to_lowercase().contains(p))
-                    && identifiers
-                        .as_ref()
-                        .is_none_or(|ids| ids.iter().any(|i| *i == g.name))
+                    && identifiers.as_ref().is_none_or(|ids| ids.contains(&g.name))
             })
             .collect();
         let page: Vec<Value> = matching

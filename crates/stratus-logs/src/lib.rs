@@ -146,3 +146,133 @@ pub(crate) mod test_support {
         l.call("us-east-1", op, body.to_string().as_bytes()).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{call, service};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn groups_streams_and_events_round_trip() {
+        let (l, _dir) = service();
+        call(&l, "CreateLogGroup", json!({"logGroupName": "g"}))
+            .await
+            .unwrap();
+        let e = call(&l, "CreateLogGroup", json!({"logGroupName": "g"}))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (400, "ResourceAlreadyExistsException")
+        );
+        call(
+            &l,
+            "CreateLogStream",
+            json!({"logGroupName": "g", "logStreamName": "s"}),
+        )
+        .await
+        .unwrap();
+        let t = stratus_core::time::now_ms();
+        let r = call(
+            &l,
+            "PutLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "logEvents": [
+                {"timestamp": t - 2, "message": "one"}, {"timestamp": t - 1, "message": "two"}]}),
+        )
+        .await
+        .unwrap();
+        assert!(r.get("rejectedLogEventsInfo").is_none());
+        let got = call(
+            &l,
+            "GetLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "startFromHead": true}),
+        )
+        .await
+        .unwrap();
+        let msgs: Vec<&str> = got["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(msgs, ["one", "two"]);
+        let streams = call(&l, "DescribeLogStreams", json!({"logGroupName": "g"}))
+            .await
+            .unwrap();
+        assert_eq!(streams["logStreams"][0]["lastEventTimestamp"], t - 1);
+        assert_eq!(streams["logStreams"][0]["storedBytes"], 6);
+        call(&l, "DeleteLogGroup", json!({"logGroupName": "g"}))
+            .await
+            .unwrap();
+        let e = call(&l, "FilterLogEvents", json!({"logGroupName": "g"}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "ResourceNotFoundException");
+    }
+
+    #[tokio::test]
+    async fn function_log_groups_appear_with_their_first_line() {
+        let (l, _dir) = service();
+        l.store.append_log(stratus_store::LogEvent {
+            region: "us-east-1".into(),
+            log_group: "/aws/lambda/f".into(),
+            log_stream: "2024/01/01/[$LATEST]abc".into(),
+            timestamp: stratus_core::time::now_ms(),
+            message: "START RequestId: 1 Version: $LATEST".into(),
+        });
+        l.store.flush_logs();
+        let groups = call(
+            &l,
+            "DescribeLogGroups",
+            json!({"logGroupNamePrefix": "/aws/lambda/"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(groups["logGroups"][0]["logGroupName"], "/aws/lambda/f");
+        let found = call(
+            &l,
+            "FilterLogEvents",
+            json!({"logGroupName": "/aws/lambda/f", "filterPattern": "START"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(found["events"].as_array().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retention_sweeper_deletes_expired_events() {
+        let (l, _dir) = service();
+        call(&l, "CreateLogGroup", json!({"logGroupName": "g"}))
+            .await
+            .unwrap();
+        call(
+            &l,
+            "CreateLogStream",
+            json!({"logGroupName": "g", "logStreamName": "s"}),
+        )
+        .await
+        .unwrap();
+        let t = stratus_core::time::now_ms();
+        call(
+            &l,
+            "PutLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "logEvents": [
+                {"timestamp": t - 2 * super::DAY_MS, "message": "old"}]}),
+        )
+        .await
+        .unwrap();
+        call(
+            &l,
+            "PutRetentionPolicy",
+            json!({"logGroupName": "g", "retentionInDays": 1}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(l.sweep_retention().await.unwrap(), 1);
+        let n: i64 = l
+            .store
+            .read(|c| c.query_row("SELECT COUNT(*) FROM log_events", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

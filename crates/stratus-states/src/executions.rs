@@ -832,7 +832,13 @@ impl States {
             .await?;
         if let (Some(l), Some(last)) = (&logger, aborted) {
             for e in logged_pending.as_deref().unwrap_or_default() {
-                l.log(e.id, &e.event_type, e.previous_id, e.timestamp_ms, &e.details);
+                l.log(
+                    e.id,
+                    &e.event_type,
+                    e.previous_id,
+                    e.timestamp_ms,
+                    &e.details,
+                );
             }
             let id = if standard {
                 last as u64 + 1

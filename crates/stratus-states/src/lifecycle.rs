@@ -90,7 +90,10 @@ mod tests {
         let arn = sm["stateMachineArn"].as_str().unwrap().to_string();
         let ex = call(&states, "StartExecution", json!({"stateMachineArn": arn})).await;
         let exec_arn = ex["executionArn"].as_str().unwrap().to_string();
-        let (a, b) = tokio::join!(states.wait_for_end(&exec_arn), states.wait_for_end(&exec_arn));
+        let (a, b) = tokio::join!(
+            states.wait_for_end(&exec_arn),
+            states.wait_for_end(&exec_arn)
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.status, "SUCCEEDED");
         assert_eq!(b.output.as_deref(), Some(r#"{"done":true}"#));

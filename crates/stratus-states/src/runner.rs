@@ -309,7 +309,13 @@ impl ExecHost {
     fn log_rows(&self, rows: &[EventRow]) {
         if let Some(l) = self.logger.get() {
             for e in rows {
-                l.log(e.id, &e.event_type, e.previous_id, e.timestamp_ms, &e.details);
+                l.log(
+                    e.id,
+                    &e.event_type,
+                    e.previous_id,
+                    e.timestamp_ms,
+                    &e.details,
+                );
             }
         }
     }
