@@ -12,7 +12,8 @@
 
 use serde_json::{Value, json};
 use stratus_core::AwsResult;
-use stratus_store::{LogEvent, rusqlite::params};
+use stratus_store::LogEvent;
+use stratus_store::rusqlite::{OptionalExtension, params};
 
 use crate::input::{Input, check_group_name, check_stream_name};
 use crate::{DAY_MS, Logs, group_not_found, invalid, store_err, stream_not_found};
@@ -168,6 +169,19 @@ impl Logs {
         let upload = self
             .store
             .write(move |c| {
+                // The stream may have been deleted since it was looked up:
+                // nothing is written then (a write would create it again).
+                let exists = c
+                    .query_row(
+                        "SELECT 1 FROM log_streams WHERE region = ?1 AND log_group = ?2 AND name = ?3",
+                        params![r, gname, sname],
+                        |_| Ok(()),
+                    )
+                    .optional()?
+                    .is_some();
+                if !exists {
+                    return Ok(None);
+                }
                 if !batch.is_empty() {
                     stratus_store::insert_log_events(c, &batch, now)?;
                 } else {
@@ -182,9 +196,11 @@ impl Logs {
                     params![r, gname, sname],
                     |row| row.get::<_, i64>(0),
                 )
+                .map(Some)
             })
             .await
-            .map_err(store_err)?;
+            .map_err(store_err)?
+            .ok_or_else(stream_not_found)?;
         let mut out = json!({"nextSequenceToken": sequence_token(upload)});
         let mut rejected = serde_json::Map::new();
         if let Some(i) = verdict.too_new_start {

@@ -866,4 +866,42 @@ mod tests {
         assert_eq!(after.len(), 2);
         std::fs::remove_dir_all(d).unwrap();
     }
+
+    #[test]
+    fn log_writes_keep_groups_and_streams() {
+        let d = tmp();
+        let s = Store::open(&d).unwrap();
+        for (ts, msg) in [(20, "b"), (10, "aa"), (30, "ccc")] {
+            s.append_log(LogEvent {
+                region: "us-east-1".into(),
+                log_group: "/aws/lambda/g".into(),
+                log_stream: "st".into(),
+                timestamp: ts,
+                message: msg.into(),
+            });
+        }
+        s.flush_logs();
+        let (first, last, bytes): (i64, i64, i64) = s
+            .read(|c| {
+                c.query_row(
+                    "SELECT first_event, last_event, stored_bytes FROM log_streams
+                     WHERE region = 'us-east-1' AND log_group = '/aws/lambda/g' AND name = 'st'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!((first, last, bytes), (10, 30, 6));
+        let groups: i64 = s
+            .read(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM log_groups WHERE name = '/aws/lambda/g'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(groups, 1);
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }
