@@ -359,6 +359,19 @@ def test_filter_patterns(logs, aws_cli):
         logs.filter_log_events(logGroupName=g, logStreamNames=["app-1"], logStreamNamePrefix="app")
     assert error_code(e) == "InvalidParameterException"
 
+    # Space-delimited: the Apache access log example of the filter pattern syntax page.
+    logs.create_log_stream(logGroupName=g, logStreamName="access")
+    put(logs, g, "access", [
+        '127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" 200 1534',
+        '127.0.0.1 - frank [10/Oct/2000:13:35:22 -0700] "GET /apache_pb.gif HTTP/1.0" 404 100',
+    ], base=base + 30)
+    access = dict(logStreamNames=["access"])
+    assert len(msgs(filterPattern="[ip, user, username, timestamp, request, status_code, bytes]", **access)) == 2
+    assert [m.split()[-2] for m in msgs(filterPattern="[..., status_code = 4*, bytes]", **access)] == ["404"]
+    assert [m.split()[-1] for m in msgs(
+        filterPattern="[ip, user, username, timestamp, request, status_code, bytes > 1000]")] == ["1534"]
+    assert msgs(filterPattern="[ip, user]", **access) == []
+
     out = aws_cli("logs", "filter-log-events", "--log-group-name", g, "--filter-pattern", "?WARN ?INFO")
     assert [e["message"] for e in out["events"]] == ["[WARN] disk almost full",
                                                      "[INFO] Failed to process the request"]

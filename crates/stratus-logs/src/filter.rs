@@ -11,10 +11,16 @@
 //! * JSON events: `{ $.field = value }` with `=`, `!=` on strings (quoted,
 //!   or bare words; `*` is a wildcard) and `=`, `!=`, `<`, `<=`, `>`, `>=`
 //!   on numbers; `IS TRUE`, `IS FALSE`, `IS NULL`, `NOT EXISTS`; selectors
-//!   with `.key` and `[index]`; `&&`, `||` and parentheses.
+//!   with `.key` and `[index]`; `&&`, `||` and parentheses;
+//! * space-delimited events: `[ip, user, username, timestamp, request,
+//!   status_code = 4*, bytes > 1000]` names the fields of an event split at
+//!   spaces (text in double quotes or square brackets is one field); `...`
+//!   stands for any number of fields; a field may carry conditions on its
+//!   own value (`=`, `!=` with `*` wildcards, number comparisons, joined by
+//!   `&&` / `||`). Without `...` the event must have exactly as many fields
+//!   as the pattern.
 //!
-//! Space-delimited patterns (`[ip, user, ...]`) and regular expressions
-//! (`%...%`) are not supported: they are refused with
+//! Regular expressions (`%...%`) are not supported: they are refused with
 //! `InvalidParameterException`.
 
 use serde_json::Value;
@@ -38,6 +44,18 @@ pub enum Pattern {
     },
     /// A JSON expression; events that are not JSON never match.
     Json(Expr),
+    /// A space-delimited pattern.
+    Fields(Vec<Field>),
+}
+
+/// One field of a space-delimited pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// `...`: any number of fields.
+    Ellipsis,
+    /// A named field and the condition it carries, if any (conditions use
+    /// the field names of the pattern as selectors).
+    Named(String, Option<Expr>),
 }
 
 /// One step of a JSON selector.
@@ -106,10 +124,11 @@ impl Pattern {
             return Ok(Pattern::Json(e));
         }
         if t.starts_with('[') {
-            return Err(bad(
-                text,
-                "space-delimited filter patterns are not supported by stratus",
-            ));
+            let inner = t
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .ok_or_else(|| bad(text, "a space-delimited pattern must end with ']'"))?;
+            return fields_pattern(inner).map_err(|e| bad(text, &e));
         }
         if t.starts_with('%') {
             return Err(bad(
@@ -133,8 +152,205 @@ impl Pattern {
                 Ok(v) => eval(e, &v),
                 Err(_) => false,
             },
+            Pattern::Fields(fields) => fields_match(fields, &split_fields(message)),
         }
     }
+}
+
+/// Splits a log event into fields at spaces; text in double quotes or in
+/// square brackets is one field (without its quotes or brackets).
+fn split_fields(message: &str) -> Vec<String> {
+    let c: Vec<char> = message.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let close = match c[i] {
+            '"' => Some('"'),
+            '[' => Some(']'),
+            _ => None,
+        };
+        if let Some(close) = close
+            && let Some(end) = c[i + 1..].iter().position(|x| *x == close)
+        {
+            out.push(c[i + 1..i + 1 + end].iter().collect());
+            i += end + 2;
+            continue;
+        }
+        let start = i;
+        while i < c.len() && !c[i].is_whitespace() {
+            i += 1;
+        }
+        out.push(c[start..i].iter().collect());
+    }
+    out
+}
+
+/// A field of an event as a condition sees it: whole numbers and numbers
+/// as numbers, everything else as text.
+fn field_value(token: &str) -> Value {
+    if let Ok(n) = token.parse::<i64>() {
+        return Value::from(n);
+    }
+    match token.parse::<f64>() {
+        Ok(n) if n.is_finite() => serde_json::Number::from_f64(n)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(token.to_string())),
+        _ => Value::String(token.to_string()),
+    }
+}
+
+fn field_ok(field: &Field, token: &str) -> bool {
+    match field {
+        Field::Ellipsis => true,
+        Field::Named(_, None) => true,
+        Field::Named(name, Some(cond)) => {
+            let mut m = serde_json::Map::new();
+            m.insert(name.clone(), field_value(token));
+            eval(cond, &Value::Object(m))
+        }
+    }
+}
+
+/// Whether the pattern's fields match the event's: without `...` field by
+/// field; with it, by dynamic programming over (pattern field, event
+/// field), so any number of `...` costs at most fields x tokens steps.
+fn fields_match(fields: &[Field], tokens: &[String]) -> bool {
+    if !fields.contains(&Field::Ellipsis) {
+        return fields.len() == tokens.len()
+            && fields.iter().zip(tokens).all(|(f, t)| field_ok(f, t));
+    }
+    let (nf, nt) = (fields.len(), tokens.len());
+    // next[j]: fields[i + 1..] match tokens[j..]; cur[j]: fields[i..] do.
+    let mut next: Vec<bool> = (0..=nt).map(|j| j == nt).collect();
+    for i in (0..nf).rev() {
+        let mut cur = vec![false; nt + 1];
+        for j in (0..=nt).rev() {
+            cur[j] = match &fields[i] {
+                Field::Ellipsis => next[j] || (j < nt && cur[j + 1]),
+                f => j < nt && next[j + 1] && field_ok(f, &tokens[j]),
+            };
+        }
+        next = cur;
+    }
+    next[0]
+}
+
+/// The selectors a condition uses.
+fn selectors(e: &Expr, out: &mut Vec<Vec<Seg>>) {
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            selectors(a, out);
+            selectors(b, out);
+        }
+        Expr::Cmp(p, _, _)
+        | Expr::IsTrue(p)
+        | Expr::IsFalse(p)
+        | Expr::IsNull(p)
+        | Expr::NotExists(p) => out.push(p.clone()),
+    }
+}
+
+fn fields_pattern(inner: &str) -> Result<Pattern, String> {
+    let mut fields = Vec::new();
+    for part in split_top_commas(inner)? {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err("a field is empty".into());
+        }
+        if part == "..." {
+            fields.push(Field::Ellipsis);
+            continue;
+        }
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            return Err(format!("field '{part}' must start with a name"));
+        }
+        let rest = part[name.len()..].trim();
+        let cond = if rest.is_empty() {
+            None
+        } else {
+            // `name OP value [&& name OP value ...]`: the conditions name
+            // fields the way JSON selectors name keys.
+            let expr_text = prefix_names(part);
+            let tokens = lex(&expr_text)?;
+            let mut p = Parser { tokens, at: 0 };
+            let e = p.or()?;
+            if p.at != p.tokens.len() {
+                return Err(format!("unexpected text in field '{part}'"));
+            }
+            let mut used = Vec::new();
+            selectors(&e, &mut used);
+            if used.iter().any(|p| *p != [Seg::Key(name.clone())]) {
+                return Err(format!(
+                    "the conditions of field '{name}' may only test '{name}'"
+                ));
+            }
+            Some(e)
+        };
+        fields.push(Field::Named(name, cond));
+    }
+    Ok(Pattern::Fields(fields))
+}
+
+/// Rewrites bare field names at the start of each condition (`status = 4*
+/// || bytes > 10`) as selectors (`$.status = 4* || $.bytes > 10`).
+fn prefix_names(part: &str) -> String {
+    let mut out = String::new();
+    let mut expect_name = true;
+    let mut in_quote = false;
+    for c in part.chars() {
+        if in_quote {
+            out.push(c);
+            if c == '"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        if expect_name && (c.is_alphabetic() || c == '_') {
+            out.push_str("$.");
+            expect_name = false;
+        }
+        match c {
+            '"' => in_quote = true,
+            '&' | '|' | '(' => expect_name = true,
+            _ if c.is_whitespace() => {}
+            _ => {
+                if !c.is_alphanumeric() && c != '_' {
+                    expect_name = false;
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn split_top_commas(s: &str) -> Result<Vec<String>, String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                in_quote = !in_quote;
+                cur.push(c)
+            }
+            ',' if !in_quote => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if in_quote {
+        return Err("a quoted value is not closed".into());
+    }
+    parts.push(cur);
+    Ok(parts)
 }
 
 fn terms(t: &str) -> Result<Pattern, String> {
@@ -548,6 +764,45 @@ mod tests {
         assert!(!m("{ $.eventType = UpdateTrail }", "not json at all"));
     }
 
+    // The Apache access log example of the filter pattern syntax page.
+    #[test]
+    fn space_delimited_patterns() {
+        let e = r#"127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" 200 1534"#;
+        assert!(m(
+            "[ip, user, username, timestamp, request, status_code, bytes]",
+            e
+        ));
+        assert!(m(
+            "[ip, user, username, timestamp, request, status_code = 200, bytes > 1000]",
+            e
+        ));
+        assert!(!m(
+            "[ip, user, username, timestamp, request, status_code = 200, bytes > 2000]",
+            e
+        ));
+        assert!(m("[..., status_code = 2*, bytes]", e));
+        assert!(!m("[..., status_code = 4*, bytes]", e));
+        assert!(m("[..., status_code = 4* || status_code = 2*, bytes]", e));
+        assert!(m("[ip = 127.0.0.*, ...]", e));
+        assert!(m("[ip, user, username = frank, ...]", e));
+        assert!(m(
+            r#"[..., request = "*apache_pb*", status_code, bytes]"#,
+            e
+        ));
+        assert!(m("[ip, ..., bytes != 0]", e));
+        assert!(!m("[ip, user]", e), "field counts differ without ...");
+        assert!(m(
+            "[..., timestamp = 10/Oct/2000*, request, status_code, bytes]",
+            e
+        ));
+        assert!(m("[..., ip = 127*, ..., bytes = 1534]", e));
+        assert!(!m("[..., user = nobody, ...]", e));
+        // Many `...` over many fields stays cheap.
+        let long = vec!["x"; 5_000].join(" ");
+        assert!(!m("[..., ..., ..., ..., y = z, ...]", &long));
+        assert!(m("[..., ..., ..., ..., y = x, ...]", &long));
+    }
+
     #[test]
     fn bad_patterns_are_refused() {
         for p in [
@@ -556,7 +811,10 @@ mod tests {
             "{ a = 1 }",
             "{ $.a < abc }",
             "\"open",
-            "[ip, user]",
+            "[ip, user",
+            "[ip, , user]",
+            "[ip = ]",
+            "[ip, user = 1 || ip = 2]",
             "%ERR.*%",
             "{ ($.a = 1 }",
         ] {
