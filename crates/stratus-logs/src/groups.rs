@@ -43,7 +43,8 @@ fn offset_token(t: Option<&str>) -> AwsResult<usize> {
         None => Ok(0),
         Some(t) => t
             .strip_prefix("o/")
-            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(|n| n as usize)
             .ok_or_else(|| invalid("The specified nextToken is invalid.")),
     }
 }
@@ -257,8 +258,8 @@ impl Logs {
             })
             .collect();
         let mut out = json!({"logGroups": page});
-        if offset + limit < matching.len() {
-            out["nextToken"] = Value::from(format!("o/{}", offset + limit));
+        if offset.saturating_add(limit) < matching.len() {
+            out["nextToken"] = Value::from(format!("o/{}", offset.saturating_add(limit)));
         }
         Ok(out)
     }
@@ -424,7 +425,7 @@ impl Logs {
         let page: Vec<Value> = rows.into_iter().take(limit).collect();
         let mut out = json!({"logStreams": page});
         if more {
-            out["nextToken"] = Value::from(format!("o/{}", offset + limit));
+            out["nextToken"] = Value::from(format!("o/{}", offset.saturating_add(limit)));
         }
         Ok(out)
     }
