@@ -19,7 +19,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import ACCOUNT, REGION, invoke_ok
+from harness import ACCOUNT, REGION, invoke_ok, make_client, start_server
 
 from test_stepfunctions import ROLE, sfn_client, wait_done
 
@@ -517,11 +517,39 @@ def test_step_functions_logging_without_execution_data(sfn, logs):
     assert recs[0]["details"]["roleArn"] == ROLE
 
 
-def test_step_functions_logs_a_stopped_execution(sfn, logs):
+@pytest.mark.parametrize("type_", ["STANDARD", "EXPRESS"])
+def test_step_functions_logs_a_stopped_execution(sfn, logs, type_):
     definition = json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}})
-    arn, _, group = logged_machine(sfn, logs, definition, "STANDARD", "FATAL")
+    arn, _, group = logged_machine(sfn, logs, definition, type_, "FATAL")
     ex = sfn.start_execution(stateMachineArn=arn)["executionArn"]
     sfn.stop_execution(executionArn=ex, error="Manual", cause="operator")
     recs = [json.loads(e["message"]) for e in records(logs, group, 1)]
     assert [r["type"] for r in recs] == ["ExecutionAborted"]
     assert recs[0]["details"] == {"error": "Manual", "cause": "operator"}
+    assert recs[0]["execution_arn"] == ex
+
+
+def test_step_functions_logs_each_event_once_across_a_restart(tmp_path):
+    """A Standard execution parked in a Wait state survives SIGKILL; after
+    the restart its replay does not log the events logged before."""
+    srv = start_server(tmp_path / "data", name="logs-sfn-restart")
+    logs = make_client(srv.url, "logs")
+    sfn = sfn_client(srv.url)
+    definition = json.dumps({"StartAt": "Before", "States": {
+        "Before": {"Type": "Pass", "Next": "Pause"},
+        "Pause": {"Type": "Wait", "Seconds": 8, "Next": "After"},
+        "After": {"Type": "Pass", "End": True}}})
+    arn, _, group = logged_machine(sfn, logs, definition, "STANDARD", "ALL")
+    ex = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    before = records(logs, group, 4)
+    assert [json.loads(e["message"])["type"] for e in before][-1] == "WaitStateEntered"
+    srv.kill()
+    srv.start()
+    logs = make_client(srv.url, "logs")
+    sfn = sfn_client(srv.url)
+    assert wait_done(sfn, ex, timeout=60)["status"] == "SUCCEEDED"
+    history = sfn.get_execution_history(executionArn=ex, maxResults=1000)["events"]
+    recs = [json.loads(e["message"]) for e in records(logs, group, len(history))]
+    assert [(int(r["id"]), r["type"]) for r in recs] == [(e["id"], e["type"]) for e in history]
+    assert [int(r["previous_event_id"]) for r in recs] == [e["previousEventId"] for e in history]
+    srv.stop()
