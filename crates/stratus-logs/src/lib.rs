@@ -275,4 +275,83 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0);
     }
+
+    /// Events sharing one timestamp page without loss or repeats, forward
+    /// and backward (the key breaks ties by arrival).
+    #[tokio::test]
+    async fn equal_timestamps_page_in_arrival_order() {
+        let (l, _dir) = service();
+        call(&l, "CreateLogGroup", json!({"logGroupName": "g"}))
+            .await
+            .unwrap();
+        call(
+            &l,
+            "CreateLogStream",
+            json!({"logGroupName": "g", "logStreamName": "s"}),
+        )
+        .await
+        .unwrap();
+        let t = stratus_core::time::now_ms() - 1000;
+        let events: Vec<_> = (0..2500)
+            .map(|i| json!({"timestamp": t, "message": format!("m{i}")}))
+            .collect();
+        call(
+            &l,
+            "PutLogEvents",
+            json!({"logGroupName": "g", "logStreamName": "s", "logEvents": events}),
+        )
+        .await
+        .unwrap();
+        let expected: Vec<String> = (0..2500).map(|i| format!("m{i}")).collect();
+        let messages = |v: &serde_json::Value| -> Vec<String> {
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["message"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let mut seen = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = json!({"logGroupName": "g", "limit": 700});
+            if let Some(t) = &token {
+                req["nextToken"] = json!(t);
+            }
+            let page = call(&l, "FilterLogEvents", req).await.unwrap();
+            seen.extend(messages(&page));
+            match page["nextToken"].as_str() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected);
+        let mut seen = Vec::new();
+        let mut req =
+            json!({"logGroupName": "g", "logStreamName": "s", "limit": 900, "startFromHead": true});
+        loop {
+            let page = call(&l, "GetLogEvents", req.clone()).await.unwrap();
+            let got = messages(&page);
+            if got.is_empty() {
+                break;
+            }
+            seen.extend(got);
+            req = json!({"logGroupName": "g", "logStreamName": "s", "limit": 900,
+                         "nextToken": page["nextForwardToken"]});
+        }
+        assert_eq!(seen, expected);
+        let mut back = Vec::new();
+        let mut req = json!({"logGroupName": "g", "logStreamName": "s", "limit": 900});
+        loop {
+            let page = call(&l, "GetLogEvents", req.clone()).await.unwrap();
+            let got = messages(&page);
+            if got.is_empty() {
+                break;
+            }
+            back.splice(0..0, got);
+            req = json!({"logGroupName": "g", "logStreamName": "s", "limit": 900,
+                         "nextToken": page["nextBackwardToken"]});
+        }
+        assert_eq!(back, expected);
+    }
 }

@@ -117,15 +117,22 @@ impl Logs {
             Dir::Fwd(k) => (true, k),
             Dir::Bwd(k) => (false, k),
         };
+        // The key narrows the timestamp range itself (so the index seeks
+        // to it); ties on the key's timestamp are broken by sequence.
+        let (lo, hi) = if forward {
+            (lo.max(key.0), hi)
+        } else {
+            (lo, hi.min(key.0.saturating_add(1)))
+        };
         let sql = if forward {
             "SELECT timestamp, seq, log_stream, ingestion, message FROM log_events
              WHERE region = ?1 AND log_group = ?2 AND log_stream = ?3 AND timestamp >= ?4 AND timestamp < ?5
-               AND (timestamp, seq) > (?6, ?7)
+               AND (timestamp > ?6 OR seq > ?7)
              ORDER BY timestamp, seq LIMIT ?8"
         } else {
             "SELECT timestamp, seq, log_stream, ingestion, message FROM log_events
              WHERE region = ?1 AND log_group = ?2 AND log_stream = ?3 AND timestamp >= ?4 AND timestamp < ?5
-               AND (timestamp, seq) < (?6, ?7)
+               AND (timestamp < ?6 OR seq < ?7)
              ORDER BY timestamp DESC, seq DESC LIMIT ?8"
         };
         let mut rows: Vec<Row> = self
@@ -227,14 +234,13 @@ impl Logs {
         let (lo, hi) = window(req, g.retention_days)?;
         let mut sql = String::from(
             "SELECT timestamp, seq, log_stream, ingestion, message FROM log_events
-             WHERE region = ? AND log_group = ? AND timestamp >= ? AND timestamp < ?
-               AND (timestamp, seq) > (?, ?)",
+             WHERE region = ? AND log_group = ? AND timestamp >= max(?, ?) AND timestamp < ?
+               AND (timestamp > ? OR seq > ?)",
         );
         let mut fixed: Vec<Sql> = vec![
             Sql::Text(region.to_string()),
             Sql::Text(group.clone()),
             Sql::Integer(lo),
-            Sql::Integer(hi),
         ];
         let mut tail: Vec<Sql> = Vec::new();
         if let Some(n) = &names {
@@ -255,6 +261,8 @@ impl Logs {
         let mut more = false;
         'scan: loop {
             let mut params = fixed.clone();
+            params.push(Sql::Integer(key.0));
+            params.push(Sql::Integer(hi));
             params.push(Sql::Integer(key.0));
             params.push(Sql::Integer(key.1));
             params.extend(tail.iter().cloned());
