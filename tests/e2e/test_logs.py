@@ -19,7 +19,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import ACCOUNT, REGION, invoke_ok, make_client, start_server
+from harness import (ACCOUNT, REGION, invoke_ok, make_client, raw_error_code, signed_request,
+                     start_server)
 
 from test_stepfunctions import ROLE, sfn_client, wait_done
 
@@ -207,6 +208,41 @@ def test_groups_and_streams_lifecycle_and_errors(logs):
     assert error_code(e) == "ResourceNotFoundException"
     assert [x["logGroupName"] for x in logs.describe_log_groups(logGroupNamePrefix=base)["logGroups"]] \
         == names[1:]
+
+
+def test_bad_input_gets_the_models_errors(client_factory, endpoint):
+    raw = client_factory("logs", validate=False)
+    g = group_with_stream(raw)
+    for call, code in [
+        (lambda: raw.describe_log_groups(limit=51), "InvalidParameterException"),
+        (lambda: raw.describe_log_groups(limit=0), "InvalidParameterException"),
+        (lambda: raw.get_log_events(logGroupName=g, logStreamName="s1", limit=10_001),
+         "InvalidParameterException"),
+        (lambda: raw.describe_log_streams(logGroupName=g, orderBy="Size"), "InvalidParameterException"),
+        (lambda: raw.describe_log_streams(), "InvalidParameterException"),
+        (lambda: raw.describe_log_groups(nextToken="bogus"), "InvalidParameterException"),
+        (lambda: raw.create_log_stream(logGroupName=g, logStreamName="a:b"), "InvalidParameterException"),
+        (lambda: raw.put_log_events(logGroupName=g, logStreamName="s1", logEvents=[{"message": "no time"}]),
+         "InvalidParameterException"),
+    ]:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_code(e) == code
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert e.value.response["Error"]["Message"]
+    # Fields of the wrong type (boto3 would not send them).
+    for body in [b'{"logGroupName": "' + g.encode() + b'", "logStreamName": "s1", "logEvents": "x"}',
+                 b'{"logGroupName": 5}', b'[1, 2]', b'{not json']:
+        status, headers, answer = signed_request(
+            endpoint, "POST", "/", body,
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": "Logs_20140328.PutLogEvents"})
+        assert status == 400, answer
+        assert raw_error_code(headers, answer) == "SerializationException", answer
+    # An operation stratus does not serve says so.
+    with pytest.raises(ClientError) as e:
+        raw.describe_metric_filters(logGroupName=g)
+    assert error_code(e) == "UnknownOperationException"
 
 
 # --------------------------------------------------------------------------
