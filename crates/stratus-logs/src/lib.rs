@@ -67,9 +67,8 @@ pub(crate) fn store_err(e: stratus_store::StoreError) -> AwsError {
 }
 
 impl Logs {
-    /// The service over `store`; ARNs carry `account`.
-    ///
-    /// Errors: none today (the tables are created by the store).
+    /// The service over `store` (whose schema holds the `log_groups`,
+    /// `log_streams` and `log_events` tables); ARNs carry `account`.
     pub fn new(store: Store, account: &str) -> Logs {
         Logs {
             store,
