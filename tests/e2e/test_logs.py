@@ -538,7 +538,7 @@ def test_step_functions_logging_error_level_skips_successes(sfn, logs, type_):
     assert filter_all(logs, logGroupName=group) == []
 
 
-def test_step_functions_logging_without_execution_data(sfn, logs):
+def test_step_functions_logging_without_execution_data(sfn, logs, aws_cli):
     arn, _, group = logged_machine(sfn, logs, PASS_ONLY, "EXPRESS", "ALL", include_data=False)
     out = sfn.start_sync_execution(stateMachineArn=arn, input=json.dumps({"secret": "s3cr3t"}))
     assert out["status"] == "SUCCEEDED"
@@ -551,6 +551,10 @@ def test_step_functions_logging_without_execution_data(sfn, logs):
         assert "input" not in r["details"] and "output" not in r["details"]
     assert "s3cr3t" not in "".join(e["message"] for e in events)
     assert recs[0]["details"]["roleArn"] == ROLE
+    # The records are JSON: JSON filter patterns select them.
+    out = aws_cli("logs", "filter-log-events", "--log-group-name", group,
+                  "--filter-pattern", '{ $.type = "ExecutionSucceeded" }')
+    assert [json.loads(e["message"])["id"] for e in out["events"]] == ["4"]
 
 
 @pytest.mark.parametrize("type_", ["STANDARD", "EXPRESS"])
