@@ -384,6 +384,10 @@ def test_filter_patterns(logs, aws_cli):
     assert msgs(filterPattern="{ $.missing NOT EXISTS && $.latency = 50 }") != []
     assert msgs(startTime=base + 1, endTime=base + 3) == ["[ERROR] Unhandled exception. Exiting",
                                                           "[WARN] disk almost full"]
+    # The calls `aws logs tail` (AWS CLI v2) makes: interleaved, from a start time.
+    tail = logs.get_paginator("filter_log_events").paginate(
+        logGroupName=g, interleaved=True, startTime=base + 10, filterPattern="?ERROR ?eventType")
+    assert [e["logStreamName"] for page in tail for e in page["events"]] == ["app-2", "app-2", "other"]
     # Pages of 2 in timestamp order across streams.
     page = logs.filter_log_events(logGroupName=g, limit=2)
     assert len(page["events"]) == 2 and "nextToken" in page
