@@ -207,6 +207,11 @@ impl Logs {
                     .map(|id| group_of_arn(id).unwrap_or(id).to_string())
                     .collect()
             });
+        if identifiers.is_some() && (prefix.is_some() || pattern.is_some()) {
+            return Err(invalid(
+                "logGroupIdentifiers cannot be combined with logGroupNamePrefix or logGroupNamePattern.",
+            ));
+        }
         let limit = req.limit("limit", 1, 50)?.unwrap_or(DESCRIBE_LIMIT);
         let offset = offset_token(req.opt_str("nextToken")?)?;
         let rows: Vec<(GroupRow, i64)> = self
