@@ -466,7 +466,9 @@ impl States {
         let me = self
             .arc()
             .ok_or_else(|| AwsError::service("the Step Functions service is shutting down"))?;
-        me.launch(&row, machine, None, if standard { 2 } else { 1 });
+        // Event 1 is ExecutionStarted (stored for Standard executions,
+        // logged for both).
+        me.launch(&row, machine, None, 2);
         Ok(json!({"executionArn": arn, "startDate": epoch(start_ms)}))
     }
 
@@ -506,8 +508,26 @@ impl States {
         let me = self
             .arc()
             .ok_or_else(|| AwsError::service("the Step Functions service is shutting down"))?;
-        let host = ExecHost::new(me, &arn, &m.region, false, 1);
+        let host = ExecHost::new(me, &arn, &m.region, false, 2);
         let start_ms = stratus_core::time::now_ms();
+        if let Some(logger) = stratus_logs::sfn::ExecutionLogger::for_execution(
+            &self.store,
+            &m.logging_configuration,
+            &m.name,
+            &arn,
+            start_ms,
+        ) {
+            let mut started = json!({
+                "input": input_text,
+                "inputDetails": {"truncated": false},
+                "roleArn": m.role_arn,
+            });
+            if let Some(v) = &version {
+                started["stateMachineVersionArn"] = Value::from(m.version_arn(v.version));
+            }
+            logger.log(1, "ExecutionStarted", 0, start_ms, &started);
+            host.set_logger(logger);
+        }
         let info = stratus_asl::ExecutionInfo {
             execution_arn: arn.clone(),
             name: name.clone(),
@@ -748,12 +768,25 @@ impl States {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&arn);
         let mut pending = (Vec::new(), Vec::new());
+        let mut express_next_id = None;
+        let mut logger = None;
         if let Some(h) = handle {
             h.task.abort();
             let host = h.host.clone();
             let _ = h.task.await;
             pending = host.take_pending_rows();
+            express_next_id = Some(host.next_event_id());
         }
+        if let Ok(snapshot) = row.snapshot() {
+            logger = stratus_logs::sfn::ExecutionLogger::for_execution(
+                &self.store,
+                &snapshot.logging_configuration,
+                &snapshot.name,
+                &arn,
+                row.start_ms,
+            );
+        }
+        let logged_pending = logger.as_ref().map(|_| pending.0.clone());
         let stop_ms = stratus_core::time::now_ms();
         let mut details = Map::new();
         if let Some(e) = &error {
@@ -762,10 +795,11 @@ impl States {
         if let Some(c) = &cause {
             details.insert("cause".into(), Value::from(c.clone()));
         }
-        let details = Value::Object(details).to_string();
+        let details_json = Value::Object(details);
+        let details = details_json.to_string();
         let standard = row.machine_type == "STANDARD";
         let arn2 = arn.clone();
-        self.store
+        let aborted = self.store
             .write(move |c| {
                 // A write comes first: the round's transaction takes the
                 // write lock before it reads anything.
@@ -774,8 +808,11 @@ impl States {
                      WHERE arn = ?4 AND status = 'RUNNING'",
                     params![stop_ms, error, cause, arn2],
                 )?;
-                if changed == 0 || !standard {
-                    return Ok(());
+                if changed == 0 {
+                    return Ok(None);
+                }
+                if !standard {
+                    return Ok(Some(0));
                 }
                 let (events, journal) = &pending;
                 crate::runner::write_rows(c, &arn2, events, journal)?;
@@ -790,9 +827,26 @@ impl States {
                      VALUES (?1, ?2, 'ExecutionAborted', ?3, ?4, ?5)",
                     params![arn2, last + 1, last, stop_ms, details],
                 )?;
-                Ok(())
+                Ok(Some(last))
             })
             .await?;
+        if let (Some(l), Some(last)) = (&logger, aborted) {
+            for e in logged_pending.as_deref().unwrap_or_default() {
+                l.log(
+                    e.id,
+                    &e.event_type,
+                    e.previous_id,
+                    e.timestamp_ms,
+                    &e.details,
+                );
+            }
+            let id = if standard {
+                last as u64 + 1
+            } else {
+                express_next_id.unwrap_or(2)
+            };
+            l.log(id, "ExecutionAborted", id - 1, stop_ms, &details_json);
+        }
         self.execution_ended(&arn, "ABORTED");
         // Nested executions it started end with it (see crate::nested).
         self.stop_children(&arn).await;

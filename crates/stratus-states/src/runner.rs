@@ -31,6 +31,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 use stratus_asl::{BoxFuture, ExecutionInfo, Failure, Host, StateMachine, TaskCall};
+use stratus_logs::sfn::ExecutionLogger;
 use stratus_store::rusqlite::{self, OptionalExtension, params};
 
 use crate::States;
@@ -172,6 +173,9 @@ pub struct ExecHost {
     /// TestState's `mock`: every task call answers with it instead of
     /// running the resource.
     mock: Mutex<Option<Result<Value, Failure>>>,
+    /// CloudWatch Logs delivery of history events (unset when the state
+    /// machine's logging level is OFF).
+    logger: std::sync::OnceLock<Arc<ExecutionLogger>>,
 }
 
 /// Counts a task call or short timer in progress; when the last one ends
@@ -290,6 +294,32 @@ impl ExecHost {
             limit: tokio::sync::Notify::new(),
             deadline_ms: Mutex::new(None),
             mock: Mutex::new(None),
+            logger: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Delivers this execution's history events to CloudWatch Logs: events
+    /// of Standard executions once committed, of Express ones as recorded.
+    pub(crate) fn set_logger(&self, logger: Arc<ExecutionLogger>) {
+        let _ = self.logger.set(logger);
+    }
+
+    /// The id the next new history event gets.
+    pub(crate) fn next_event_id(&self) -> u64 {
+        self.st().next_id
+    }
+
+    fn log_rows(&self, rows: &[EventRow]) {
+        if let Some(l) = self.logger.get() {
+            for e in rows {
+                l.log(
+                    e.id,
+                    &e.event_type,
+                    e.previous_id,
+                    e.timestamp_ms,
+                    &e.details,
+                );
+            }
         }
     }
 
@@ -317,14 +347,18 @@ impl ExecHost {
         st.final_event = Some(event_type.to_string());
         let id = st.next_id;
         st.next_id += 1;
+        let row = EventRow {
+            id,
+            event_type: event_type.to_string(),
+            previous_id: id.saturating_sub(1),
+            timestamp_ms: stratus_core::time::now_ms(),
+            details,
+        };
         if self.durable {
-            st.pending_events.push(EventRow {
-                id,
-                event_type: event_type.to_string(),
-                previous_id: id.saturating_sub(1),
-                timestamp_ms: stratus_core::time::now_ms(),
-                details,
-            });
+            st.pending_events.push(row);
+        } else {
+            drop(st);
+            self.log_rows(std::slice::from_ref(&row));
         }
     }
 
@@ -374,13 +408,15 @@ impl ExecHost {
             return;
         }
         let arn = self.arn.clone();
+        let logged = self.logger.get().map(|_| events.clone());
         let r = self
             .states
             .store
             .write(move |c| write_rows(c, &arn, &events, &journal))
             .await;
-        if let Err(e) = r {
-            tracing::error!(execution = %self.arn, "cannot store execution history: {e}");
+        match r {
+            Err(e) => tracing::error!(execution = %self.arn, "cannot store execution history: {e}"),
+            Ok(()) => self.log_rows(logged.as_deref().unwrap_or_default()),
         }
     }
 
@@ -675,7 +711,8 @@ impl ExecHost {
         st.next_id += 1;
         // The service records ExecutionStarted (id 1 of Standard
         // executions); the engine's first events follow it.
-        let previous_event_id = if previous_event_id == 0 && self.durable {
+        let logged = self.logger.get();
+        let previous_event_id = if previous_event_id == 0 && (self.durable || logged.is_some()) {
             1
         } else {
             previous_event_id
@@ -688,6 +725,15 @@ impl ExecHost {
                 timestamp_ms: stratus_core::time::now_ms(),
                 details,
             });
+        } else if let Some(l) = logged {
+            drop(st);
+            l.log(
+                id,
+                event_type,
+                previous_event_id,
+                stratus_core::time::now_ms(),
+                &details,
+            );
         }
         id
     }
@@ -869,6 +915,7 @@ async fn finish(host: &ExecHost, result: Result<Value, Failure>) -> Outcome {
         let (events, journal) = host.take_pending();
         let arn = host.arn.clone();
         let o = outcome.clone();
+        let logged = host.logger.get().map(|_| events.clone());
         let r = host
             .states
             .store
@@ -882,13 +929,17 @@ async fn finish(host: &ExecHost, result: Result<Value, Failure>) -> Outcome {
                 )?;
                 if changed == 0 {
                     // Stopped meanwhile: its ExecutionAborted is the end.
-                    return Ok(());
+                    return Ok(false);
                 }
-                write_rows(c, &arn, &events, &journal)
+                write_rows(c, &arn, &events, &journal).map(|()| true)
             })
             .await;
-        if let Err(e) = r {
-            tracing::error!(execution = %host.arn, "cannot store the end of the execution: {e}");
+        match r {
+            Err(e) => {
+                tracing::error!(execution = %host.arn, "cannot store the end of the execution: {e}")
+            }
+            Ok(true) => host.log_rows(logged.as_deref().unwrap_or_default()),
+            Ok(false) => {}
         }
     } else {
         let arn = host.arn.clone();
@@ -973,6 +1024,24 @@ impl States {
         if !durable {
             host.set_deadline(row.start_ms + crate::executions::EXPRESS_MAX_MS as i64);
         }
+        if let Some(logger) = ExecutionLogger::for_execution(
+            &self.store,
+            &row.machine.logging_configuration,
+            &row.machine.name,
+            &row.arn,
+            row.start_ms,
+        ) {
+            if replay.is_none() {
+                logger.log(
+                    1,
+                    "ExecutionStarted",
+                    0,
+                    row.start_ms,
+                    &started_details(&row.input, &row.machine),
+                );
+            }
+            host.set_logger(logger);
+        }
         if let Some((events, journal)) = replay {
             host.load_replay(events, journal);
         }
@@ -1030,6 +1099,22 @@ impl States {
         tracing::info!(execution = %arn, "resuming execution");
         self.launch(&row, machine, Some((events, journal)), next_id);
     }
+}
+
+/// The details of an execution's ExecutionStarted event.
+pub(crate) fn started_details(input: &str, m: &MachineSnapshot) -> Value {
+    let mut d = json!({
+        "input": input,
+        "inputDetails": {"truncated": false},
+        "roleArn": m.role_arn,
+    });
+    if let Some(v) = &m.version_arn {
+        d["stateMachineVersionArn"] = Value::from(v.clone());
+    }
+    if let Some(a) = &m.alias_arn {
+        d["stateMachineAliasArn"] = Value::from(a.clone());
+    }
+    d
 }
 
 fn execution_info(row: &ExecRow) -> ExecutionInfo {

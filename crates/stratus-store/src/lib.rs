@@ -65,6 +65,28 @@ CREATE TABLE IF NOT EXISTS log_events (
 );
 CREATE INDEX IF NOT EXISTS log_events_group ON log_events (region, log_group, seq);
 CREATE INDEX IF NOT EXISTS log_events_stream ON log_events (region, log_group, log_stream, seq);
+CREATE INDEX IF NOT EXISTS log_events_stream_time ON log_events (region, log_group, log_stream, timestamp, seq);
+CREATE INDEX IF NOT EXISTS log_events_group_time ON log_events (region, log_group, timestamp, seq);
+CREATE TABLE IF NOT EXISTS log_groups (
+    region         TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    creation_time  INTEGER NOT NULL,
+    retention_days INTEGER,
+    tags           TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (region, name)
+);
+CREATE TABLE IF NOT EXISTS log_streams (
+    region          TEXT NOT NULL,
+    log_group       TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    creation_time   INTEGER NOT NULL,
+    first_event     INTEGER,
+    last_event      INTEGER,
+    last_ingestion  INTEGER,
+    stored_bytes    INTEGER NOT NULL DEFAULT 0,
+    upload_seq      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (region, log_group, name)
+);
 CREATE TABLE IF NOT EXISTS lambda_metrics (
     region        TEXT NOT NULL,
     function_name TEXT NOT NULL,
@@ -229,6 +251,7 @@ impl Store {
         let path = data_dir.join("stratus.db");
         let conn = open_conn(&path)?;
         conn.execute_batch(SCHEMA)?;
+        backfill_log_resources(&conn)?;
         let writer = open_conn(&path)?;
         let logs: Arc<(Mutex<LogQueue>, Condvar)> = Arc::default();
         let q = logs.clone();
@@ -562,6 +585,90 @@ fn now_ms() -> i64 {
     stratus_core::time::now_ms()
 }
 
+/// Gives log events written before the `log_groups` / `log_streams` tables
+/// existed their group and stream rows (once: only while `log_groups` is
+/// empty).
+fn backfill_log_resources(conn: &Connection) -> rusqlite::Result<()> {
+    let groups: i64 = conn.query_row("SELECT COUNT(*) FROM log_groups", [], |r| r.get(0))?;
+    if groups > 0 {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "INSERT OR IGNORE INTO log_streams
+             (region, log_group, name, creation_time, first_event, last_event, last_ingestion, stored_bytes)
+         SELECT region, log_group, log_stream, MIN(ingestion), MIN(timestamp), MAX(timestamp), MAX(ingestion),
+                SUM(LENGTH(CAST(message AS BLOB)))
+         FROM log_events GROUP BY region, log_group, log_stream;
+         INSERT OR IGNORE INTO log_groups (region, name, creation_time)
+         SELECT region, log_group, MIN(creation_time) FROM log_streams GROUP BY region, log_group;",
+    )
+}
+
+/// Inserts log events inside the caller's transaction and keeps their log
+/// streams and log groups up to date: a stream or group that does not exist
+/// yet is created (as AWS Lambda creates `/aws/lambda/<function>` on its
+/// first write), and each stream's first/last event timestamps, last
+/// ingestion time, stored bytes (UTF-8 message bytes) and upload sequence
+/// number follow the new events. `ingestion` is ms since the epoch.
+///
+/// Returns the sequence numbers given to the events, in order.
+///
+/// Errors: the SQL fails (the caller's transaction should then roll back).
+pub fn insert_log_events(
+    c: &Connection,
+    events: &[LogEvent],
+    ingestion: i64,
+) -> rusqlite::Result<Vec<i64>> {
+    use std::collections::HashMap;
+    let mut seqs = Vec::with_capacity(events.len());
+    // (region, group, stream) -> (first ts, last ts, bytes)
+    let mut streams: HashMap<(&str, &str, &str), (i64, i64, i64)> = HashMap::new();
+    {
+        let mut st = c.prepare_cached(
+            "INSERT INTO log_events (region, log_group, log_stream, timestamp, ingestion, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for e in events {
+            st.execute(params![
+                e.region,
+                e.log_group,
+                e.log_stream,
+                e.timestamp,
+                ingestion,
+                e.message
+            ])?;
+            seqs.push(c.last_insert_rowid());
+            let entry = streams
+                .entry((&e.region, &e.log_group, &e.log_stream))
+                .or_insert((e.timestamp, e.timestamp, 0));
+            entry.0 = entry.0.min(e.timestamp);
+            entry.1 = entry.1.max(e.timestamp);
+            entry.2 += e.message.len() as i64;
+        }
+    }
+    let mut group_st = c.prepare_cached(
+        "INSERT OR IGNORE INTO log_groups (region, name, creation_time) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut stream_st = c.prepare_cached(
+        "INSERT INTO log_streams
+             (region, log_group, name, creation_time, first_event, last_event, last_ingestion, stored_bytes, upload_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4, ?7, 1)
+         ON CONFLICT (region, log_group, name) DO UPDATE SET
+             first_event = MIN(COALESCE(first_event, excluded.first_event), excluded.first_event),
+             last_event = MAX(COALESCE(last_event, excluded.last_event), excluded.last_event),
+             last_ingestion = excluded.last_ingestion,
+             stored_bytes = stored_bytes + excluded.stored_bytes,
+             upload_seq = upload_seq + 1",
+    )?;
+    for ((region, group, stream), (first, last, bytes)) in streams {
+        group_st.execute(params![region, group, ingestion])?;
+        stream_st.execute(params![
+            region, group, stream, ingestion, first, last, bytes
+        ])?;
+    }
+    Ok(seqs)
+}
+
 fn log_writer(mut conn: Connection, queue: Arc<(Mutex<LogQueue>, Condvar)>) {
     let (m, cv) = &*queue;
     loop {
@@ -588,22 +695,7 @@ fn log_writer(mut conn: Connection, queue: Arc<(Mutex<LogQueue>, Condvar)>) {
             let res: rusqlite::Result<()> = (|| {
                 let tx =
                     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                {
-                    let mut st = tx.prepare_cached(
-                        "INSERT INTO log_events (region, log_group, log_stream, timestamp, ingestion, message)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for e in &batch {
-                        st.execute(params![
-                            e.region,
-                            e.log_group,
-                            e.log_stream,
-                            e.timestamp,
-                            ingestion,
-                            e.message
-                        ])?;
-                    }
-                }
+                insert_log_events(&tx, &batch, ingestion)?;
                 tx.commit()
             })();
             if let Err(e) = res {
@@ -772,6 +864,44 @@ mod tests {
             .read_logs("us-east-1", "/aws/lambda/f", None, all[7].seq, 100)
             .unwrap();
         assert_eq!(after.len(), 2);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn log_writes_keep_groups_and_streams() {
+        let d = tmp();
+        let s = Store::open(&d).unwrap();
+        for (ts, msg) in [(20, "b"), (10, "aa"), (30, "ccc")] {
+            s.append_log(LogEvent {
+                region: "us-east-1".into(),
+                log_group: "/aws/lambda/g".into(),
+                log_stream: "st".into(),
+                timestamp: ts,
+                message: msg.into(),
+            });
+        }
+        s.flush_logs();
+        let (first, last, bytes): (i64, i64, i64) = s
+            .read(|c| {
+                c.query_row(
+                    "SELECT first_event, last_event, stored_bytes FROM log_streams
+                     WHERE region = 'us-east-1' AND log_group = '/aws/lambda/g' AND name = 'st'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap();
+        assert_eq!((first, last, bytes), (10, 30, 6));
+        let groups: i64 = s
+            .read(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM log_groups WHERE name = '/aws/lambda/g'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(groups, 1);
         std::fs::remove_dir_all(d).unwrap();
     }
 }

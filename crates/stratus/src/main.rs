@@ -376,7 +376,9 @@ async fn serve(mut config: Config) -> Result<(), String> {
     let states =
         stratus_states::States::new(store.clone(), &config, targets.clone(), lambda.clone())?;
     targets.register("states", states.clone());
+    let logs = stratus_logs::Logs::new(store.clone(), &config.account_id);
     let mut background = Vec::new();
+    background.push(logs.spawn());
     background.extend(sqs.spawn());
     background.extend(sns.spawn());
     background.extend(events.spawn());
@@ -403,6 +405,13 @@ async fn serve(mut config: Config) -> Result<(), String> {
             move |region, op, body| {
                 let events = events.clone();
                 async move { events.call(&region, &op, body).await }
+            }
+        })
+        .with(stratus_logs::TARGET_PREFIX, "1.1", {
+            let logs = logs.clone();
+            move |region, op, body| {
+                let logs = logs.clone();
+                async move { logs.call(&region, &op, &body).await }
             }
         })
         .with(stratus_states::TARGET_PREFIX, "1.0", {
