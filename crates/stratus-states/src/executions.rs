@@ -586,7 +586,11 @@ impl States {
     pub(crate) fn describe_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "executionArn")?;
         let include = included_data(req)?;
-        Ok(self.execution(arn)?.describe(include))
+        let mut out = self.execution(arn)?.describe(include);
+        if let Some(run) = self.map_run_of(arn) {
+            out["mapRunArn"] = Value::from(run);
+        }
+        Ok(out)
     }
 
     /// DescribeStateMachineForExecution: the state machine as the execution
@@ -621,6 +625,9 @@ impl States {
     /// `StateMachineTypeNotSupported` (EXPRESS: AWS lists only Standard
     /// executions), `InvalidToken`, `ValidationException`.
     pub(crate) fn list_executions(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        if opt_str(req, "mapRunArn")?.is_some() {
+            return self.list_map_run_executions(req);
+        }
         let Some(sm_arn) = opt_str(req, "stateMachineArn")? else {
             return Err(AwsError::validation(
                 "Must provide a StateMachine ARN or MapRun ARN",
@@ -793,6 +800,8 @@ impl States {
                 Ok(())
             })
             .await?;
+        // Its Map Runs end with it, and their running children stop.
+        self.abort_map_runs(&arn).await;
         self.execution_ended(&arn, "ABORTED");
         Ok(json!({"stopDate": epoch(stop_ms)}))
     }

@@ -32,6 +32,14 @@ impl States {
         if let Some(n) = notify {
             n.notify_waiters();
         }
+        // An execution that ended without finishing its Map Runs (timed
+        // out, reached its history quota) aborts them.
+        if self.has_live_map_runs(arn)
+            && let Some(me) = self.arc()
+        {
+            let arn = arn.to_string();
+            tokio::spawn(async move { me.abort_map_runs(&arn).await });
+        }
         tracing::debug!(execution = %arn, status, "execution ended");
     }
 
@@ -90,7 +98,10 @@ mod tests {
         let arn = sm["stateMachineArn"].as_str().unwrap().to_string();
         let ex = call(&states, "StartExecution", json!({"stateMachineArn": arn})).await;
         let exec_arn = ex["executionArn"].as_str().unwrap().to_string();
-        let (a, b) = tokio::join!(states.wait_for_end(&exec_arn), states.wait_for_end(&exec_arn));
+        let (a, b) = tokio::join!(
+            states.wait_for_end(&exec_arn),
+            states.wait_for_end(&exec_arn)
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.status, "SUCCEEDED");
         assert_eq!(b.output.as_deref(), Some(r#"{"done":true}"#));
