@@ -605,7 +605,7 @@ impl States {
         included_data(req)?;
         let row = self.execution(arn)?;
         let s = row.snapshot()?;
-        Ok(json!({
+        let mut out = json!({
             "stateMachineArn": s.state_machine_arn,
             "name": s.name,
             "definition": s.definition,
@@ -614,7 +614,15 @@ impl States {
             "loggingConfiguration": s.logging_configuration,
             "tracingConfiguration": s.tracing_configuration,
             "revisionId": s.revision_id,
-        }))
+        });
+        // A Map Run's child: its run and the Map's label.
+        if let Some(run) = self.map_run_of(arn) {
+            if let Some((_, label)) = s.name.split_once('/') {
+                out["label"] = Value::from(label);
+            }
+            out["mapRunArn"] = Value::from(run);
+        }
+        Ok(out)
     }
 
     /// ListExecutions of a state machine (or of one of its versions or

@@ -222,6 +222,8 @@ pub(crate) struct LiveMapRun {
     /// `arn:...:stateMachine:<machine>/<label>`.
     child_machine_arn: String,
     role_arn: String,
+    /// The parent's state machine as it runs (revision, logging, tracing).
+    parent_machine: MachineSnapshot,
     definition: String,
     machine: Arc<StateMachine>,
     standard: bool,
@@ -386,10 +388,10 @@ impl LiveMapRun {
             definition: self.definition.clone(),
             role_arn: self.role_arn.clone(),
             machine_type: "STANDARD".into(),
-            update_ms: start_ms,
-            revision_id: String::new(),
-            logging_configuration: json!({"level": "OFF", "includeExecutionData": false}),
-            tracing_configuration: json!({"enabled": false}),
+            update_ms: self.parent_machine.update_ms,
+            revision_id: self.parent_machine.revision_id.clone(),
+            logging_configuration: self.parent_machine.logging_configuration.clone(),
+            tracing_configuration: self.parent_machine.tracing_configuration.clone(),
             version_arn: None,
             alias_arn: None,
         };
@@ -579,13 +581,9 @@ impl MapRunHost for MapRunHandle {
                 for child in run.running_children() {
                     stop_child(&run.states, &child).await;
                 }
-                run.counts
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .1
-                    .abort_running();
                 let mut c = run.counts.lock().unwrap_or_else(|p| p.into_inner());
                 c.0.abort_running();
+                c.1.abort_running();
             }
             run.store(status, Some(stratus_core::time::now_ms())).await;
             run.states
@@ -628,7 +626,6 @@ pub(crate) async fn open(
     };
     let parent = states.load_full_row(parent_arn).ok().flatten()?;
     let snapshot: MachineSnapshot = serde_json::from_str(&parent.machine).ok()?;
-    let account = &states.account;
     let start_ms = stratus_core::time::now_ms();
     let mut settings = Settings {
         max_concurrency: spec.max_concurrency,
@@ -718,7 +715,8 @@ pub(crate) async fn open(
         region: region.to_string(),
         child_machine_name: machine_label.to_string(),
         child_machine_arn: format!("{prefix}:stateMachine:{machine_label}"),
-        role_arn: snapshot.role_arn,
+        role_arn: snapshot.role_arn.clone(),
+        parent_machine: snapshot,
         definition: spec.definition.clone(),
         machine,
         standard: spec.execution_type != "EXPRESS",
@@ -728,7 +726,6 @@ pub(crate) async fn open(
         counts: Mutex::new(fresh),
         ended: std::sync::atomic::AtomicBool::new(false),
     });
-    let _ = account;
     states
         .map_runs
         .lock()
@@ -1182,6 +1179,89 @@ mod tests {
         ] {
             assert_eq!(check_map_run_arn(bad).unwrap_err().code, "InvalidArn");
         }
+    }
+
+    async fn run_machine(
+        states: &Arc<States>,
+        execution_type: &str,
+        items: usize,
+    ) -> (String, String) {
+        use crate::test_support::call;
+        let def = json!({"StartAt": "M", "States": {"M": {
+            "Type": "Map", "ItemsPath": "$.items", "Label": "Each",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": execution_type},
+                "StartAt": "P",
+                "States": {"P": {"Type": "Pass", "Parameters": {"v.$": "$.v"}, "End": true}}},
+            "End": true}}});
+        let sm = call(
+            states,
+            "CreateStateMachine",
+            json!({"name": format!("m-{execution_type}"), "definition": def.to_string(),
+                   "roleArn": "arn:aws:iam::123456789012:role/r"}),
+        )
+        .await;
+        let input: Vec<Value> = (0..items).map(|v| json!({"v": v})).collect();
+        let ex = call(
+            states,
+            "StartExecution",
+            json!({"stateMachineArn": sm["stateMachineArn"],
+                   "input": json!({"items": input}).to_string()}),
+        )
+        .await;
+        let arn = ex["executionArn"].as_str().unwrap().to_string();
+        let row = states.wait_for_end(&arn).await.unwrap();
+        assert_eq!(row.status, "SUCCEEDED", "{:?}", row.cause);
+        let runs = call(states, "ListMapRuns", json!({"executionArn": arn})).await;
+        let run = runs["mapRuns"][0]["mapRunArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (arn, run)
+    }
+
+    #[tokio::test]
+    async fn standard_children_are_listed_executions_of_the_run() {
+        use crate::test_support::{call, service};
+        let (_dir, states) = service();
+        let (arn, run) = run_machine(&states, "STANDARD", 3).await;
+        let out = states.wait_for_end(&arn).await.unwrap().output.unwrap();
+        assert_eq!(out, r#"[{"v":0},{"v":1},{"v":2}]"#);
+        let mr = call(&states, "DescribeMapRun", json!({"mapRunArn": run})).await;
+        assert_eq!(mr["status"], "SUCCEEDED");
+        assert_eq!(mr["executionCounts"]["succeeded"], 3);
+        assert_eq!(mr["itemCounts"]["total"], 3);
+        let kids = call(&states, "ListExecutions", json!({"mapRunArn": run})).await;
+        let kids = kids["executions"].as_array().unwrap().clone();
+        assert_eq!(kids.len(), 3);
+        for (i, k) in kids.iter().rev().enumerate() {
+            let _ = i;
+            let a = k["executionArn"].as_str().unwrap();
+            assert!(a.contains(":execution:m-STANDARD/Each:"), "{a}");
+            let d = call(&states, "DescribeExecution", json!({"executionArn": a})).await;
+            assert_eq!(d["mapRunArn"], run.as_str());
+        }
+    }
+
+    #[tokio::test]
+    async fn express_children_are_counted_not_listed() {
+        use crate::test_support::{call, service};
+        let (_dir, states) = service();
+        let (_arn, run) = run_machine(&states, "EXPRESS", 25).await;
+        let mr = call(&states, "DescribeMapRun", json!({"mapRunArn": run})).await;
+        assert_eq!(mr["executionCounts"]["succeeded"], 25);
+        assert_eq!(mr["executionCounts"]["pending"], 0);
+        let kids = call(&states, "ListExecutions", json!({"mapRunArn": run})).await;
+        assert_eq!(kids["executions"], json!([]));
+        let err = states
+            .call(
+                "us-east-1",
+                "UpdateMapRun",
+                bytes::Bytes::from(json!({"mapRunArn": run, "maxConcurrency": 1}).to_string()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "ValidationException");
     }
 
     #[test]
