@@ -160,6 +160,33 @@ def test_express_children_are_counted_with_batches(client_factory):
     assert children(sfn, run) == []
 
 
+def test_list_map_runs_pages_over_the_runs_of_an_execution(client_factory):
+    sfn = client_factory("stepfunctions")
+    def proc(state: str) -> dict:
+        return {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                "StartAt": state, "States": {state: {"Type": "Pass", "End": True}}}
+    definition = {"StartAt": "First", "States": {
+        "First": {"Type": "Map", "Label": "One", "ItemsPath": "$.items", "ItemProcessor": proc("P1"),
+                  "ResultPath": None, "Next": "Second"},
+        "Second": {"Type": "Map", "Label": "Two", "ItemsPath": "$.items", "ItemProcessor": proc("P2"),
+                   "End": True}}}
+    name, arn = create(sfn, json.dumps(definition))
+    ex = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"items": [1, 2, 3]}))["executionArn"]
+    assert finished(sfn, ex)["status"] == "SUCCEEDED"
+    first = sfn.list_map_runs(executionArn=ex, maxResults=1)
+    assert len(first["mapRuns"]) == 1 and "nextToken" in first
+    second = sfn.list_map_runs(executionArn=ex, maxResults=1, nextToken=first["nextToken"])
+    assert len(second["mapRuns"]) == 1 and "nextToken" not in second
+    runs = [first["mapRuns"][0]["mapRunArn"], second["mapRuns"][0]["mapRunArn"]]
+    assert runs[0] != runs[1]
+    assert sorted(r.split(":mapRun:")[1].split(":")[0] for r in runs) == [f"{name}/One", f"{name}/Two"]
+    for r in (first["mapRuns"][0], second["mapRuns"][0]):
+        assert r["executionArn"] == ex and r["stateMachineArn"] == arn
+    with pytest.raises(Exception) as e:
+        sfn.list_map_runs(executionArn=ex, nextToken="garbage")
+    assert_client_error(e, "InvalidToken", 400)
+
+
 FAIL_ODD = {
     "Check": {"Type": "Choice",
               "Choices": [{"Variable": "$.odd", "BooleanEquals": True, "Next": "Boom"}],
