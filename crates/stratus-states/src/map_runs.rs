@@ -1234,8 +1234,7 @@ mod tests {
         let kids = call(&states, "ListExecutions", json!({"mapRunArn": run})).await;
         let kids = kids["executions"].as_array().unwrap().clone();
         assert_eq!(kids.len(), 3);
-        for (i, k) in kids.iter().rev().enumerate() {
-            let _ = i;
+        for k in &kids {
             let a = k["executionArn"].as_str().unwrap();
             assert!(a.contains(":execution:m-STANDARD/Each:"), "{a}");
             let d = call(&states, "DescribeExecution", json!({"executionArn": a})).await;
