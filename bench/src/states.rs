@@ -19,12 +19,16 @@
 //! (c) a Distributed Map (ProcessorConfig Mode DISTRIBUTED, ExecutionType
 //!     EXPRESS, one Pass state per child) over `--items` (100,000) items
 //!     made by the JSONata range operator (`[0..99999]`) in a STANDARD
-//!     parent; items/s from the parent's startDate to stopDate. When the
-//!     service cannot run it, the row says why (the execution's error and
-//!     cause), and an inline Map over the same items in an EXPRESS parent
+//!     parent; items/s from the parent's startDate to stopDate. The same
+//!     with ExecutionType STANDARD over `--standard-children` (1,000)
+//!     items: every child a durable execution with its own history. When
+//!     the service cannot run one, the row says why (the execution's error
+//!     and cause). An inline Map over `--items` items in an EXPRESS parent
 //!     (StartSyncExecution) is measured as a separate row.
 //!
-//! Usage: `stratus-bench-states --stratus target/release/stratus [--execs 400] [--conns 16] [--parked 100000] [--items 100000] [--out bench/RESULTS.md]`.
+//! `--maps-only 1` runs (c) alone.
+//!
+//! Usage: `stratus-bench-states --stratus target/release/stratus [--execs 400] [--conns 16] [--parked 100000] [--items 100000] [--standard-children 1000] [--maps-only 0|1] [--out bench/RESULTS.md]`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -281,10 +285,12 @@ enum MapRow {
 
 /// A JSONata-mode machine whose Map runs one Pass state per item over
 /// `[0..items-1]` and outputs the number of results.
-fn map_machine(items: usize, distributed: bool) -> Value {
+/// `children`: None for an inline Map, else the Distributed Map's
+/// ExecutionType.
+fn map_machine(items: usize, children: Option<&str>) -> Value {
     let mut processor = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}});
-    if distributed {
-        processor["ProcessorConfig"] = json!({"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"});
+    if let Some(t) = children {
+        processor["ProcessorConfig"] = json!({"Mode": "DISTRIBUTED", "ExecutionType": t});
     }
     json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {"M": {
         "Type": "Map",
@@ -304,14 +310,13 @@ fn check_count(output: &str, items: usize) -> Res<()> {
     Ok(())
 }
 
-/// (c): a Distributed Map in a STANDARD parent; then an inline Map in an
-/// EXPRESS parent run with StartSyncExecution.
-async fn maps(bin: &Path, items: usize) -> Res<(MapRow, MapRow)> {
-    let server = start_server(bin, None, &[], Stop::Term)?;
-    let mut s = connect(&server.addr).await?;
-    let dist = create_machine(&mut s, "dmap", "STANDARD", &map_machine(items, true)).await?;
+/// A Distributed Map over `items` items with `children` (EXPRESS or
+/// STANDARD) child executions in a STANDARD parent: items/s from the
+/// parent's startDate to stopDate.
+async fn distributed(s: &mut Conn, name: &str, items: usize, children: &str) -> Res<MapRow> {
+    let dist = create_machine(s, name, "STANDARD", &map_machine(items, Some(children))).await?;
     let ex = sfn(
-        &mut s,
+        s,
         "StartExecution",
         &json!({"stateMachineArn": dist, "input": "{}"}),
     )
@@ -319,7 +324,7 @@ async fn maps(bin: &Path, items: usize) -> Res<(MapRow, MapRow)> {
     let arn = ex["executionArn"].as_str().unwrap_or_default().to_string();
     let deadline = Instant::now() + Duration::from_secs(900);
     let d = loop {
-        let d = sfn(&mut s, "DescribeExecution", &json!({"executionArn": arn})).await?;
+        let d = sfn(s, "DescribeExecution", &json!({"executionArn": arn})).await?;
         if d["status"] != "RUNNING" {
             break d;
         }
@@ -328,7 +333,7 @@ async fn maps(bin: &Path, items: usize) -> Res<(MapRow, MapRow)> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let distributed = if d["status"] == "SUCCEEDED" {
+    Ok(if d["status"] == "SUCCEEDED" {
         check_count(d["output"].as_str().unwrap_or("null"), items)?;
         let secs = d["stopDate"].as_f64().unwrap_or(0.0) - d["startDate"].as_f64().unwrap_or(0.0);
         MapRow::Ran {
@@ -342,8 +347,18 @@ async fn maps(bin: &Path, items: usize) -> Res<(MapRow, MapRow)> {
             d["error"].as_str().unwrap_or(""),
             d["cause"].as_str().unwrap_or("")
         ))
-    };
-    let inline = create_machine(&mut s, "imap", "EXPRESS", &map_machine(items, false)).await?;
+    })
+}
+
+/// (c): Distributed Maps in a STANDARD parent (EXPRESS children over
+/// `items`, STANDARD children over `std_items`); then an inline Map in an
+/// EXPRESS parent run with StartSyncExecution.
+async fn maps(bin: &Path, items: usize, std_items: usize) -> Res<(MapRow, MapRow, MapRow)> {
+    let server = start_server(bin, None, &[], Stop::Term)?;
+    let mut s = connect(&server.addr).await?;
+    let distributed_express = distributed(&mut s, "dmap", items, "EXPRESS").await?;
+    let distributed_standard = distributed(&mut s, "dmap-std", std_items, "STANDARD").await?;
+    let inline = create_machine(&mut s, "imap", "EXPRESS", &map_machine(items, None)).await?;
     let t0 = Instant::now();
     let out = sfn(
         &mut s,
@@ -366,7 +381,7 @@ async fn maps(bin: &Path, items: usize) -> Res<(MapRow, MapRow)> {
             out["cause"].as_str().unwrap_or("")
         ))
     };
-    Ok((distributed, inline))
+    Ok((distributed_express, distributed_standard, inline))
 }
 
 /// A table cell for a Map row.
@@ -382,6 +397,7 @@ fn map_cell(r: &MapRow, items: usize) -> String {
 
 fn main() {
     let (mut execs, mut conns, mut parked_n, mut items) = (400, 16, 100_000, 100_000);
+    let (mut std_items, mut maps_only) = (1_000, 0);
     let base = or_exit(
         PROG,
         2,
@@ -390,6 +406,8 @@ fn main() {
             ("--conns", &mut conns),
             ("--parked", &mut parked_n),
             ("--items", &mut items),
+            ("--standard-children", &mut std_items),
+            ("--maps-only", &mut maps_only),
         ]),
     );
     let rt = or_exit(
@@ -400,62 +418,75 @@ fn main() {
             .build()
             .map_err(|e| e.to_string()),
     );
-    let t = or_exit(
-        PROG,
-        1,
-        rt.block_on(transitions(&base.stratus, execs, conns)),
-    );
-    eprintln!(
-        "{PROG}: transitions: {:.0}/s, p50 {:.1} ms",
-        t.per_sec, t.p50_ms
-    );
-    let p = or_exit(PROG, 1, rt.block_on(parked(&base.stratus, parked_n)));
-    eprintln!(
-        "{PROG}: parked: {:.1} MB -> {:.1} MB",
-        p.rss_before_mb, p.rss_mb
-    );
-    let (dist, inline) = or_exit(PROG, 1, rt.block_on(maps(&base.stratus, items)));
+    let durability = if maps_only == 0 {
+        let t = or_exit(
+            PROG,
+            1,
+            rt.block_on(transitions(&base.stratus, execs, conns)),
+        );
+        eprintln!(
+            "{PROG}: transitions: {:.0}/s, p50 {:.1} ms",
+            t.per_sec, t.p50_ms
+        );
+        let p = or_exit(PROG, 1, rt.block_on(parked(&base.stratus, parked_n)));
+        eprintln!(
+            "{PROG}: parked: {:.1} MB -> {:.1} MB",
+            p.rss_before_mb, p.rss_mb
+        );
+        Some((t, p))
+    } else {
+        None
+    };
+    let (dist, dist_std, inline) =
+        or_exit(PROG, 1, rt.block_on(maps(&base.stratus, items, std_items)));
     let ok = |v: bool| if v { "met" } else { "MISSED" };
-    let inline_row = format!(
-        "| {label}inline Map over {items} items (one Pass state each, JSONata `[0..{}]`), EXPRESS parent, StartSyncExecution, client time | {} | |\n",
-        items - 1,
-        map_cell(&inline, items),
-        label = if matches!(dist, MapRow::Failed(_)) {
-            "instead: "
-        } else {
-            ""
-        },
-    );
-    let section = format!(
-        "\n## Step Functions durability: {date}\n\n\
-         Machine: {cores} cores. Release server, SQLite store (WAL, synchronous=NORMAL: a commit survives a killed process, not an OS crash), \
-         loopback HTTP/1.1 keep-alive clients, json 1.0 protocol. A transition is one state entered (as AWS bills Standard workflows); \
-         every Standard execution's history is committed before its end is visible.\n\n\
-         | measure | value | target |\n|---|---|---|\n\
-         | durable state transitions, STANDARD, chain of {CHAIN} Pass states, {execs} executions started from {conns} connections, first StartExecution to none RUNNING | {tps:.0}/s ({tr} transitions in {secs:.2} s; {ok_a}) | >= 5,000/s |\n\
-         | execution duration (stopDate - startDate) p50 / p99 | {p50:.1} ms / {p99:.1} ms | |\n\
-         | StartExecution rate, {n} STANDARD executions into a 86,400 s Wait, {PARK_CONNS} connections | {rate:.0}/s | |\n\
-         | server RSS before / with {n} executions parked (idle {settle:.0} s after the last start; ListExecutions: {running} RUNNING) | {before:.1} MB / {rss:.1} MB ({per:.2} KB per execution; {ok_b}) | <= 200 MB |\n\
-         | Distributed Map over {items} items (JSONata `[0..{last}]`), EXPRESS children (one Pass state), STANDARD parent, startDate to stopDate | {dist} | |\n\
-         {inline_row}",
-        date = utc_date(),
-        cores = common::cores(),
-        tps = t.per_sec,
-        tr = t.execs * CHAIN,
-        secs = t.secs,
-        ok_a = ok(t.per_sec >= 5000.0),
-        p50 = t.p50_ms,
-        p99 = t.p99_ms,
-        n = p.n,
-        rate = p.start_rate,
-        settle = p.settle_s,
-        running = p.running,
-        before = p.rss_before_mb,
-        rss = p.rss_mb,
-        per = (p.rss_mb - p.rss_before_mb) * 1024.0 / p.n as f64,
-        ok_b = ok(p.rss_mb <= 200.0),
+    let map_rows = format!(
+        "| Distributed Map over {items} items (JSONata `[0..{last}]`), EXPRESS children (one Pass state), STANDARD parent, startDate to stopDate | {dist} | |\n\
+         | Distributed Map over {std_items} items, STANDARD child executions (one Pass state; each a durable execution with its history), STANDARD parent, startDate to stopDate | {dist_std} | |\n\
+         | inline Map over {items} items (one Pass state each, JSONata `[0..{last}]`), EXPRESS parent, StartSyncExecution, client time | {inline} | |\n",
         last = items - 1,
         dist = map_cell(&dist, items),
+        dist_std = map_cell(&dist_std, std_items),
+        inline = map_cell(&inline, items),
     );
+    let machine = format!(
+        "Machine: {cores} cores. Release server, SQLite store (WAL, synchronous=NORMAL: a commit survives a killed process, not an OS crash), \
+         loopback HTTP/1.1 keep-alive clients, json 1.0 protocol.",
+        cores = common::cores(),
+    );
+    let section = match durability {
+        None => format!(
+            "\n## Step Functions Distributed Map: {date}\n\n{machine} Each child of a Distributed Map is a child execution of its Map Run \
+             (DescribeMapRun counts it); STANDARD children are durable executions listed by ListExecutions(mapRunArn).\n\n\
+             | measure | value | target |\n|---|---|---|\n{map_rows}",
+            date = utc_date(),
+        ),
+        Some((t, p)) => format!(
+            "\n## Step Functions durability: {date}\n\n\
+             {machine} A transition is one state entered (as AWS bills Standard workflows); \
+             every Standard execution's history is committed before its end is visible.\n\n\
+             | measure | value | target |\n|---|---|---|\n\
+             | durable state transitions, STANDARD, chain of {CHAIN} Pass states, {execs} executions started from {conns} connections, first StartExecution to none RUNNING | {tps:.0}/s ({tr} transitions in {secs:.2} s; {ok_a}) | >= 5,000/s |\n\
+             | execution duration (stopDate - startDate) p50 / p99 | {p50:.1} ms / {p99:.1} ms | |\n\
+             | StartExecution rate, {n} STANDARD executions into a 86,400 s Wait, {PARK_CONNS} connections | {rate:.0}/s | |\n\
+             | server RSS before / with {n} executions parked (idle {settle:.0} s after the last start; ListExecutions: {running} RUNNING) | {before:.1} MB / {rss:.1} MB ({per:.2} KB per execution; {ok_b}) | <= 200 MB |\n\
+             {map_rows}",
+            date = utc_date(),
+            tps = t.per_sec,
+            tr = t.execs * CHAIN,
+            secs = t.secs,
+            ok_a = ok(t.per_sec >= 5000.0),
+            p50 = t.p50_ms,
+            p99 = t.p99_ms,
+            n = p.n,
+            rate = p.start_rate,
+            settle = p.settle_s,
+            running = p.running,
+            before = p.rss_before_mb,
+            rss = p.rss_mb,
+            per = (p.rss_mb - p.rss_before_mb) * 1024.0 / p.n as f64,
+            ok_b = ok(p.rss_mb <= 200.0),
+        ),
+    };
     append_section(PROG, &base.out, &section);
 }

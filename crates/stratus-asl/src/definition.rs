@@ -321,6 +321,13 @@ pub(crate) struct MapState {
     pub result_writer: Option<IoResource>,
     /// Label (Distributed Map): names the map run.
     pub label: Option<String>,
+    /// The ItemProcessor as written (`StartAt`, `States`, `Comment`;
+    /// without `ProcessorConfig`): a Distributed Map's host runs it as the
+    /// state machine of each child execution.
+    pub processor_json: Value,
+    /// ProcessorConfig.ExecutionType of a Distributed Map ("STANDARD" or
+    /// "EXPRESS").
+    pub execution_type: Option<String>,
 }
 
 /// An ItemReader or ResultWriter: its resource, its Parameters (JSONPath)
@@ -1965,6 +1972,17 @@ fn parse_map(
         }
     }
     let processor = parse_graph(ctx, po, &ploc, depth + 1, false);
+    let processor_json = Value::Object(
+        po.iter()
+            .filter(|(k, _)| k.as_str() != "ProcessorConfig")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    let execution_type = po
+        .get("ProcessorConfig")
+        .and_then(|pc| pc.get("ExecutionType"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let items_path = if jp {
         ref_path(ctx, o, "ItemsPath", loc)
     } else {
@@ -2036,6 +2054,8 @@ fn parse_map(
         tolerated_percentage,
         tolerated_count,
         distributed,
+        processor_json,
+        execution_type,
         item_reader: io_resource(ctx, o, "ItemReader", "ReaderConfig", loc, jp),
         item_batcher: match o.get("ItemBatcher") {
             None => None,

@@ -17,12 +17,16 @@
 //! `previous_event_id` 0 to it), `ExecutionAborted`, and `ActivityStarted`
 //! (when a worker takes an activity task).
 //!
-//! Map states: inline and Distributed (ProcessorConfig Mode DISTRIBUTED)
-//! Maps both run their iterations here, as concurrent branches of this
-//! execution (at most MaxConcurrency at a time); a Distributed Map's
-//! iterations do not see the outer scopes' variables, as child executions
-//! would not. ItemReader (items from S3) and ResultWriter are not run by
-//! the engine: a Map with an ItemReader fails with States.ItemReaderFailed.
+//! Map states: inline Maps run their iterations here, as concurrent
+//! branches of this execution (at most MaxConcurrency at a time). A
+//! Distributed Map (ProcessorConfig Mode DISTRIBUTED) asks its host for a
+//! Map Run ([`Host::map_run`]); the host runs each child as an execution of
+//! its own while the engine reads and batches the items, keeps at most the
+//! run's current MaxConcurrency children going, decides on tolerated
+//! failures and writes the results. A host without child executions
+//! answers `None` and the children run here like inline iterations, without
+//! the outer scopes' variables. ItemReader and ResultWriter are task calls
+//! to the host.
 //!
 //! Rules: the Amazon States Language specification, and the Step Functions
 //! Developer Guide chapters "Processing input and output", "Handling errors
@@ -75,7 +79,88 @@ pub trait Host: Send + Sync {
     /// branch (0 for the first), `details` the event's `*EventDetails`
     /// object as AWS returns it.
     fn record(&self, event_type: &str, previous_event_id: u64, details: Value) -> u64;
+    /// Starts the Map Run of a Distributed Map (or finds it again when the
+    /// execution is replayed: `spec.map_run_arn` is stable across replays).
+    /// `Some`: every child runs through the returned [`MapRunHost`] as an
+    /// execution of its own. `None` (the default): the children run inside
+    /// this execution, as branches of the engine (TestState and hosts
+    /// without child executions).
+    fn map_run<'a>(&'a self, spec: &'a MapRunSpec) -> BoxFuture<'a, Option<Arc<dyn MapRunHost>>> {
+        let _ = spec;
+        Box::pin(async { None })
+    }
 }
+
+/// What a Distributed Map tells its host when its Map Run starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapRunSpec {
+    /// `arn:<partition>:states:<region>:<account>:mapRun:<machine>/<label>:<id>`.
+    pub map_run_arn: String,
+    /// The Map's Label, or its state name when it has none.
+    pub label: String,
+    pub state_name: String,
+    /// The Map state's replay key (e.g. "Process#1").
+    pub key: String,
+    /// The children's state machine: the ItemProcessor's `StartAt` and
+    /// `States` with the Map's `QueryLanguage`, as JSON text.
+    pub definition: String,
+    /// ProcessorConfig.ExecutionType: "STANDARD" or "EXPRESS".
+    pub execution_type: String,
+    /// MaxConcurrency as evaluated (0 = no limit of the definition's own).
+    pub max_concurrency: usize,
+    /// ToleratedFailurePercentage (0-100), if the definition sets one.
+    pub tolerated_failure_percentage: Option<f64>,
+    /// ToleratedFailureCount, if the definition sets one.
+    pub tolerated_failure_count: Option<f64>,
+    /// Items read (before batching).
+    pub item_count: usize,
+    /// Child executions the run will start (one per item, or per batch).
+    pub child_count: usize,
+}
+
+/// How a Map Run ended, as the engine tells its [`MapRunHost`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapRunEnd {
+    /// Every child ran (failures within the tolerated thresholds);
+    /// `results_written`: the ResultWriter stored the children's results.
+    Succeeded { results_written: bool },
+    /// The run failed (a child failure beyond the thresholds, or the
+    /// ResultWriter): children still running are to be stopped.
+    Failed(Failure),
+}
+
+/// A Map Run as the engine drives it: the host runs each child execution
+/// and owns the settings UpdateMapRun changes while the run goes on; the
+/// engine reads items, starts children (never more at once than
+/// [`MapRunHost::max_concurrency`]), decides on tolerated failures and
+/// writes results.
+pub trait MapRunHost: Send + Sync {
+    /// Runs child `index` (0-based) with `input` to its end: Ok(output) or
+    /// the child's failure. `items`: how many items the child processes
+    /// (the batch size, or 1). Calling it again for an index whose child
+    /// already ran (a replay) answers with that child's outcome.
+    fn run_child<'a>(
+        &'a self,
+        index: usize,
+        input: Value,
+        items: usize,
+    ) -> BoxFuture<'a, Result<Value, Failure>>;
+    /// The current MaxConcurrency (0 = as many as AWS allows, 10,000).
+    fn max_concurrency(&self) -> usize;
+    /// The current tolerated thresholds: (percentage 0-100, count); `None`
+    /// for a threshold that was never set (a failure then fails the run).
+    fn tolerated_failures(&self) -> (Option<f64>, Option<f64>);
+    /// A counter that changes whenever the settings change.
+    fn settings_version(&self) -> u64;
+    /// Completes once [`MapRunHost::settings_version`] differs from `seen`.
+    fn settings_changed<'a>(&'a self, seen: u64) -> BoxFuture<'a, ()>;
+    /// Records the end of the run.
+    fn finish<'a>(&'a self, end: MapRunEnd) -> BoxFuture<'a, ()>;
+}
+
+/// The most child executions a Distributed Map runs at once: AWS's limit of
+/// 10,000 parallel child workflow executions (MaxConcurrency 0 or above).
+pub const MAX_DISTRIBUTED_CONCURRENCY: usize = 10_000;
 
 /// One call of a Task state's resource.
 #[derive(Clone, Debug, PartialEq)]
@@ -2032,7 +2117,7 @@ async fn run_map<'a>(
         }
     };
     // Items, selectors and limits, evaluated synchronously.
-    let (items, max_conc, tol_pct, tol_count) = {
+    let (items, max_conc, tol_pct, tol_count, item_count, per_child) = {
         let context_fn = |only: Option<&str>| ex.context(v, None, only);
         let context = Lazy::new(&context_fn);
         let items_v: Value = if let Some(reader) = &read_items {
@@ -2151,6 +2236,9 @@ async fn run_map<'a>(
         if let Some(first) = inputs.first() {
             ex.capture("afterItemSelector", first);
         }
+        let item_count = inputs.len();
+        // Items per child (empty: one each).
+        let mut per_child: Vec<usize> = Vec::new();
         // ItemBatcher: children get {"Items": [...], "BatchInput": ...}.
         let inputs = match &m.item_batcher {
             None => inputs,
@@ -2207,6 +2295,7 @@ async fn run_map<'a>(
                 if !current.is_empty() {
                     batches.push(current);
                 }
+                per_child = batches.iter().map(Vec::len).collect();
                 batches
                     .into_iter()
                     .map(|items| {
@@ -2220,9 +2309,36 @@ async fn run_map<'a>(
                     .collect()
             }
         };
-        (inputs, max_conc, tol_pct, tol_count)
+        (inputs, max_conc, tol_pct, tol_count, item_count, per_child)
     };
     let len = items.len();
+    // A Distributed Map whose host runs child executions: a Map Run.
+    let label = m.label.as_deref().unwrap_or(&state.name);
+    let hosted: Option<Arc<dyn MapRunHost>> = if m.distributed {
+        let mut definition = m.processor_json.clone();
+        if let Value::Object(o) = &mut definition {
+            o.insert("QueryLanguage".into(), Value::from(state.ql.as_str()));
+        }
+        let spec = MapRunSpec {
+            map_run_arn: map_run_arn.clone(),
+            label: label.to_string(),
+            state_name: state.name.clone(),
+            key: key.to_string(),
+            definition: ser(&definition),
+            execution_type: m
+                .execution_type
+                .clone()
+                .unwrap_or_else(|| "STANDARD".into()),
+            max_concurrency: max_conc,
+            tolerated_failure_percentage: tol_pct,
+            tolerated_failure_count: tol_count,
+            item_count,
+            child_count: len,
+        };
+        ex.host.map_run(&spec).await
+    } else {
+        None
+    };
     if m.distributed {
         // A Distributed Map's parent history shows the map run; its
         // children are separate executions with histories of their own.
@@ -2231,6 +2347,201 @@ async fn run_map<'a>(
         ex.record(frame, "MapStateStarted", json!({"length": len}));
     }
     let started = frame.prev;
+    let (results, map_failure) = match &hosted {
+        Some(mr) => run_hosted_children(mr.as_ref(), items, &per_child).await,
+        None => {
+            run_inline_children(
+                ex, state, m, frame, items, key, started, max_conc, tol_pct, tol_count,
+            )
+            .await
+        }
+    };
+    if let Some(f) = map_failure {
+        if m.distributed {
+            ex.record(
+                frame,
+                "MapRunFailed",
+                json!({"error": f.error, "cause": f.cause}),
+            );
+        } else {
+            ex.record(
+                frame,
+                "MapStateFailed",
+                json!({"error": f.error, "cause": f.cause}),
+            );
+        }
+        if let Some(mr) = &hosted {
+            mr.finish(MapRunEnd::Failed(f.clone())).await;
+        }
+        return Err(f);
+    }
+    // ResultWriter: the host stores the results (AWS writes a manifest and
+    // result files) and the Map's result names where they went.
+    let result = match &m.result_writer {
+        None => Value::Array(results),
+        Some(writer) => {
+            let mut params = io_params(writer, "ResultWriter")?;
+            if let Value::Object(o) = &mut params {
+                o.insert("WriterConfig".into(), writer.config.clone());
+                o.insert("MapRunArn".into(), Value::String(map_run_arn.clone()));
+                o.insert("Results".into(), Value::Array(results));
+            }
+            let call = TaskCall {
+                key: format!("{key}/ResultWriter"),
+                state_name: state.name.clone(),
+                resource: writer.resource.clone(),
+                input: params,
+                timeout_seconds: None,
+                heartbeat_seconds: None,
+                credentials: None,
+                task_token: None,
+            };
+            match ex.host.call_task(call).await {
+                Ok(details) => json!({"MapRunArn": map_run_arn, "ResultWriterDetails": details}),
+                Err(f) => {
+                    let f = Failure::new(
+                        "States.ResultWriterFailed",
+                        format!("{}: {}", f.error, f.cause),
+                    );
+                    ex.record(
+                        frame,
+                        "MapRunFailed",
+                        json!({"error": f.error, "cause": f.cause}),
+                    );
+                    if let Some(mr) = &hosted {
+                        mr.finish(MapRunEnd::Failed(f.clone())).await;
+                    }
+                    return Err(f);
+                }
+            }
+        }
+    };
+    if m.distributed {
+        ex.record(frame, "MapRunSucceeded", json!({}));
+        if let Some(mr) = &hosted {
+            mr.finish(MapRunEnd::Succeeded {
+                results_written: m.result_writer.is_some(),
+            })
+            .await;
+        }
+    } else {
+        ex.record(frame, "MapStateSucceeded", json!({}));
+    }
+    finish_result(ex, state, input, result, frame, v)
+}
+
+/// Whether `failed` failed children out of `len` fail the Map: always
+/// without thresholds; otherwise when either threshold (percentage 0-100,
+/// count) is exceeded, each being a maximum on its own.
+fn exceeds_tolerance(tolerance: (Option<f64>, Option<f64>), failed: usize, len: usize) -> bool {
+    let (pct, count) = tolerance;
+    if pct.is_none() && count.is_none() {
+        return failed > 0;
+    }
+    let over_count = count.is_some_and(|c| failed as f64 > c);
+    let over_pct = pct.is_some_and(|p| len > 0 && (failed as f64 * 100.0 / len as f64) > p);
+    over_count || over_pct
+}
+
+/// The failure of a Map whose children failed beyond its tolerance: the
+/// first child's failure without thresholds,
+/// States.ExceedToleratedFailureThreshold with them.
+fn map_failure(tolerance: (Option<f64>, Option<f64>), first: Failure) -> Failure {
+    if tolerance.0.is_some() || tolerance.1.is_some() {
+        Failure::new(
+            "States.ExceedToleratedFailureThreshold",
+            "The specified tolerated failure threshold was exceeded",
+        )
+    } else {
+        first
+    }
+}
+
+/// Runs a Map Run's children through its host: at most the host's current
+/// MaxConcurrency at a time (read again whenever a child ends or the
+/// settings change, so UpdateMapRun raises or lowers it during the run),
+/// never more than [`MAX_DISTRIBUTED_CONCURRENCY`]. Returns the children's
+/// results by index (a failed child's is its error output) and the Map's
+/// failure, if the failures exceed the tolerated thresholds.
+async fn run_hosted_children(
+    mr: &dyn MapRunHost,
+    items: Vec<Value>,
+    per_child: &[usize],
+) -> (Vec<Value>, Option<Failure>) {
+    let len = items.len();
+    let mut results: Vec<Value> = vec![Value::Null; len];
+    let mut pending = items.into_iter().enumerate();
+    let mut inflight = futures::stream::FuturesUnordered::new();
+    let mut failed = 0usize;
+    let mut first_failure: Option<Failure> = None;
+    loop {
+        let seen = mr.settings_version();
+        let limit = match mr.max_concurrency() {
+            0 => MAX_DISTRIBUTED_CONCURRENCY,
+            n => n.min(MAX_DISTRIBUTED_CONCURRENCY),
+        };
+        while inflight.len() < limit {
+            let Some((i, item)) = pending.next() else {
+                break;
+            };
+            let n = per_child.get(i).copied().unwrap_or(1);
+            inflight.push(async move { (i, mr.run_child(i, item, n).await) });
+        }
+        if inflight.is_empty() {
+            break;
+        }
+        let next = inflight.next();
+        let changed = mr.settings_changed(seen);
+        match futures::future::select(next, changed).await {
+            futures::future::Either::Left((Some((i, r)), _)) => {
+                if let Err(f) = &r {
+                    failed += 1;
+                    results[i] = error_output(f);
+                    if first_failure.is_none() {
+                        first_failure = Some(f.clone());
+                    }
+                    if exceeds_tolerance(mr.tolerated_failures(), failed, len) {
+                        break;
+                    }
+                } else if let Ok(out) = r {
+                    results[i] = out;
+                }
+            }
+            futures::future::Either::Left((None, _)) => break,
+            // New settings: a lowered threshold may already be exceeded.
+            futures::future::Either::Right(_) => {
+                if failed > 0 && exceeds_tolerance(mr.tolerated_failures(), failed, len) {
+                    break;
+                }
+            }
+        }
+    }
+    let tolerance = mr.tolerated_failures();
+    let failure = match first_failure {
+        Some(f) if exceeds_tolerance(tolerance, failed, len) => Some(map_failure(tolerance, f)),
+        _ => None,
+    };
+    (results, failure)
+}
+
+/// Runs a Map's iterations as branches of this execution (inline Maps,
+/// and Distributed Maps whose host has no child executions), at most
+/// MaxConcurrency at a time. Returns the results by index and the Map's
+/// failure, if any.
+#[allow(clippy::too_many_arguments)]
+async fn run_inline_children<'a>(
+    ex: &'a Exec<'a>,
+    state: &'a State,
+    m: &'a MapState,
+    frame: &'a Frame,
+    items: Vec<Value>,
+    key: &'a str,
+    started: u64,
+    max_conc: usize,
+    tol_pct: Option<f64>,
+    tol_count: Option<f64>,
+) -> (Vec<Value>, Option<Failure>) {
+    let len = items.len();
     let quiet = QuietHost { inner: ex.host };
     let child_ex = Exec {
         host: if m.distributed { &quiet } else { ex.host },
@@ -2251,7 +2562,11 @@ async fn run_map<'a>(
     } else {
         frame.vars.child()
     };
-    let limit = if max_conc == 0 { len.max(1) } else { max_conc };
+    let limit = match max_conc {
+        0 if m.distributed => len.clamp(1, MAX_DISTRIBUTED_CONCURRENCY),
+        0 => len.max(1),
+        n => n,
+    };
     let name = &state.name;
     let graph = &m.processor;
     // Iterations started and not yet finished (for MapIterationAborted).
@@ -2328,78 +2643,12 @@ async fn run_map<'a>(
             );
         }
     }
-    if let Some(f) = first_failure
-        && (!tolerating || exceeds(failed))
-    {
-        let f = if tolerating {
-            Failure::new(
-                "States.ExceedToleratedFailureThreshold",
-                "The specified tolerated failure threshold was exceeded",
-            )
-        } else {
-            f
-        };
-        if m.distributed {
-            ex.record(
-                frame,
-                "MapRunFailed",
-                json!({"error": f.error, "cause": f.cause}),
-            );
-        } else {
-            ex.record(
-                frame,
-                "MapStateFailed",
-                json!({"error": f.error, "cause": f.cause}),
-            );
-        }
-        return Err(f);
-    }
-    // ResultWriter: the host stores the results (AWS writes a manifest and
-    // result files) and the Map's result names where they went.
-    let result = match &m.result_writer {
-        None => Value::Array(results),
-        Some(writer) => {
-            let mut params = io_params(writer, "ResultWriter")?;
-            if let Value::Object(o) = &mut params {
-                o.insert("WriterConfig".into(), writer.config.clone());
-                o.insert("MapRunArn".into(), Value::String(map_run_arn.clone()));
-                o.insert("Results".into(), Value::Array(results));
-            }
-            let call = TaskCall {
-                key: format!("{key}/ResultWriter"),
-                state_name: state.name.clone(),
-                resource: writer.resource.clone(),
-                input: params,
-                timeout_seconds: None,
-                heartbeat_seconds: None,
-                credentials: None,
-                task_token: None,
-            };
-            match ex.host.call_task(call).await {
-                Ok(details) => json!({"MapRunArn": map_run_arn, "ResultWriterDetails": details}),
-                Err(f) => {
-                    let f = Failure::new(
-                        "States.ResultWriterFailed",
-                        format!("{}: {}", f.error, f.cause),
-                    );
-                    ex.record(
-                        frame,
-                        "MapRunFailed",
-                        json!({"error": f.error, "cause": f.cause}),
-                    );
-                    return Err(f);
-                }
-            }
-        }
+    let failure = match first_failure {
+        Some(f) if !tolerating || exceeds(failed) => Some(map_failure((tol_pct, tol_count), f)),
+        _ => None,
     };
-    if m.distributed {
-        ex.record(frame, "MapRunSucceeded", json!({}));
-    } else {
-        ex.record(frame, "MapStateSucceeded", json!({}));
-    }
-    finish_result(ex, state, input, result, frame, v)
+    (results, failure)
 }
-
 /// The ARN of a Distributed Map's map run:
 /// `arn:<partition>:states:<region>:<account>:mapRun:<state machine>/<label>:<id>`,
 /// the id derived from the execution and the Map's place in it (stable

@@ -21,7 +21,8 @@ pub mod query;
 
 pub use definition::{Diagnostic, Severity, StateMachine, validate};
 pub use interpreter::{
-    ExecutionInfo, Failure, Host, InspectionLevel, TaskCall, TestStateResult, execute, test_state,
+    ExecutionInfo, Failure, Host, InspectionLevel, MapRunEnd, MapRunHost, MapRunSpec, TaskCall,
+    TestStateResult, execute, test_state,
 };
 
 /// A boxed, sendable future (the return type of [`Host`]'s asynchronous

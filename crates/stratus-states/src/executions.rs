@@ -606,7 +606,11 @@ impl States {
     pub(crate) fn describe_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "executionArn")?;
         let include = included_data(req)?;
-        Ok(self.execution(arn)?.describe(include))
+        let mut out = self.execution(arn)?.describe(include);
+        if let Some(run) = self.map_run_of(arn) {
+            out["mapRunArn"] = Value::from(run);
+        }
+        Ok(out)
     }
 
     /// DescribeStateMachineForExecution: the state machine as the execution
@@ -621,7 +625,7 @@ impl States {
         included_data(req)?;
         let row = self.execution(arn)?;
         let s = row.snapshot()?;
-        Ok(json!({
+        let mut out = json!({
             "stateMachineArn": s.state_machine_arn,
             "name": s.name,
             "definition": s.definition,
@@ -630,7 +634,15 @@ impl States {
             "loggingConfiguration": s.logging_configuration,
             "tracingConfiguration": s.tracing_configuration,
             "revisionId": s.revision_id,
-        }))
+        });
+        // A Map Run's child: its run and the Map's label.
+        if let Some(run) = self.map_run_of(arn) {
+            if let Some((_, label)) = s.name.split_once('/') {
+                out["label"] = Value::from(label);
+            }
+            out["mapRunArn"] = Value::from(run);
+        }
+        Ok(out)
     }
 
     /// ListExecutions of a state machine (or of one of its versions or
@@ -641,6 +653,9 @@ impl States {
     /// `StateMachineTypeNotSupported` (EXPRESS: AWS lists only Standard
     /// executions), `InvalidToken`, `ValidationException`.
     pub(crate) fn list_executions(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        if opt_str(req, "mapRunArn")?.is_some() {
+            return self.list_map_run_executions(req);
+        }
         let Some(sm_arn) = opt_str(req, "stateMachineArn")? else {
             return Err(AwsError::validation(
                 "Must provide a StateMachine ARN or MapRun ARN",
@@ -847,6 +862,8 @@ impl States {
             };
             l.log(id, "ExecutionAborted", id - 1, stop_ms, &details_json);
         }
+        // Its Map Runs end with it, and their running children stop.
+        self.abort_map_runs(&arn).await;
         self.execution_ended(&arn, "ABORTED");
         // Nested executions it started end with it (see crate::nested).
         self.stop_children(&arn).await;

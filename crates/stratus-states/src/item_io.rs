@@ -246,7 +246,6 @@ pub(crate) async fn write_results(
     } else {
         format!("{}/{run_id}", prefix.trim_end_matches('/'))
     };
-    let execution_prefix = map_run_arn.replacen(":mapRun:", ":execution:", 1);
     let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
     for (i, r) in input["Results"]
         .as_array()
@@ -259,8 +258,8 @@ pub(crate) async fn write_results(
             .as_object()
             .is_some_and(|o| o.len() == 2 && o.contains_key("Error") && o.contains_key("Cause"));
         let mut entry = json!({
-            "ExecutionArn": format!("{execution_prefix}:{i}"),
-            "Name": i.to_string(),
+            "ExecutionArn": crate::map_runs::child_execution_arn(map_run_arn, i),
+            "Name": crate::map_runs::child_name(map_run_arn, i),
             "Status": if is_failure { "FAILED" } else { "SUCCEEDED" },
             "InputDetails": {"Included": false},
             "RedriveCount": 0,

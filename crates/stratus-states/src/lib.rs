@@ -13,6 +13,8 @@
 //! * [`executions`]: StartExecution, StartSyncExecution, DescribeExecution,
 //!   DescribeStateMachineForExecution, ListExecutions, StopExecution,
 //!   GetExecutionHistory, SendTaskSuccess/Failure/Heartbeat, TestState.
+//! * `map_runs`: Distributed Map child executions and the Map Run APIs
+//!   (DescribeMapRun, ListMapRuns, UpdateMapRun).
 //! * [`runner`]: the engine's host. Standard executions write every history
 //!   event, task result, timer and random value to the store before the
 //!   step that depends on them becomes visible, and are resumed after a
@@ -39,6 +41,7 @@ pub mod integrations;
 mod item_io;
 mod lifecycle;
 pub mod machines;
+mod map_runs;
 pub mod names;
 pub mod nested;
 pub mod runner;
@@ -100,6 +103,8 @@ pub struct States {
     /// Waiters for the end of an execution, by execution ARN
     /// ([`States::wait_for_end`]).
     pub(crate) ended: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    /// Distributed Map runs going on in this process, by Map Run ARN.
+    pub(crate) map_runs: map_runs::LiveMapRuns,
     pub(crate) me: Weak<States>,
     /// Where AWS SDK integrations and S3 item readers / result writers go
     /// (`--upstream-endpoint`).
@@ -122,6 +127,9 @@ impl States {
         store
             .migrate(SCHEMA)
             .map_err(|e| format!("cannot create the Step Functions tables: {e}"))?;
+        store
+            .migrate(map_runs::SCHEMA)
+            .map_err(|e| format!("cannot create the Map Run tables: {e}"))?;
         let upstream = stratus_upstream::Upstream::new(
             stratus_upstream::UpstreamConfig::parse(&config.upstream_endpoints)?
                 .with_ca_bundle(config.ca_bundle.clone()),
@@ -136,6 +144,7 @@ impl States {
             waiters: Mutex::new(HashMap::new()),
             ended: Mutex::new(HashMap::new()),
             activity_queues: activities::ActivityQueues::default(),
+            map_runs: Mutex::new(HashMap::new()),
             me: me.clone(),
         }))
     }
@@ -193,6 +202,9 @@ impl States {
             "SendTaskFailure" => self.send_task_failure(&req).await,
             "SendTaskHeartbeat" => self.send_task_heartbeat(&req).await,
             "TestState" => self.test_state(region, &req).await,
+            "DescribeMapRun" => self.describe_map_run(&req),
+            "ListMapRuns" => self.list_map_runs(&req),
+            "UpdateMapRun" => self.update_map_run(&req).await,
             _ => Err(AwsError::new(
                 400,
                 "UnknownOperationException",

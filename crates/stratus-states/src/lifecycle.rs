@@ -32,6 +32,14 @@ impl States {
         if let Some(n) = notify {
             n.notify_waiters();
         }
+        // An execution that ended without finishing its Map Runs (timed
+        // out, reached its history quota) aborts them.
+        if self.has_live_map_runs(arn)
+            && let Some(me) = self.arc()
+        {
+            let arn = arn.to_string();
+            tokio::spawn(async move { me.abort_map_runs(&arn).await });
+        }
         tracing::debug!(execution = %arn, status, "execution ended");
     }
 

@@ -160,8 +160,8 @@ pub struct ExecHost {
     durable: bool,
     state: Mutex<HostState>,
     flush_lock: tokio::sync::Mutex<()>,
-    /// Task calls and short timers in progress.
-    busy: AtomicUsize,
+    /// Task calls, short timers and Map Runs in progress.
+    busy: Arc<AtomicUsize>,
     /// Long timers in progress: id -> wake-up time (ms).
     long_sleeps: Mutex<HashMap<u64, i64>>,
     sleep_ids: AtomicU64,
@@ -287,7 +287,7 @@ impl ExecHost {
                 ..Default::default()
             }),
             flush_lock: tokio::sync::Mutex::new(()),
-            busy: AtomicUsize::new(0),
+            busy: Arc::new(AtomicUsize::new(0)),
             long_sleeps: Mutex::new(HashMap::new()),
             sleep_ids: AtomicU64::new(0),
             park: tokio::sync::Notify::new(),
@@ -655,6 +655,32 @@ impl Host for ExecHost {
         let t = make_token(&self.arn, key);
         self.journal_put(jkey, t.clone());
         t
+    }
+
+    fn map_run<'a>(
+        &'a self,
+        spec: &'a stratus_asl::MapRunSpec,
+    ) -> BoxFuture<'a, Option<Arc<dyn stratus_asl::MapRunHost>>> {
+        Box::pin(async move {
+            // TestState runs a Distributed Map's children inline.
+            if self
+                .mock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                return None;
+            }
+            self.flush().await;
+            crate::map_runs::open(
+                &self.states,
+                &self.arn,
+                &self.region,
+                spec,
+                self.busy.clone(),
+            )
+            .await
+        })
     }
 
     fn record(&self, event_type: &str, previous_event_id: u64, details: Value) -> u64 {
