@@ -13,6 +13,8 @@
 //! * [`executions`]: StartExecution, StartSyncExecution, DescribeExecution,
 //!   DescribeStateMachineForExecution, ListExecutions, StopExecution,
 //!   GetExecutionHistory, SendTaskSuccess/Failure/Heartbeat, TestState.
+//! * [`redrive`]: RedriveExecution and the redrive members of
+//!   DescribeExecution / ListExecutions.
 //! * [`runner`]: the engine's host. Standard executions write every history
 //!   event, task result, timer and random value to the store before the
 //!   step that depends on them becomes visible, and are resumed after a
@@ -36,6 +38,7 @@ mod item_io;
 mod lifecycle;
 pub mod machines;
 pub mod names;
+pub mod redrive;
 pub mod runner;
 pub mod upstream_tasks;
 
@@ -115,6 +118,9 @@ impl States {
         store
             .migrate(SCHEMA)
             .map_err(|e| format!("cannot create the Step Functions tables: {e}"))?;
+        store
+            .migrate(redrive::SCHEMA)
+            .map_err(|e| format!("cannot create the Step Functions redrive table: {e}"))?;
         let upstream = stratus_upstream::Upstream::new(stratus_upstream::UpstreamConfig::parse(
             &config.upstream_endpoints,
         )?);
@@ -167,6 +173,7 @@ impl States {
             "DescribeStateMachineForExecution" => self.describe_machine_for_execution(&req),
             "ListExecutions" => self.list_executions(&req),
             "StopExecution" => self.stop_execution(&req).await,
+            "RedriveExecution" => self.redrive_execution(&req).await,
             "GetExecutionHistory" => self.get_execution_history(&req),
             "SendTaskSuccess" => self.send_task_success(&req).await,
             "SendTaskFailure" => self.send_task_failure(&req).await,

@@ -145,6 +145,29 @@ struct HostState {
     final_event: Option<String>,
     /// The history quota was reached.
     limit_hit: bool,
+    /// How many times the execution was redriven (0: never); task results
+    /// are journaled with it (`gen:<key>`) and replay matches events by
+    /// previous event id as well (see [`replay_key`]).
+    generation: u32,
+    /// When it was last redriven (ms since the epoch).
+    redriven_at: Option<i64>,
+}
+
+/// The replay map's key of an event: its type and details, and for a
+/// redriven execution also its previous event id, so that the events of a
+/// rerun state (which follow the earlier run's failure) are never taken
+/// for the earlier run's identical events.
+fn replay_key(
+    generation: u32,
+    event_type: &str,
+    previous_id: u64,
+    details: &Value,
+) -> (String, String) {
+    if generation == 0 {
+        (event_type.to_string(), details.to_string())
+    } else {
+        (event_type.to_string(), format!("{previous_id} {details}"))
+    }
 }
 
 /// The engine's host for one execution.
@@ -298,10 +321,21 @@ impl ExecHost {
     /// again) and the journal.
     fn load_replay(&self, events: Vec<EventRow>, journal: HashMap<String, String>) {
         let mut st = self.st();
+        let generation = st.generation;
         for e in events {
             st.next_id = st.next_id.max(e.id + 1);
+            // The end of an earlier run and its redrive are not the
+            // engine's to record again: a new end is a new event.
+            if final_status(&e.event_type).is_some() || e.event_type == "ExecutionRedriven" {
+                continue;
+            }
             st.replay
-                .entry((e.event_type.clone(), e.details.to_string()))
+                .entry(replay_key(
+                    generation,
+                    &e.event_type,
+                    e.previous_id,
+                    &e.details,
+                ))
                 .or_default()
                 .push_back(e.id);
         }
@@ -323,6 +357,14 @@ impl ExecHost {
                 details,
             });
         }
+    }
+
+    /// A redriven execution: `count` redrives so far, the last at
+    /// `redriven_at_ms`. Set before [`ExecHost::load_replay`].
+    pub(crate) fn set_redrive(&self, count: u32, redriven_at_ms: i64) {
+        let mut st = self.st();
+        st.generation = count;
+        st.redriven_at = Some(redriven_at_ms);
     }
 
     /// TestState: task calls answer with `mock` instead of running.
@@ -533,6 +575,10 @@ impl Host for ExecHost {
             let _busy = busy(self);
             self.flush().await;
             let r = self.run_task(&call).await;
+            let generation = self.st().generation;
+            if generation > 0 {
+                self.journal_put(format!("gen:{}", call.key), generation.to_string());
+            }
             self.journal_put(key, ok_or_err_json(&r));
             self.flush().await;
             r
@@ -590,6 +636,21 @@ impl Host for ExecHost {
         v
     }
 
+    fn task_generation(&self, key: &str) -> Option<u32> {
+        let st = self.st();
+        st.journal.get(&format!("task:{key}"))?;
+        Some(
+            st.journal
+                .get(&format!("gen:{key}"))
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0),
+        )
+    }
+
+    fn redriven_at_ms(&self) -> Option<i64> {
+        self.st().redriven_at
+    }
+
     fn task_token(&self, key: &str) -> String {
         let jkey = format!("token-of:{key}");
         if let Some(v) = self.journal_get(&jkey) {
@@ -606,7 +667,13 @@ impl Host for ExecHost {
             st.final_event = Some(event_type.to_string());
         }
         if !st.replay.is_empty() {
-            let k = (event_type.to_string(), details.to_string());
+            // Stored first events point at ExecutionStarted (id 1).
+            let prev = if previous_event_id == 0 && self.durable {
+                1
+            } else {
+                previous_event_id
+            };
+            let k = replay_key(st.generation, event_type, prev, &details);
             if let Some(q) = st.replay.get_mut(&k)
                 && let Some(id) = q.pop_front()
             {
@@ -942,11 +1009,20 @@ impl States {
         if !durable {
             host.set_deadline(row.start_ms + crate::executions::EXPRESS_MAX_MS as i64);
         }
+        let redrive = if durable {
+            self.redrive_of(&row.arn)
+        } else {
+            None
+        };
+        if let Some(r) = &redrive {
+            host.set_redrive(r.count, r.redrive_ms);
+        }
         if let Some((events, journal)) = replay {
             host.load_replay(events, journal);
         }
         let input: Value = serde_json::from_str(&row.input).unwrap_or(Value::Null);
-        let info = execution_info(row);
+        let mut info = execution_info(row);
+        info.redrive_count = redrive.map_or(0, |r| r.count);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.contains_key(&row.arn) {
             return;
