@@ -15,13 +15,16 @@ use super::*;
 
 type Behaviour = dyn Fn(&TaskCall, u32) -> Result<Value, Failure> + Send + Sync;
 
+/// Task results by key, each with the run that recorded it.
+type Journal = HashMap<String, (Result<Value, Failure>, u32)>;
+
 /// A host with a journal, as a durable service keeps one: task results by
 /// key, each with the run (0 = original, n = n-th redrive) that recorded
 /// it. `generation` is the current run.
 struct JournalHost {
     generation: u32,
     redriven_at: Option<i64>,
-    journal: Mutex<HashMap<String, (Result<Value, Failure>, u32)>>,
+    journal: Mutex<Journal>,
     /// Keys of the calls that really ran in the current run.
     ran: Mutex<Vec<String>>,
     sleeps: Mutex<Vec<(String, i64)>>,
