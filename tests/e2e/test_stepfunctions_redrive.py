@@ -261,6 +261,29 @@ def test_aborted_execution_is_redriven(sfn, sqs, queue):
         "ExecutionSucceeded")
 
 
+def test_waiting_callback_task_is_scheduled_again_with_a_new_token(sfn, sqs, queue):
+    """A `.waitForTaskToken` task the stopped execution was waiting for is
+    rescheduled by the redrive: its message is sent again, with a new task
+    token; the old token no longer belongs to a task."""
+    arn = create_machine(sfn, {"StartAt": "Approve", "States": {"Approve": {
+        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+        "End": True}}})
+    ex = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    old = wait_for(lambda: drain(sqs, queue), 30, "the first task token")
+    sfn.stop_execution(executionArn=ex)
+    sfn.redrive_execution(executionArn=ex)
+    new = wait_for(lambda: drain(sqs, queue), 30, "the rescheduled task token")
+    assert len(old) == 1 and len(new) == 1
+    assert new[0]["token"] != old[0]["token"]
+    with pytest.raises(ClientError) as e:
+        sfn.send_task_success(taskToken=old[0]["token"], output='{"approved": false}')
+    assert error_code(e) in ("TaskDoesNotExist", "TaskTimedOut")
+    sfn.send_task_success(taskToken=new[0]["token"], output='{"approved": true}')
+    d = wait_status(sfn, ex, "SUCCEEDED")
+    assert json.loads(d["output"]) == {"approved": True}
+
+
 def test_not_redrivable_executions(sfn):
     waiting = create_machine(sfn, {"StartAt": "W", "States": {
         "W": {"Type": "Wait", "Seconds": 30, "End": True}}})

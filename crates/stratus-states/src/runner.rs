@@ -11,7 +11,9 @@
 //!   task results (`task:<key>`), timer deadlines (`timer:<key>`), random
 //!   values (`random:<key>`), task tokens (`token-of:<key>`), dispatched
 //!   `.waitForTaskToken` tasks (`dispatched:<key>`) and callback outcomes
-//!   (`token:<token>`). A task result is committed before the engine sees
+//!   (`token:<token>`). After a redrive (see [`crate::redrive`]) task
+//!   results, dispatches and tokens also note the run that made them
+//!   (`gen:<key>`, the `dispatched:` value, `token-gen:<key>`). A task result is committed before the engine sees
 //!   it, so no completed task runs again.
 //! * After a restart every RUNNING execution is resumed by running the
 //!   engine from the start against the journal: recorded task results,
@@ -495,11 +497,18 @@ impl ExecHost {
         }
         let _unregister = Unregister(&self.states, token.clone());
         let dispatched_key = format!("dispatched:{}", call.key);
-        if self.journal_get(&dispatched_key).is_none() {
+        // The value is the run that dispatched it ("true": the original
+        // run); a redrive dispatches again what an earlier run dispatched
+        // and never saw answered (with the new task token).
+        let generation = self.st().generation;
+        let dispatched_in = self
+            .journal_get(&dispatched_key)
+            .map(|v| v.parse::<u32>().unwrap_or(0));
+        if dispatched_in.is_none_or(|g| g < generation) {
             self.states
                 .run_integration(&self.region, resource, &call.input)
                 .await?;
-            self.journal_put(dispatched_key, "true".into());
+            self.journal_put(dispatched_key, generation.to_string());
             self.flush().await;
         }
         loop {
@@ -653,11 +662,25 @@ impl Host for ExecHost {
 
     fn task_token(&self, key: &str) -> String {
         let jkey = format!("token-of:{key}");
+        let generation = self.st().generation;
         if let Some(v) = self.journal_get(&jkey) {
-            return v;
+            // A callback task an earlier run left waiting (the execution
+            // was stopped or timed out) gets a new token when a redrive
+            // schedules it again; the old token no longer answers.
+            let issued_in = self
+                .journal_get(&format!("token-gen:{key}"))
+                .and_then(|g| g.parse::<u32>().ok())
+                .unwrap_or(0);
+            let unanswered = self.journal_get(&format!("task:{key}")).is_none();
+            if !(unanswered && issued_in < generation) {
+                return v;
+            }
         }
         let t = make_token(&self.arn, key);
         self.journal_put(jkey, t.clone());
+        if generation > 0 {
+            self.journal_put(format!("token-gen:{key}"), generation.to_string());
+        }
         t
     }
 
