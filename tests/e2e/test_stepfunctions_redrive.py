@@ -284,6 +284,30 @@ def test_waiting_callback_task_is_scheduled_again_with_a_new_token(sfn, sqs, que
     assert json.loads(d["output"]) == {"approved": True}
 
 
+def test_timed_out_execution_gets_its_timeout_again(sfn, sqs, queue):
+    """A redrive resets the state machine's TimeoutSeconds: it counts from
+    the redrive. The Wait the timeout cut short runs again; the one that
+    had ended does not."""
+    arn = create_machine(sfn, {"TimeoutSeconds": 4, "StartAt": "Before", "States": {
+        "Before": {**send(queue, {"step": "before"}), "Next": "First"},
+        "First": {"Type": "Wait", "Seconds": 3, "Next": "Second"},
+        "Second": {"Type": "Wait", "Seconds": 3, "Next": "After"},
+        "After": {**send(queue, {"step": "after"}), "End": True}}})
+    ex = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    d = wait_status(sfn, ex, "TIMED_OUT", timeout=30)
+    assert d["redriveStatus"] == "REDRIVABLE"
+    redriven_at = time.monotonic()
+    sfn.redrive_execution(executionArn=ex)
+    wait_status(sfn, ex, "SUCCEEDED", timeout=30)
+    # Only the second Wait ran again (3 s), within the new 4 s.
+    assert 2.5 <= time.monotonic() - redriven_at < 4.5
+    assert sorted(m["step"] for m in drain(sqs, queue)) == ["after", "before"]
+    kinds = [e["type"] for e in history(sfn, ex)]
+    assert kinds.index("ExecutionTimedOut") < kinds.index("ExecutionRedriven")
+    assert kinds[-1] == "ExecutionSucceeded"
+    assert kinds.count("WaitStateEntered") == 2
+
+
 def test_not_redrivable_executions(sfn):
     waiting = create_machine(sfn, {"StartAt": "W", "States": {
         "W": {"Type": "Wait", "Seconds": 30, "End": True}}})

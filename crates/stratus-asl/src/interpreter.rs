@@ -437,6 +437,15 @@ struct Visit<'s> {
     token: Option<String>,
 }
 
+/// The replay key of the execution's TimeoutSeconds timer (after the n-th
+/// redrive, whose deadline is new, `$execution/timeout~<n>`).
+fn execution_timeout_key(redrive_count: u32) -> String {
+    match redrive_count {
+        0 => "$execution/timeout".to_string(),
+        n => format!("$execution/timeout~{n}"),
+    }
+}
+
 fn execution_timeout() -> Failure {
     Failure::new(
         "States.Timeout",
@@ -450,7 +459,13 @@ impl Exec<'_> {
     async fn sleep(&self, key: &str, until: i64) -> Result<(), Failure> {
         match self.deadline {
             Some(d) if until >= d => {
-                self.host.sleep_until(key, d).await;
+                // The execution's deadline comes first: this is the
+                // execution's own timeout timer (same key, same deadline),
+                // so the state's timer is not spent when a redrive sets a
+                // new deadline.
+                self.host
+                    .sleep_until(&execution_timeout_key(self.info.redrive_count), d)
+                    .await;
                 self.timed_out
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 Err(execution_timeout())
@@ -2606,10 +2621,7 @@ pub async fn execute(
             .unwrap_or_else(|| host.now_ms())
             + t as i64 * 1000
     });
-    let timeout_key = match info.redrive_count {
-        0 => "$execution/timeout".to_string(),
-        n => format!("$execution/timeout~{n}"),
-    };
+    let timeout_key = execution_timeout_key(info.redrive_count);
     let ex = Exec {
         host,
         info,

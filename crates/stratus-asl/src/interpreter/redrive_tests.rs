@@ -282,3 +282,34 @@ fn the_execution_timeout_counts_from_the_redrive() {
         "{sleeps:?}"
     );
 }
+
+#[test]
+fn a_wait_cut_short_by_the_execution_timeout_leaves_its_own_timer_unspent() {
+    // The Wait would end after the deadline: it sleeps on the execution's
+    // timeout timer, so a redrive (with a new deadline) computes the Wait's
+    // own timer afresh instead of finding it spent.
+    let def = json!({"TimeoutSeconds": 3, "StartAt": "Pause", "States": {
+        "Pause": {"Type": "Wait", "Seconds": 5, "End": true}}});
+    let host = JournalHost::new(|_: &TaskCall, _: u32| Ok(json!({})));
+    let f = run(&def, json!({}), &host).unwrap_err();
+    assert_eq!(f.error, "States.Timeout");
+    let sleeps = host.sleeps.lock().unwrap().clone();
+    assert!(
+        !sleeps.is_empty()
+            && sleeps
+                .iter()
+                .all(|(k, until)| k == "$execution/timeout" && *until == 1_700_000_003_000),
+        "{sleeps:?}"
+    );
+    let host = host.redrive();
+    host.sleeps.lock().unwrap().clear();
+    assert!(run(&def, json!({}), &host).is_err());
+    let sleeps = host.sleeps.lock().unwrap().clone();
+    assert!(
+        !sleeps.is_empty()
+            && sleeps
+                .iter()
+                .all(|(k, until)| k == "$execution/timeout~1" && *until == 1_800_000_003_000),
+        "{sleeps:?}"
+    );
+}
