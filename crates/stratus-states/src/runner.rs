@@ -13,8 +13,9 @@
 //!   `.waitForTaskToken` tasks (`dispatched:<key>`) and callback outcomes
 //!   (`token:<token>`). After a redrive (see [`crate::redrive`]) task
 //!   results, dispatches and tokens also note the run that made them
-//!   (`gen:<key>`, the `dispatched:` value, `token-gen:<key>`). A task result is committed before the engine sees
-//!   it, so no completed task runs again.
+//!   (`gen:<key>`, the `dispatched:` value, `token-gen:<key>`). A task
+//!   result is committed before the engine sees it, so no completed task
+//!   runs again.
 //! * After a restart every RUNNING execution is resumed by running the
 //!   engine from the start against the journal: recorded task results,
 //!   timers and random values are answered from it, and events the engine
