@@ -1033,7 +1033,8 @@ impl States {
         if !durable {
             host.set_deadline(row.start_ms + crate::executions::EXPRESS_MAX_MS as i64);
         }
-        let redrive = if durable {
+        // Only a stored execution can have been redriven.
+        let redrive = if durable && replay.is_some() {
             self.redrive_of(&row.arn)
         } else {
             None
