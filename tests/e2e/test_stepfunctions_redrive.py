@@ -405,3 +405,21 @@ def test_redriven_execution_survives_sigkill(tmp_path):
     assert kinds[-1] == "ExecutionSucceeded"
     assert sorted(m["step"] for m in drain(sqs, queue)) == ["after", "before"]
     srv.stop()
+
+
+def test_aws_cli_redrive_execution(sfn, aws_cli):
+    arn = create_machine(sfn, {"StartAt": "F", "States": {
+        "F": {"Type": "Fail", "Error": "Broken", "Cause": "always"}}})
+    ex = sfn.start_execution(stateMachineArn=arn)["executionArn"]
+    wait_status(sfn, ex, "FAILED")
+    out = aws_cli("stepfunctions", "redrive-execution", "--execution-arn", ex)
+    assert "redriveDate" in out
+    d = wait_status(sfn, ex, "FAILED")
+    assert d["redriveCount"] == 1
+    listed = aws_cli("stepfunctions", "list-executions", "--state-machine-arn", arn,
+                     "--redrive-filter", "REDRIVEN")
+    assert [x["executionArn"] for x in listed["executions"]] == [ex]
+    bad = aws_cli.run("stepfunctions", "redrive-execution", "--execution-arn",
+                      f"arn:aws:states:{REGION}:{ACCOUNT}:execution:none:none", check=False)
+    assert bad.returncode != 0
+    assert "ExecutionDoesNotExist" in bad.stderr
