@@ -513,6 +513,59 @@ mod tests {
         assert_eq!(states.load_events(&arn).expect("events").len(), 7);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_redrives_redrive_once() {
+        let (_dir, states) = service();
+        let sm = call(
+            &states,
+            "CreateStateMachine",
+            json!({"name": "w", "roleArn": "arn:aws:iam::123456789012:role/r",
+                   "definition": json!({"StartAt": "W", "States": {
+                       "W": {"Type": "Wait", "Seconds": 30, "End": true}}}).to_string()}),
+        )
+        .await;
+        let ex = call(
+            &states,
+            "StartExecution",
+            json!({"stateMachineArn": sm["stateMachineArn"]}),
+        )
+        .await;
+        let arn = ex["executionArn"].as_str().unwrap_or_default().to_string();
+        call(&states, "StopExecution", json!({"executionArn": arn})).await;
+        assert_eq!(status(&states, &arn), "ABORTED");
+        let redrive = |token: &str| {
+            let body = json!({"executionArn": arn, "clientToken": token}).to_string();
+            let states = states.clone();
+            async move {
+                states
+                    .call("us-east-1", "RedriveExecution", bytes::Bytes::from(body))
+                    .await
+            }
+        };
+        let (a, b) = tokio::join!(redrive("a"), redrive("b"));
+        let errors: Vec<String> = [&a, &b]
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|e| e.code.clone()))
+            .collect();
+        assert_eq!(errors, ["ExecutionNotRedrivable"], "{a:?} {b:?}");
+        assert_eq!(status(&states, &arn), "RUNNING");
+        let d = call(&states, "DescribeExecution", json!({"executionArn": arn})).await;
+        assert_eq!(d["redriveCount"], 1);
+        assert_eq!(d["redriveStatus"], "NOT_REDRIVABLE");
+        assert_eq!(
+            d["redriveStatusReason"],
+            "Execution is RUNNING and cannot be redriven"
+        );
+        let redriven = states
+            .load_events(&arn)
+            .expect("events")
+            .iter()
+            .filter(|e| e.event_type == "ExecutionRedriven")
+            .count();
+        assert_eq!(redriven, 1);
+        call(&states, "StopExecution", json!({"executionArn": arn})).await;
+    }
+
     #[tokio::test]
     async fn errors_name_the_problem() {
         let (_dir, states) = service();
