@@ -89,6 +89,22 @@ pub trait Host: Send + Sync {
         let _ = spec;
         Box::pin(async { None })
     }
+    /// Redrive: the run of the execution in which the result of the task
+    /// call `key` was recorded (0: the original run, n: the n-th redrive),
+    /// or None when no result is recorded for it. The engine reruns a Task
+    /// state whose unhandled failure was recorded by an earlier run than
+    /// the current one ([`ExecutionInfo::redrive_count`]). Hosts that do
+    /// not redrive keep the default (None: nothing is rerun).
+    fn task_generation(&self, _key: &str) -> Option<u32> {
+        None
+    }
+    /// Redrive: when the execution was last redriven (ms since the Unix
+    /// epoch). A redrive resets the state machine's TimeoutSeconds, which
+    /// then counts from this time ("Redriving executions", Developer
+    /// Guide). Default: None (never redriven).
+    fn redriven_at_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// What a Distributed Map tells its host when its Map Run starts.
@@ -367,6 +383,34 @@ pub fn format_timestamp(ms: i64) -> String {
 pub(crate) struct Vars {
     outer: Arc<HashMap<String, Value>>,
     local: HashMap<String, Value>,
+    /// Redrive only: the error handling of the Parallel / Map attempts
+    /// this scope runs in, innermost last (see [`Guard`]).
+    guards: Arc<Vec<Guard>>,
+}
+
+/// What an enclosing Parallel or Map attempt does with a failure that
+/// reaches it: a redriven execution reruns a failed Task state only when
+/// no enclosing state retries or catches its error (otherwise the
+/// original run's handling of that failure stands).
+#[derive(Clone, Debug, Default)]
+struct Guard {
+    /// Each retrier's ErrorEquals and whether it has attempts left.
+    retriers: Vec<(Vec<String>, bool)>,
+    /// Each catcher's ErrorEquals.
+    catchers: Vec<Vec<String>>,
+}
+
+impl Guard {
+    /// Whether this attempt's Retry (the first retrier matching, if it has
+    /// attempts left) or Catch handles `error`.
+    fn handles(&self, error: &str) -> bool {
+        if let Some((_, left)) = self.retriers.iter().find(|(e, _)| error_matches(e, error))
+            && *left
+        {
+            return true;
+        }
+        self.catchers.iter().any(|e| error_matches(e, error))
+    }
 }
 
 impl Vars {
@@ -380,6 +424,7 @@ impl Vars {
             return Vars {
                 outer: self.outer.clone(),
                 local: HashMap::new(),
+                guards: self.guards.clone(),
             };
         }
         let mut all = (*self.outer).clone();
@@ -387,6 +432,7 @@ impl Vars {
         Vars {
             outer: Arc::new(all),
             local: HashMap::new(),
+            guards: self.guards.clone(),
         }
     }
 
@@ -476,6 +522,15 @@ struct Visit<'s> {
     token: Option<String>,
 }
 
+/// The replay key of the execution's TimeoutSeconds timer (after the n-th
+/// redrive, whose deadline is new, `$execution/timeout~<n>`).
+fn execution_timeout_key(redrive_count: u32) -> String {
+    match redrive_count {
+        0 => "$execution/timeout".to_string(),
+        n => format!("$execution/timeout~{n}"),
+    }
+}
+
 fn execution_timeout() -> Failure {
     Failure::new(
         "States.Timeout",
@@ -489,7 +544,13 @@ impl Exec<'_> {
     async fn sleep(&self, key: &str, until: i64) -> Result<(), Failure> {
         match self.deadline {
             Some(d) if until >= d => {
-                self.host.sleep_until(key, d).await;
+                // The execution's deadline comes first: this is the
+                // execution's own timeout timer (same key, same deadline),
+                // so the state's timer is not spent when a redrive sets a
+                // new deadline.
+                self.host
+                    .sleep_until(&execution_timeout_key(self.info.redrive_count), d)
+                    .await;
                 self.timed_out
                     .store(true, std::sync::atomic::Ordering::SeqCst);
                 Err(execution_timeout())
@@ -1370,12 +1431,36 @@ async fn run_state<'a>(
             })
         }
         Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_) => {
+            let redrives = ex.info.redrive_count;
+            // The run (0 = original, n = n-th redrive) whose attempts this
+            // loop replays or runs; see `rerun_after_redrive`.
+            let mut generation = 0u32;
             let mut counts = vec![0u64; state.retry.len()];
             let mut attempt = 1u32;
             loop {
                 v.retry_count = attempt - 1;
-                let attempt_key = format!("{}#{attempt}", v.key);
-                let r = attempt_state(ex, state, &input, frame, &v, &attempt_key).await;
+                let attempt_key = attempt_key(&v.key, generation, attempt);
+                let r = if redrives > 0 && !matches!(state.kind, Kind::Task(_)) {
+                    // Inner states see what this attempt would retry or
+                    // catch.
+                    let saved = frame.vars.guards.clone();
+                    let mut guards = (*saved).clone();
+                    guards.push(Guard {
+                        retriers: state
+                            .retry
+                            .iter()
+                            .zip(&counts)
+                            .map(|(r, n)| (r.errors.clone(), *n < r.max_attempts))
+                            .collect(),
+                        catchers: state.catch.iter().map(|c| c.errors.clone()).collect(),
+                    });
+                    frame.vars.guards = Arc::new(guards);
+                    let r = attempt_state(ex, state, &input, frame, &v, &attempt_key).await;
+                    frame.vars.guards = saved;
+                    r
+                } else {
+                    attempt_state(ex, state, &input, frame, &v, &attempt_key).await
+                };
                 let f = match r {
                     Ok(step) => return Ok(step),
                     Err(f) => f,
@@ -1413,10 +1498,52 @@ async fn run_state<'a>(
                 {
                     return catch(ex, state, c, &input, &f, frame, &v);
                 }
+                if rerun_after_redrive(ex, state, frame, generation, &attempt_key, &f) {
+                    generation += 1;
+                    counts.iter_mut().for_each(|n| *n = 0);
+                    attempt = 1;
+                    continue;
+                }
                 return Err(f);
             }
         }
     }
+}
+
+/// The replay key of one attempt of a Task, Parallel or Map state:
+/// `<visit key>#<attempt>` in the original run, `<visit key>~<n>#<attempt>`
+/// when the state is rerun by the n-th redrive (so the journal has no
+/// result for it and the task really runs again).
+fn attempt_key(visit_key: &str, generation: u32, attempt: u32) -> String {
+    if generation == 0 {
+        format!("{visit_key}#{attempt}")
+    } else {
+        format!("{visit_key}~{generation}#{attempt}")
+    }
+}
+
+/// Redrive ("Redriving executions", Developer Guide): whether a Task state
+/// whose failure nothing handles is run again instead of failing. It is
+/// when the failed call's result was recorded by an earlier run than the
+/// current redrive, and no enclosing Parallel / Map attempt retries or
+/// catches the error (that handling already happened in the earlier run).
+/// The rerun starts at attempt 1 with fresh retry counts, one redrive
+/// generation later (each generation's attempts are replayed in turn).
+fn rerun_after_redrive(
+    ex: &Exec<'_>,
+    state: &State,
+    frame: &Frame,
+    generation: u32,
+    attempt_key: &str,
+    f: &Failure,
+) -> bool {
+    generation < ex.info.redrive_count
+        && matches!(state.kind, Kind::Task(_))
+        && !frame.vars.guards.iter().any(|g| g.handles(&f.error))
+        && ex
+            .host
+            .task_generation(attempt_key)
+            .is_some_and(|g| g < ex.info.redrive_count)
 }
 
 /// Applies a catcher: the error output placed by ResultPath (JSONPath) or
@@ -1932,7 +2059,12 @@ fn attempt_state<'a>(
                 };
                 let result = match until {
                     Some(until) => {
-                        let tkey = format!("{key}/timeout");
+                        // A redrive gives tasks still running a fresh
+                        // timeout (the earlier run's timer has passed).
+                        let tkey = match ex.info.redrive_count {
+                            0 => format!("{key}/timeout"),
+                            n => format!("{key}/timeout~{n}"),
+                        };
                         let task = ex.host.call_task(call);
                         let sleep = ex.host.sleep_until(&tkey, until);
                         match futures::future::select(task, sleep).await {
@@ -2706,6 +2838,12 @@ impl Host for QuietHost<'_> {
     fn record(&self, _event_type: &str, previous_event_id: u64, _details: Value) -> u64 {
         previous_event_id
     }
+    fn task_generation(&self, key: &str) -> Option<u32> {
+        self.inner.task_generation(key)
+    }
+    fn redriven_at_ms(&self) -> Option<i64> {
+        self.inner.redriven_at_ms()
+    }
 }
 
 fn region_of(arn: &str) -> String {
@@ -2716,8 +2854,15 @@ fn region_of(arn: &str) -> String {
 /// as DescribeExecution reports them). Records every history event after
 /// ExecutionStarted, including the final ExecutionSucceeded /
 /// ExecutionFailed / ExecutionTimedOut. The execution-level TimeoutSeconds
-/// is enforced through [`Host::sleep_until`] (key `"$execution/timeout"`),
-/// counted from ExecutionInfo.start_time (or now, if it does not parse).
+/// is enforced through [`Host::sleep_until`] (key `"$execution/timeout"`,
+/// `"$execution/timeout~<n>"` after the n-th redrive), counted from
+/// ExecutionInfo.start_time (or now, if it does not parse), or from
+/// [`Host::redriven_at_ms`] after a redrive.
+///
+/// Redrive: with `info.redrive_count` > 0 the engine replays the earlier
+/// runs from the host's journal and reruns each Task state whose
+/// unhandled failure an earlier run recorded ([`Host::task_generation`]),
+/// so only the failed or aborted steps (branches, iterations) run again.
 pub async fn execute(
     machine: &StateMachine,
     input: Value,
@@ -2725,9 +2870,14 @@ pub async fn execute(
     host: &dyn Host,
 ) -> Result<Value, Failure> {
     let exec_input = input.clone();
+    // A redrive resets the execution's timeout: it counts from the redrive.
     let deadline = machine.timeout_seconds.map(|t| {
-        parse_timestamp(&info.start_time).unwrap_or_else(|| host.now_ms()) + t as i64 * 1000
+        host.redriven_at_ms()
+            .or_else(|| parse_timestamp(&info.start_time))
+            .unwrap_or_else(|| host.now_ms())
+            + t as i64 * 1000
     });
+    let timeout_key = execution_timeout_key(info.redrive_count);
     let ex = Exec {
         host,
         info,
@@ -2746,7 +2896,7 @@ pub async fn execute(
     let r = match deadline {
         Some(until) => {
             let run = run_graph(&ex, &machine.graph, input, &mut frame);
-            let sleep = host.sleep_until("$execution/timeout", until);
+            let sleep = host.sleep_until(&timeout_key, until);
             match futures::future::select(run, sleep).await {
                 futures::future::Either::Left((r, _)) => r.map_err(|f| (f, ex.is_timed_out())),
                 futures::future::Either::Right(_) => Err((execution_timeout(), true)),
@@ -2904,6 +3054,8 @@ pub async fn test_state(
         },
     })
 }
+#[cfg(test)]
+mod redrive_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

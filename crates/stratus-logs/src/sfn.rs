@@ -78,7 +78,7 @@ pub struct ExecutionLogger {
     execution_arn: String,
     level: Level,
     include_data: bool,
-    redrive_count: u32,
+    redrive_count: std::sync::atomic::AtomicU32,
 }
 
 /// FNV-1a: a stable 32-bit digest for stream names.
@@ -168,8 +168,15 @@ impl ExecutionLogger {
                 .get("includeExecutionData")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
-            redrive_count: 0,
+            redrive_count: std::sync::atomic::AtomicU32::new(0),
         }))
+    }
+
+    /// Sets the `redrive_count` of the records logged from now on: how many
+    /// times the execution was redriven (RedriveExecution).
+    pub fn set_redrive_count(&self, count: u32) {
+        self.redrive_count
+            .store(count, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The log stream records go to.
@@ -217,7 +224,11 @@ impl ExecutionLogger {
         );
         rec.insert(
             "redrive_count".into(),
-            Value::from(self.redrive_count.to_string()),
+            Value::from(
+                self.redrive_count
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
         );
         Some(Value::Object(rec).to_string())
     }

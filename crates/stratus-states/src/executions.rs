@@ -600,16 +600,19 @@ impl States {
         Ok(out)
     }
 
-    /// DescribeExecution.
+    /// DescribeExecution, with the redrive members (`redriveCount`,
+    /// `redriveDate`, `redriveStatus`, `redriveStatusReason`).
     ///
     /// Errors: `InvalidArn`, `ExecutionDoesNotExist`.
     pub(crate) fn describe_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "executionArn")?;
         let include = included_data(req)?;
-        let mut out = self.execution(arn)?.describe(include);
+        let row = self.execution(arn)?;
+        let mut out = row.describe(include);
         if let Some(run) = self.map_run_of(arn) {
             out["mapRunArn"] = Value::from(run);
         }
+        self.describe_redrive(&row, &mut out);
         Ok(out)
     }
 
@@ -646,8 +649,10 @@ impl States {
     }
 
     /// ListExecutions of a state machine (or of one of its versions or
-    /// aliases), newest first, optionally by `statusFilter`, in pages
-    /// (`maxResults` 1-1000, default 100).
+    /// aliases), newest first, optionally by `statusFilter` and
+    /// `redriveFilter` (REDRIVEN / NOT_REDRIVEN), in pages (`maxResults`
+    /// 1-1000, default 100). Items carry `redriveCount` (and `redriveDate`
+    /// once redriven).
     ///
     /// Errors: `InvalidArn`, `StateMachineDoesNotExist`,
     /// `StateMachineTypeNotSupported` (EXPRESS: AWS lists only Standard
@@ -707,6 +712,7 @@ impl States {
                 "Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE]",
             ));
         }
+        let redriven = crate::redrive::redrive_filter(req)?;
         let start = parse_page_token(opt_str(req, "nextToken")?)?;
         let size = page_size(req)?;
         let sm = m.state_machine_arn.clone();
@@ -716,10 +722,20 @@ impl States {
                  WHERE state_machine_arn = ?1 AND (?2 IS NULL OR status = ?2)
                    AND (?5 IS NULL OR json_extract(machine, '$.versionArn') = ?5
                         OR json_extract(machine, '$.aliasArn') = ?5)
+                   AND (?6 IS NULL OR (?6 = 'REDRIVEN') = EXISTS (
+                        SELECT 1 FROM sfn_redrives r
+                        WHERE r.execution_arn = sfn_executions.arn AND r.redrive_count > 0))
                  ORDER BY start_ms DESC, arn LIMIT ?3 OFFSET ?4"
             ))?;
             let rows = st.query_map(
-                params![sm, status, (size + 1) as i64, start as i64, qualifier],
+                params![
+                    sm,
+                    status,
+                    (size + 1) as i64,
+                    start as i64,
+                    qualifier,
+                    redriven
+                ],
                 row_from_sql,
             )?;
             rows.collect()
@@ -747,6 +763,7 @@ impl States {
                         v["stateMachineAliasArn"] = Value::from(aa);
                     }
                 }
+                self.list_item_redrive(&r.arn, &mut v);
                 v
             })
             .collect();
@@ -800,6 +817,9 @@ impl States {
                 &arn,
                 row.start_ms,
             );
+            if let (Some(l), Some(r)) = (&logger, self.redrive_of(&arn)) {
+                l.set_redrive_count(r.count);
+            }
         }
         let logged_pending = logger.as_ref().map(|_| pending.0.clone());
         let stop_ms = stratus_core::time::now_ms();

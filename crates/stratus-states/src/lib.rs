@@ -15,6 +15,8 @@
 //!   GetExecutionHistory, SendTaskSuccess/Failure/Heartbeat, TestState.
 //! * `map_runs`: Distributed Map child executions and the Map Run APIs
 //!   (DescribeMapRun, ListMapRuns, UpdateMapRun).
+//! * [`redrive`]: RedriveExecution and the redrive members of
+//!   DescribeExecution / ListExecutions.
 //! * [`runner`]: the engine's host. Standard executions write every history
 //!   event, task result, timer and random value to the store before the
 //!   step that depends on them becomes visible, and are resumed after a
@@ -44,6 +46,7 @@ pub mod machines;
 mod map_runs;
 pub mod names;
 pub mod nested;
+pub mod redrive;
 pub mod runner;
 pub mod upstream_tasks;
 
@@ -130,6 +133,9 @@ impl States {
         store
             .migrate(map_runs::SCHEMA)
             .map_err(|e| format!("cannot create the Map Run tables: {e}"))?;
+        store
+            .migrate(redrive::SCHEMA)
+            .map_err(|e| format!("cannot create the Step Functions redrive table: {e}"))?;
         let upstream = stratus_upstream::Upstream::new(
             stratus_upstream::UpstreamConfig::parse(&config.upstream_endpoints)?
                 .with_ca_bundle(config.ca_bundle.clone()),
@@ -197,6 +203,7 @@ impl States {
             "DescribeStateMachineForExecution" => self.describe_machine_for_execution(&req),
             "ListExecutions" => self.list_executions(&req),
             "StopExecution" => self.stop_execution(&req).await,
+            "RedriveExecution" => self.redrive_execution(&req).await,
             "GetExecutionHistory" => self.get_execution_history(&req),
             "SendTaskSuccess" => self.send_task_success(&req).await,
             "SendTaskFailure" => self.send_task_failure(&req).await,

@@ -11,8 +11,11 @@
 //!   task results (`task:<key>`), timer deadlines (`timer:<key>`), random
 //!   values (`random:<key>`), task tokens (`token-of:<key>`), dispatched
 //!   `.waitForTaskToken` tasks (`dispatched:<key>`) and callback outcomes
-//!   (`token:<token>`). A task result is committed before the engine sees
-//!   it, so no completed task runs again.
+//!   (`token:<token>`). After a redrive (see [`crate::redrive`]) task
+//!   results, dispatches and tokens also note the run that made them
+//!   (`gen:<key>`, the `dispatched:` value, `token-gen:<key>`). A task
+//!   result is committed before the engine sees it, so no completed task
+//!   runs again.
 //! * After a restart every RUNNING execution is resumed by running the
 //!   engine from the start against the journal: recorded task results,
 //!   timers and random values are answered from it, and events the engine
@@ -149,6 +152,29 @@ struct HostState {
     /// The id of the last ActivityScheduled event, until the task call
     /// that follows it takes it ([`crate::activities`]).
     activity_scheduled: Option<u64>,
+    /// How many times the execution was redriven (0: never); task results
+    /// are journaled with it (`gen:<key>`) and replay matches events by
+    /// previous event id as well (see [`replay_key`]).
+    generation: u32,
+    /// When it was last redriven (ms since the epoch).
+    redriven_at: Option<i64>,
+}
+
+/// The replay map's key of an event: its type and details, and for a
+/// redriven execution also its previous event id, so that the events of a
+/// rerun state (which follow the earlier run's failure) are never taken
+/// for the earlier run's identical events.
+fn replay_key(
+    generation: u32,
+    event_type: &str,
+    previous_id: u64,
+    details: &Value,
+) -> (String, String) {
+    if generation == 0 {
+        (event_type.to_string(), details.to_string())
+    } else {
+        (event_type.to_string(), format!("{previous_id} {details}"))
+    }
 }
 
 /// The engine's host for one execution.
@@ -331,10 +357,21 @@ impl ExecHost {
     /// again) and the journal.
     fn load_replay(&self, events: Vec<EventRow>, journal: HashMap<String, String>) {
         let mut st = self.st();
+        let generation = st.generation;
         for e in events {
             st.next_id = st.next_id.max(e.id + 1);
+            // The end of an earlier run and its redrive are not the
+            // engine's to record again: a new end is a new event.
+            if final_status(&e.event_type).is_some() || e.event_type == "ExecutionRedriven" {
+                continue;
+            }
             st.replay
-                .entry((e.event_type.clone(), e.details.to_string()))
+                .entry(replay_key(
+                    generation,
+                    &e.event_type,
+                    e.previous_id,
+                    &e.details,
+                ))
                 .or_default()
                 .push_back(e.id);
         }
@@ -360,6 +397,14 @@ impl ExecHost {
             drop(st);
             self.log_rows(std::slice::from_ref(&row));
         }
+    }
+
+    /// A redriven execution: `count` redrives so far, the last at
+    /// `redriven_at_ms`. Set before [`ExecHost::load_replay`].
+    pub(crate) fn set_redrive(&self, count: u32, redriven_at_ms: i64) {
+        let mut st = self.st();
+        st.generation = count;
+        st.redriven_at = Some(redriven_at_ms);
     }
 
     /// TestState: task calls answer with `mock` instead of running.
@@ -511,9 +556,16 @@ impl ExecHost {
         }
         let _unregister = Unregister(&self.states, token.clone());
         let dispatched_key = format!("dispatched:{}", call.key);
-        if self.journal_get(&dispatched_key).is_none() {
+        // The value is the run that dispatched it ("true": the original
+        // run); a redrive dispatches again what an earlier run dispatched
+        // and never saw answered (with the new task token).
+        let generation = self.st().generation;
+        let dispatched_in = self
+            .journal_get(&dispatched_key)
+            .map(|v| v.parse::<u32>().unwrap_or(0));
+        if dispatched_in.is_none_or(|g| g < generation) {
             self.dispatch(call, resource).await?;
-            self.journal_put(dispatched_key, "true".into());
+            self.journal_put(dispatched_key, generation.to_string());
             self.flush().await;
         }
         loop {
@@ -590,6 +642,10 @@ impl Host for ExecHost {
             let _busy = busy(self);
             self.flush().await;
             let r = self.run_task(&call, scheduled).await;
+            let generation = self.st().generation;
+            if generation > 0 {
+                self.journal_put(format!("gen:{}", call.key), generation.to_string());
+            }
             self.journal_put(key, ok_or_err_json(&r));
             self.flush().await;
             r
@@ -647,13 +703,42 @@ impl Host for ExecHost {
         v
     }
 
+    fn task_generation(&self, key: &str) -> Option<u32> {
+        let st = self.st();
+        st.journal.get(&format!("task:{key}"))?;
+        Some(
+            st.journal
+                .get(&format!("gen:{key}"))
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(0),
+        )
+    }
+
+    fn redriven_at_ms(&self) -> Option<i64> {
+        self.st().redriven_at
+    }
+
     fn task_token(&self, key: &str) -> String {
         let jkey = format!("token-of:{key}");
+        let generation = self.st().generation;
         if let Some(v) = self.journal_get(&jkey) {
-            return v;
+            // A callback task an earlier run left waiting (the execution
+            // was stopped or timed out) gets a new token when a redrive
+            // schedules it again; the old token no longer answers.
+            let issued_in = self
+                .journal_get(&format!("token-gen:{key}"))
+                .and_then(|g| g.parse::<u32>().ok())
+                .unwrap_or(0);
+            let unanswered = self.journal_get(&format!("task:{key}")).is_none();
+            if !(unanswered && issued_in < generation) {
+                return v;
+            }
         }
         let t = make_token(&self.arn, key);
         self.journal_put(jkey, t.clone());
+        if generation > 0 {
+            self.journal_put(format!("token-gen:{key}"), generation.to_string());
+        }
         t
     }
 
@@ -699,7 +784,13 @@ impl ExecHost {
             st.final_event = Some(event_type.to_string());
         }
         if !st.replay.is_empty() {
-            let k = (event_type.to_string(), details.to_string());
+            // Stored first events point at ExecutionStarted (id 1).
+            let prev = if previous_event_id == 0 && self.durable {
+                1
+            } else {
+                previous_event_id
+            };
+            let k = replay_key(st.generation, event_type, prev, &details);
             if let Some(q) = st.replay.get_mut(&k)
                 && let Some(id) = q.pop_front()
             {
@@ -1050,6 +1141,15 @@ impl States {
         if !durable {
             host.set_deadline(row.start_ms + crate::executions::EXPRESS_MAX_MS as i64);
         }
+        // Only a stored execution can have been redriven.
+        let redrive = if durable && replay.is_some() {
+            self.redrive_of(&row.arn)
+        } else {
+            None
+        };
+        if let Some(r) = &redrive {
+            host.set_redrive(r.count, r.redrive_ms);
+        }
         if let Some(logger) = ExecutionLogger::for_execution(
             &self.store,
             &row.machine.logging_configuration,
@@ -1066,13 +1166,15 @@ impl States {
                     &started_details(&row.input, &row.machine),
                 );
             }
+            logger.set_redrive_count(redrive.as_ref().map_or(0, |r| r.count));
             host.set_logger(logger);
         }
         if let Some((events, journal)) = replay {
             host.load_replay(events, journal);
         }
         let input: Value = serde_json::from_str(&row.input).unwrap_or(Value::Null);
-        let info = execution_info(row);
+        let mut info = execution_info(row);
+        info.redrive_count = redrive.map_or(0, |r| r.count);
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.contains_key(&row.arn) {
             return;
