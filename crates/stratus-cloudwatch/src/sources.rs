@@ -1,0 +1,421 @@
+//! Where metric data comes from, as one list of points.
+//!
+//! - Custom metrics: `cw_datums`, written by PutMetricData (and by
+//!   Embedded Metric Format log lines, see [`crate::emf`]).
+//! - `AWS/Lambda`: the store's `lambda_metrics` (one row per minute per
+//!   function, executed version and alias) and `lambda_async_metrics`.
+//! - `AWS/States`: `sfn_metrics` (see [`crate::states`]).
+//!
+//! Lambda's dimension sets follow "Types of metrics for Lambda functions":
+//! no dimension (every function of the region), `FunctionName`, and
+//! `FunctionName` + `Resource` (`name:alias` or `name:version`). Lambda
+//! counts each invocation as a value of 1 in Invocations and a value of 0
+//! or 1 in Errors (so Errors' Average is the error rate), each throttled
+//! request as 1 in Throttles; Duration's values are the invocations'
+//! durations in ms.
+
+use std::collections::BTreeMap;
+
+use stratus_store::rusqlite::{self, Connection, params};
+use stratus_store::{MetricQuery, MetricRow, Store, StoreResult};
+
+use crate::stats::Agg;
+
+/// A metric: namespace, name and dimensions (sorted by name).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricKey {
+    pub namespace: String,
+    pub name: String,
+    pub dims: Vec<(String, String)>,
+}
+
+/// Values of one metric at one time (ms since the epoch; a minute's start
+/// for minute data), in one unit.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub key: MetricKey,
+    pub ts_ms: i64,
+    pub unit: String,
+    pub agg: Agg,
+}
+
+/// What to read: a region, optionally one namespace and metric name, and
+/// times in `[since_ms, until_ms)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Filter<'a> {
+    pub region: &'a str,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub since_ms: i64,
+    pub until_ms: i64,
+}
+
+impl Filter<'_> {
+    fn wants(&self, namespace: &str) -> bool {
+        self.namespace.is_none_or(|n| n == namespace)
+    }
+}
+
+/// The custom metric datums table.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS cw_datums (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    region      TEXT NOT NULL,
+    namespace   TEXT NOT NULL,
+    metric_name TEXT NOT NULL,
+    dims        TEXT NOT NULL,
+    unit        TEXT NOT NULL,
+    ts_ms       INTEGER NOT NULL,
+    count       REAL NOT NULL,
+    sum         REAL NOT NULL,
+    min         REAL NOT NULL,
+    max         REAL NOT NULL,
+    samples     TEXT
+);
+CREATE INDEX IF NOT EXISTS cw_datums_metric ON cw_datums (region, namespace, metric_name, ts_ms);
+"#;
+
+fn table_exists(c: &Connection, name: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        params![name],
+        |r| r.get(0),
+    )
+}
+
+/// Every point matching `f`, from every source.
+///
+/// Errors: the store fails.
+pub fn points(store: &Store, f: &Filter<'_>) -> StoreResult<Vec<Point>> {
+    let mut out = Vec::new();
+    if f.namespace.is_none_or(|n| !n.starts_with("AWS/")) {
+        custom_points(store, f, &mut out)?;
+    }
+    if f.wants("AWS/Lambda") {
+        let rows = store.read_metrics(&MetricQuery {
+            region: Some(f.region),
+            since_ms: Some(f.since_ms),
+            until_ms: Some(f.until_ms),
+            ..Default::default()
+        })?;
+        lambda_points(&rows, f, &mut out);
+        async_points(store, f, &mut out)?;
+    }
+    if f.wants("AWS/States") {
+        states_points(store, f, &mut out)?;
+    }
+    if let Some(n) = f.name {
+        out.retain(|p| p.key.name == n);
+    }
+    out.retain(|p| p.ts_ms >= f.since_ms && p.ts_ms < f.until_ms);
+    Ok(out)
+}
+
+fn custom_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreResult<()> {
+    store.read(|c| {
+        let mut st = c.prepare_cached(
+            "SELECT namespace, metric_name, dims, unit, ts_ms, count, sum, min, max, samples FROM cw_datums
+             WHERE region = ?1 AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR metric_name = ?3)
+               AND ts_ms >= ?4 AND ts_ms < ?5",
+        )?;
+        let rows = st.query_map(
+            params![f.region, f.namespace, f.name, f.since_ms, f.until_ms],
+            |r| {
+                let dims: String = r.get(2)?;
+                let samples: Option<String> = r.get(9)?;
+                Ok(Point {
+                    key: MetricKey {
+                        namespace: r.get(0)?,
+                        name: r.get(1)?,
+                        dims: serde_json::from_str(&dims).unwrap_or_default(),
+                    },
+                    unit: r.get(3)?,
+                    ts_ms: r.get(4)?,
+                    agg: Agg {
+                        count: r.get(5)?,
+                        sum: r.get(6)?,
+                        min: Some(r.get(7)?),
+                        max: Some(r.get(8)?),
+                        samples: samples.and_then(|s| serde_json::from_str(&s).ok()),
+                    },
+                })
+            },
+        )?;
+        for p in rows {
+            out.push(p?);
+        }
+        Ok(())
+    })
+}
+
+fn key(namespace: &str, name: &str, dims: &[(&str, &str)]) -> MetricKey {
+    let mut dims: Vec<(String, String)> = dims
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    dims.sort();
+    MetricKey {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        dims,
+    }
+}
+
+/// The metrics of one `lambda_metrics` row (one minute of one series).
+fn row_metrics(r: &MetricRow) -> Vec<(&'static str, &'static str, Agg)> {
+    let mut v = Vec::new();
+    let n = r.invocations as f64;
+    if r.invocations > 0 {
+        v.push(("Invocations", "Count", Agg::repeated(1.0, n)));
+        let e = r.errors.min(r.invocations) as f64;
+        let mut samples = Vec::new();
+        if n - e > 0.0 {
+            samples.push((0.0, n - e));
+        }
+        if e > 0.0 {
+            samples.push((1.0, e));
+        }
+        v.push((
+            "Errors",
+            "Count",
+            Agg {
+                count: n,
+                sum: e,
+                min: Some(if e == n { 1.0 } else { 0.0 }),
+                max: Some(if e > 0.0 { 1.0 } else { 0.0 }),
+                samples: Some(samples),
+            },
+        ));
+    }
+    if r.throttles > 0 {
+        v.push(("Throttles", "Count", Agg::repeated(1.0, r.throttles as f64)));
+    }
+    if r.duration_count > 0 {
+        // The minimum and the individual durations are not kept; with one
+        // invocation in the minute they are its duration.
+        let single = r.duration_count == 1;
+        v.push((
+            "Duration",
+            "Milliseconds",
+            Agg {
+                count: r.duration_count as f64,
+                sum: r.duration_sum_ms,
+                min: single.then_some(r.duration_sum_ms),
+                max: Some(r.duration_max_ms),
+                samples: single.then(|| vec![(r.duration_sum_ms, 1.0)]),
+            },
+        ));
+    }
+    if r.concurrent_executions > 0 {
+        v.push((
+            "ConcurrentExecutions",
+            "Count",
+            Agg::repeated(r.concurrent_executions as f64, 1.0),
+        ));
+    }
+    if r.provisioned_allocated > 0 || r.provisioned_concurrent_executions > 0 {
+        v.push((
+            "ProvisionedConcurrentExecutions",
+            "Count",
+            Agg::repeated(r.provisioned_concurrent_executions as f64, 1.0),
+        ));
+    }
+    if r.provisioned_allocated > 0 {
+        v.push((
+            "ProvisionedConcurrencyUtilization",
+            "None",
+            Agg::repeated(r.provisioned_utilization(), 1.0),
+        ));
+    }
+    if r.provisioned_invocations > 0 {
+        v.push((
+            "ProvisionedConcurrencyInvocations",
+            "Count",
+            Agg::repeated(1.0, r.provisioned_invocations as f64),
+        ));
+    }
+    if r.spillover_invocations > 0 {
+        v.push((
+            "ProvisionedConcurrencySpilloverInvocations",
+            "Count",
+            Agg::repeated(1.0, r.spillover_invocations as f64),
+        ));
+    }
+    v
+}
+
+/// Metrics of the no-dimension (whole region) set: those whose values add
+/// up exactly across functions.
+const REGION_WIDE: &[&str] = &["Invocations", "Errors", "Throttles", "Duration"];
+
+fn lambda_points(rows: &[MetricRow], f: &Filter<'_>, out: &mut Vec<Point>) {
+    let mut region_wide: BTreeMap<(&str, i64), (&str, Agg)> = BTreeMap::new();
+    for r in rows {
+        let resource;
+        let dims: Vec<(&str, &str)> = match r.dimension.as_str() {
+            "function" => vec![("FunctionName", r.function_name.as_str())],
+            "alias" | "version" => {
+                if r.dimension == "version" && !r.qualifier.bytes().all(|b| b.is_ascii_digit()) {
+                    // `$LATEST` runs are the unqualified function's.
+                    continue;
+                }
+                resource = format!("{}:{}", r.function_name, r.qualifier);
+                vec![
+                    ("FunctionName", r.function_name.as_str()),
+                    ("Resource", resource.as_str()),
+                ]
+            }
+            _ => continue,
+        };
+        for (name, unit, agg) in row_metrics(r) {
+            if r.dimension == "function" && REGION_WIDE.contains(&name) {
+                region_wide
+                    .entry((name, r.minute))
+                    .and_modify(|(_, a)| a.merge(&agg))
+                    .or_insert((unit, agg.clone()));
+            }
+            if f.name.is_some_and(|n| n != name) {
+                continue;
+            }
+            out.push(Point {
+                key: key("AWS/Lambda", name, &dims),
+                ts_ms: r.minute,
+                unit: unit.to_string(),
+                agg,
+            });
+        }
+    }
+    for ((name, minute), (unit, agg)) in region_wide {
+        out.push(Point {
+            key: key("AWS/Lambda", name, &[]),
+            ts_ms: minute,
+            unit: unit.to_string(),
+            agg,
+        });
+    }
+}
+
+fn async_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreResult<()> {
+    store.read(|c| {
+        if !table_exists(c, "lambda_async_metrics")? {
+            return Ok(());
+        }
+        let mut st = c.prepare_cached(
+            "SELECT function_name, minute, events_received, events_dropped, destination_delivery_failures,
+                    dead_letter_errors, event_age_sum_ms, event_age_max_ms, event_age_count
+             FROM lambda_async_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3",
+        )?;
+        let rows = st.query_map(
+            params![f.region, f.since_ms, f.until_ms],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    [r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?, r.get(5)?],
+                    (r.get::<_, i64>(6)?, r.get::<_, i64>(7)?, r.get::<_, i64>(8)?),
+                ))
+            },
+        )?;
+        for row in rows {
+            let (function, minute, counts, (age_sum, age_max, age_count)) = row?;
+            let dims = [("FunctionName", function.as_str())];
+            let names = [
+                "AsyncEventsReceived",
+                "AsyncEventsDropped",
+                "DestinationDeliveryFailures",
+                "DeadLetterErrors",
+            ];
+            for (name, n) in names.into_iter().zip(counts) {
+                if n > 0 {
+                    out.push(Point {
+                        key: key("AWS/Lambda", name, &dims),
+                        ts_ms: minute,
+                        unit: "Count".into(),
+                        agg: Agg::repeated(1.0, n as f64),
+                    });
+                }
+            }
+            if age_count > 0 {
+                out.push(Point {
+                    key: key("AWS/Lambda", "AsyncEventAge", &dims),
+                    ts_ms: minute,
+                    unit: "Milliseconds".into(),
+                    agg: Agg {
+                        count: age_count as f64,
+                        sum: age_sum as f64,
+                        min: (age_count == 1).then_some(age_sum as f64),
+                        max: Some(age_max as f64),
+                        samples: (age_count == 1).then(|| vec![(age_sum as f64, 1.0)]),
+                    },
+                });
+            }
+        }
+        Ok(())
+    })
+}
+
+fn states_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreResult<()> {
+    store.read(|c| {
+        if !table_exists(c, "sfn_metrics")? {
+            return Ok(());
+        }
+        let mut st = c.prepare_cached(
+            "SELECT state_machine_arn, minute, started, succeeded, failed, aborted, timed_out, throttled,
+                    time_count, time_sum_ms, time_min_ms, time_max_ms
+             FROM sfn_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3",
+        )?;
+        let rows = st.query_map(
+            params![f.region, f.since_ms, f.until_ms],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    [r.get::<_, i64>(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                    (
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, f64>(9)?,
+                        r.get::<_, Option<f64>>(10)?,
+                        r.get::<_, Option<f64>>(11)?,
+                    ),
+                ))
+            },
+        )?;
+        let names = [
+            "ExecutionsStarted",
+            "ExecutionsSucceeded",
+            "ExecutionsFailed",
+            "ExecutionsAborted",
+            "ExecutionsTimedOut",
+            "ExecutionThrottled",
+        ];
+        for row in rows {
+            let (sm, minute, counts, (t_count, t_sum, t_min, t_max)) = row?;
+            let dims = [("StateMachineArn", sm.as_str())];
+            for (name, n) in names.into_iter().zip(counts) {
+                if n > 0 {
+                    out.push(Point {
+                        key: key("AWS/States", name, &dims),
+                        ts_ms: minute,
+                        unit: "Count".into(),
+                        agg: Agg::repeated(1.0, n as f64),
+                    });
+                }
+            }
+            if t_count > 0 {
+                out.push(Point {
+                    key: key("AWS/States", "ExecutionTime", &dims),
+                    ts_ms: minute,
+                    unit: "Milliseconds".into(),
+                    agg: Agg {
+                        count: t_count as f64,
+                        sum: t_sum,
+                        min: t_min,
+                        max: t_max,
+                        samples: (t_count == 1).then(|| vec![(t_sum, 1.0)]),
+                    },
+                });
+            }
+        }
+        Ok(())
+    })
+}

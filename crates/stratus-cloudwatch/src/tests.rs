@@ -1,0 +1,499 @@
+//! Unit tests of the operations over a temporary store. Expected values
+//! are CloudWatch's documented statistics of the values put.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use stratus_store::{MetricRow, Store};
+
+use crate::CloudWatch;
+
+fn service() -> (tempfile::TempDir, Arc<CloudWatch>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (dir, CloudWatch::new(store).unwrap())
+}
+
+async fn call(cw: &CloudWatch, op: &str, body: Value) -> Result<Value, stratus_core::AwsError> {
+    cw.call_json("us-east-1", op, body.to_string().as_bytes())
+        .await
+}
+
+fn now_s() -> f64 {
+    stratus_core::time::now_ms() as f64 / 1000.0
+}
+
+#[tokio::test]
+async fn put_then_statistics() {
+    let (_d, cw) = service();
+    let t = now_s();
+    call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [
+            {"MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "a"}],
+             "Values": [10, 20, 30], "Counts": [1, 2, 1], "Unit": "Milliseconds", "Timestamp": t},
+            {"MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "a"}],
+             "Value": 40, "Unit": "Milliseconds", "Timestamp": t}]}),
+    )
+    .await
+    .unwrap();
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        json!({"Namespace": "App", "MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "a"}],
+               "StartTime": t - 600.0, "EndTime": t + 600.0, "Period": 3600,
+               "Statistics": ["SampleCount", "Sum", "Average", "Minimum", "Maximum"]}),
+    )
+    .await
+    .unwrap();
+    let dps = out["Datapoints"].as_array().unwrap();
+    assert_eq!(dps.len(), 1, "{out}");
+    let d = &dps[0];
+    assert_eq!(d["SampleCount"], 5.0);
+    assert_eq!(d["Sum"], 120.0);
+    assert_eq!(d["Average"], 24.0);
+    assert_eq!(d["Minimum"], 10.0);
+    assert_eq!(d["Maximum"], 40.0);
+    assert_eq!(d["Unit"], "Milliseconds");
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        json!({"Namespace": "App", "MetricName": "Latency", "Dimensions": [{"Name": "Svc", "Value": "a"}],
+               "StartTime": t - 600.0, "EndTime": t + 600.0, "Period": 3600,
+               "ExtendedStatistics": ["p50", "p100"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        out["Datapoints"][0]["ExtendedStatistics"],
+        json!({"p50": 20.0, "p100": 40.0})
+    );
+    // Other dimensions (none here) are another metric.
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        json!({"Namespace": "App", "MetricName": "Latency",
+               "StartTime": t - 600.0, "EndTime": t + 600.0, "Period": 60, "Statistics": ["Sum"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_requests() {
+    let (_d, cw) = service();
+    let t = now_s();
+    let base = json!({"Namespace": "App", "MetricName": "M", "StartTime": t - 60.0, "EndTime": t, "Statistics": ["Sum"]});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let e = call(&cw, "GetMetricStatistics", with("Period", json!(7)))
+        .await
+        .unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "InvalidParameterValue"));
+    let e = call(&cw, "GetMetricStatistics", base.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "MissingParameter");
+    let mut b = with("Period", json!(60));
+    b.as_object_mut().unwrap().remove("Statistics");
+    let e = call(&cw, "GetMetricStatistics", b).await.unwrap_err();
+    assert_eq!(e.code, "InvalidParameterCombination");
+    let mut b = with("Period", json!(60));
+    b["StartTime"] = json!(t - 86_400.0 * 2.0);
+    b["Period"] = json!(60);
+    let e = call(&cw, "GetMetricStatistics", b).await.unwrap_err();
+    assert_eq!(
+        e.code, "InvalidParameterCombination",
+        "2 days by the minute is 2,880 datapoints"
+    );
+    let many: Vec<Value> = (0..31)
+        .map(|i| json!({"Name": format!("d{i}"), "Value": "v"}))
+        .collect();
+    let e = call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [{"MetricName": "M", "Value": 1, "Dimensions": many}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    let e = call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "AWS/Lambda", "MetricData": [{"MetricName": "M", "Value": 1}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    let e = call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [{"MetricName": "M", "Value": 1,
+               "StatisticValues": {"SampleCount": 1, "Sum": 1, "Minimum": 1, "Maximum": 1}}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterCombination");
+    let e = call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [{"MetricName": "M", "Values": [1, 2], "Counts": [1]}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    let e = call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [{"MetricName": "M", "Value": 1, "Timestamp": t - 15.0 * 86_400.0}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    // Nothing of a rejected request is stored.
+    let e = call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "Half", "MetricData": [{"MetricName": "ok", "Value": 1}, {"MetricName": "bad", "Value": 1, "Unit": "Parsecs"}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "InvalidParameterValue");
+    let l = call(&cw, "ListMetrics", json!({"Namespace": "Half"}))
+        .await
+        .unwrap();
+    assert_eq!(l["Metrics"], json!([]));
+    let e = call(&cw, "DescribeAlarms", json!({})).await.unwrap_err();
+    assert_eq!(e.code, "InvalidAction");
+    let e = cw
+        .call_json("us-east-1", "ListMetrics", b"{not json")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "SerializationException");
+}
+
+#[tokio::test]
+async fn list_and_data_with_paging() {
+    let (_d, cw) = service();
+    let t = (stratus_core::time::now_ms() / 60_000 * 60) as f64 - 600.0;
+    let data: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "home"}],
+                        "Value": i + 1, "Timestamp": t + 60.0 * i as f64})
+        })
+        .collect();
+    call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "Web", "MetricData": data}),
+    )
+    .await
+    .unwrap();
+    call(
+        &cw,
+        "PutMetricData",
+        json!({"Namespace": "Web", "MetricData": [{"MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "about"}], "Value": 1}]}),
+    )
+    .await
+    .unwrap();
+    let l = call(
+        &cw,
+        "ListMetrics",
+        json!({"Namespace": "Web", "Dimensions": [{"Name": "Page", "Value": "home"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        l["Metrics"],
+        json!([{"Namespace": "Web", "MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "home"}]}])
+    );
+    let l = call(
+        &cw,
+        "ListMetrics",
+        json!({"Dimensions": [{"Name": "Page"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(l["Metrics"].as_array().unwrap().len(), 2);
+    let q = |token: Option<&str>| {
+        let mut b = json!({"StartTime": t, "EndTime": t + 300.0, "MaxDatapoints": 3, "ScanBy": "TimestampAscending",
+            "MetricDataQueries": [{"Id": "m1", "Label": "hits", "MetricStat": {
+                "Metric": {"Namespace": "Web", "MetricName": "Hits", "Dimensions": [{"Name": "Page", "Value": "home"}]},
+                "Period": 60, "Stat": "Sum"}}]});
+        if let Some(t) = token {
+            b["NextToken"] = json!(t);
+        }
+        b
+    };
+    let p1 = call(&cw, "GetMetricData", q(None)).await.unwrap();
+    assert_eq!(p1["MetricDataResults"][0]["Values"], json!([1.0, 2.0, 3.0]));
+    assert_eq!(p1["MetricDataResults"][0]["Label"], "hits");
+    assert_eq!(p1["MetricDataResults"][0]["StatusCode"], "PartialData");
+    let tok = p1["NextToken"].as_str().unwrap().to_string();
+    let p2 = call(&cw, "GetMetricData", q(Some(&tok))).await.unwrap();
+    assert_eq!(p2["MetricDataResults"][0]["Values"], json!([4.0, 5.0]));
+    assert_eq!(p2["MetricDataResults"][0]["StatusCode"], "Complete");
+    assert!(p2.get("NextToken").is_none());
+    let e = call(&cw, "GetMetricData", q(Some("garbage")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "InvalidNextToken");
+    let mut expr = q(None);
+    expr["MetricDataQueries"] = json!([{"Id": "e1", "Expression": "SUM(METRICS())"}]);
+    let e = call(&cw, "GetMetricData", expr).await.unwrap_err();
+    assert_eq!(e.code, "ValidationError");
+}
+
+#[tokio::test]
+async fn lambda_metrics_with_aws_dimensions() {
+    let (_d, cw) = service();
+    let minute = stratus_core::time::now_ms() / 60_000 * 60_000;
+    let row = |dim: &str, q: &str| MetricRow {
+        region: "us-east-1".into(),
+        function_name: "f".into(),
+        dimension: dim.into(),
+        qualifier: q.into(),
+        minute,
+        invocations: 4,
+        errors: 1,
+        duration_sum_ms: 100.0,
+        duration_count: 4,
+        duration_max_ms: 40.0,
+        ..Default::default()
+    };
+    cw.store()
+        .add_metrics(&[
+            row("function", ""),
+            row("version", "$LATEST"),
+            row("alias", "live"),
+        ])
+        .unwrap();
+    let t = minute as f64 / 1000.0;
+    let stats = |dims: Value, name: &str| {
+        json!({"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dims,
+               "StartTime": t - 60.0, "EndTime": t + 60.0, "Period": 60,
+               "Statistics": ["Sum", "SampleCount", "Average", "Maximum"]})
+    };
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        stats(
+            json!([{"Name": "FunctionName", "Value": "f"}]),
+            "Invocations",
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["Sum"], 4.0);
+    assert_eq!(out["Datapoints"][0]["Unit"], "Count");
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        stats(json!([{"Name": "FunctionName", "Value": "f"}]), "Errors"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["Sum"], 1.0);
+    assert_eq!(out["Datapoints"][0]["Average"], 0.25);
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        stats(json!([{"Name": "FunctionName", "Value": "f"}]), "Duration"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["Average"], 25.0);
+    assert_eq!(out["Datapoints"][0]["Maximum"], 40.0);
+    assert_eq!(out["Datapoints"][0]["Unit"], "Milliseconds");
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        stats(json!([{"Name": "FunctionName", "Value": "f"}, {"Name": "Resource", "Value": "f:live"}]), "Invocations"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["Sum"], 4.0);
+    let out = call(&cw, "GetMetricStatistics", stats(json!([]), "Invocations"))
+        .await
+        .unwrap();
+    assert_eq!(out["Datapoints"][0]["Sum"], 4.0);
+    let l = call(
+        &cw,
+        "ListMetrics",
+        json!({"Namespace": "AWS/Lambda", "MetricName": "Invocations"}),
+    )
+    .await
+    .unwrap();
+    let sets: Vec<Value> = l["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Dimensions"].clone())
+        .collect();
+    assert_eq!(
+        sets,
+        vec![
+            json!([]),
+            json!([{"Name": "FunctionName", "Value": "f"}]),
+            json!([{"Name": "FunctionName", "Value": "f"}, {"Name": "Resource", "Value": "f:live"}]),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn step_functions_counts() {
+    let (_d, cw) = service();
+    let store = cw.store().clone();
+    store
+        .migrate(
+            "CREATE TABLE IF NOT EXISTS sfn_executions (arn TEXT PRIMARY KEY, region TEXT, state_machine_arn TEXT,
+             status TEXT, start_ms INTEGER, stop_ms INTEGER)",
+        )
+        .unwrap();
+    let sm = "arn:aws:states:us-east-1:123456789012:stateMachine:m";
+    let now = stratus_core::time::now_ms();
+    let rows = [
+        ("e1", "SUCCEEDED", 1_000),
+        ("e2", "FAILED", 3_000),
+        ("e3", "ABORTED", 500),
+        ("e4", "RUNNING", 0),
+    ];
+    for (arn, status, took) in rows {
+        let (sm, arn, status) = (sm.to_string(), arn.to_string(), status.to_string());
+        store
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO sfn_executions VALUES (?1, 'us-east-1', ?2, ?3, ?4, ?5)",
+                    stratus_store::rusqlite::params![
+                        arn,
+                        sm,
+                        status,
+                        now - took,
+                        (status != "RUNNING").then_some(now)
+                    ],
+                )?;
+                crate::states::count_started(c, "us-east-1", &sm, now - took)
+            })
+            .await
+            .unwrap();
+    }
+    for arn in ["e1", "e2", "e3", "e4", "e1"] {
+        let arn = arn.to_string();
+        store
+            .write(move |c| crate::states::count_ended(c, &arn))
+            .await
+            .unwrap();
+    }
+    // Nothing left to catch up: every end is counted once.
+    assert_eq!(cw.recover().await.unwrap(), 0);
+    let t = now as f64 / 1000.0;
+    let get = |name: &str, stat: &str| {
+        json!({"Namespace": "AWS/States", "MetricName": name,
+               "Dimensions": [{"Name": "StateMachineArn", "Value": sm}],
+               "StartTime": t - 600.0, "EndTime": t + 60.0, "Period": 3600, "Statistics": [stat]})
+    };
+    for (name, stat, want) in [
+        ("ExecutionsStarted", "Sum", 4.0),
+        ("ExecutionsSucceeded", "Sum", 1.0),
+        ("ExecutionsFailed", "Sum", 1.0),
+        ("ExecutionsAborted", "Sum", 1.0),
+        ("ExecutionTime", "SampleCount", 3.0),
+        ("ExecutionTime", "Maximum", 3_000.0),
+        ("ExecutionTime", "Minimum", 500.0),
+        ("ExecutionTime", "Average", 1_500.0),
+    ] {
+        let out = call(&cw, "GetMetricStatistics", get(name, stat))
+            .await
+            .unwrap();
+        assert_eq!(out["Datapoints"][0][stat], want, "{name} {stat}: {out}");
+    }
+    let out = call(&cw, "GetMetricStatistics", get("ExecutionsTimedOut", "Sum"))
+        .await
+        .unwrap();
+    assert_eq!(out["Datapoints"], json!([]));
+}
+
+#[tokio::test]
+async fn embedded_metric_format_lines() {
+    let (_d, cw) = service();
+    let now = stratus_core::time::now_ms();
+    let line = json!({"_aws": {"Timestamp": now, "CloudWatchMetrics": [{"Namespace": "MyApplication",
+        "Dimensions": [["Environment", "Service"]],
+        "Metrics": [{"Name": "ProcessingTime", "Unit": "Milliseconds"}]}]},
+        "ProcessingTime": [12.5, 7.5], "Environment": "production", "Service": "order-api"});
+    for message in [
+        line.to_string(),
+        "plain text".into(),
+        r#"{"_aws": {"Timestamp": "x"}}"#.into(),
+    ] {
+        cw.store().append_log(stratus_store::LogEvent {
+            region: "us-east-1".into(),
+            log_group: "/aws/lambda/f".into(),
+            log_stream: "s".into(),
+            timestamp: now,
+            message,
+        });
+    }
+    cw.store().flush_logs();
+    assert_eq!(cw.scan_emf().await.unwrap(), 3);
+    assert_eq!(
+        cw.scan_emf().await.unwrap(),
+        0,
+        "the cursor moved past the lines"
+    );
+    let t = now as f64 / 1000.0;
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        json!({"Namespace": "MyApplication", "MetricName": "ProcessingTime",
+               "Dimensions": [{"Name": "Service", "Value": "order-api"}, {"Name": "Environment", "Value": "production"}],
+               "StartTime": t - 120.0, "EndTime": t + 60.0, "Period": 60, "Statistics": ["Sum", "SampleCount"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["Sum"], 20.0, "{out}");
+    assert_eq!(out["Datapoints"][0]["SampleCount"], 2.0);
+    assert_eq!(out["Datapoints"][0]["Unit"], "Milliseconds");
+}
+
+#[tokio::test]
+async fn query_protocol_round_trip() {
+    let (_d, cw) = service();
+    let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let now = stratus_core::time::now_ms();
+    let iso = stratus_core::time::iso_ms(now);
+    cw.call_query(
+        "us-east-1",
+        "PutMetricData",
+        &[
+            p("Namespace", "Q"),
+            p("MetricData.member.1.MetricName", "m"),
+            p("MetricData.member.1.Value", "2.5"),
+            p("MetricData.member.1.Timestamp", &iso),
+        ],
+    )
+    .await
+    .unwrap();
+    let x = cw
+        .call_query(
+            "us-east-1",
+            "GetMetricStatistics",
+            &[
+                p("Namespace", "Q"),
+                p("MetricName", "m"),
+                p("Period", "60"),
+                p("Statistics.member.1", "Sum"),
+                p("StartTime", &stratus_core::time::iso_ms(now - 120_000)),
+                p("EndTime", &stratus_core::time::iso_ms(now + 60_000)),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(x.contains("<Sum>2.5</Sum>"), "{x}");
+    assert!(x.contains("<Label>m</Label>"), "{x}");
+}
