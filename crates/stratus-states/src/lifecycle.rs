@@ -23,7 +23,10 @@ const RECHECK_MS: u64 = 5_000;
 impl States {
     /// Tells everyone waiting on `arn` that it ended. `status` is the final
     /// status just committed (SUCCEEDED, FAILED, TIMED_OUT or ABORTED).
+    /// Also counts the end in CloudWatch's `AWS/States` metrics (once per
+    /// execution, from the stored row).
     pub(crate) fn execution_ended(&self, arn: &str, status: &str) {
+        stratus_cloudwatch::states::record_end(&self.store, arn);
         let notify = self
             .ended
             .lock()
@@ -90,7 +93,10 @@ mod tests {
         let arn = sm["stateMachineArn"].as_str().unwrap().to_string();
         let ex = call(&states, "StartExecution", json!({"stateMachineArn": arn})).await;
         let exec_arn = ex["executionArn"].as_str().unwrap().to_string();
-        let (a, b) = tokio::join!(states.wait_for_end(&exec_arn), states.wait_for_end(&exec_arn));
+        let (a, b) = tokio::join!(
+            states.wait_for_end(&exec_arn),
+            states.wait_for_end(&exec_arn)
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.status, "SUCCEEDED");
         assert_eq!(b.output.as_deref(), Some(r#"{"done":true}"#));
