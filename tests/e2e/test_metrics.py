@@ -473,3 +473,80 @@ def test_query_protocol(server):
     assert status == 400
     err = ET.fromstring(body)
     assert err.find(".//cw:Error/cw:Code", nsx).text == "InvalidParameterValue"
+
+
+# --------------------------------------------------------------------------
+# every protocol the model lists, spoken by botocore itself
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["smithy-rpc-v2-cbor", "query", "json"])
+def cw_protocol(request, server, monkeypatch):
+    """A CloudWatch client of one protocol: botocore picks the first of its
+    priority list that the model offers, so narrowing the list picks it."""
+    import botocore.model
+    monkeypatch.setattr(botocore.model, "PRIORITY_ORDERED_SUPPORTED_PROTOCOLS", (request.param,))
+    client = make_client(server.url, "cloudwatch")
+    assert client.meta.service_model.resolved_protocol == request.param
+    return client
+
+
+def test_each_protocol_round_trip(cw_protocol):
+    cw = cw_protocol
+    ns = f"Proto-{uuid.uuid4().hex[:8]}"
+    t = now()
+    cw.put_metric_data(Namespace=ns, MetricData=[
+        {"MetricName": "Temp", "Dimensions": [{"Name": "Room", "Value": "lab"}], "Timestamp": t,
+         "Values": [20.0, 22.0, 27.0], "Unit": "None"}])
+    out = cw.get_metric_statistics(Namespace=ns, MetricName="Temp", Dimensions=[{"Name": "Room", "Value": "lab"}],
+                                   StartTime=t - timedelta(minutes=10), EndTime=now() + timedelta(minutes=5),
+                                   Period=3600, Statistics=["Average", "Maximum", "SampleCount"])
+    [d] = out["Datapoints"]
+    assert (d["Average"], d["Maximum"], d["SampleCount"]) == (23.0, 27.0, 3.0)
+    assert isinstance(d["Timestamp"], datetime)
+    assert abs((d["Timestamp"] - t).total_seconds()) < 3600
+    out = cw.get_metric_statistics(Namespace=ns, MetricName="Temp", Dimensions=[{"Name": "Room", "Value": "lab"}],
+                                   StartTime=t - timedelta(minutes=10), EndTime=now() + timedelta(minutes=5),
+                                   Period=3600, ExtendedStatistics=["p50"])
+    assert out["Datapoints"][0]["ExtendedStatistics"] == {"p50": 22.0}
+    listed = cw.list_metrics(Namespace=ns)["Metrics"]
+    assert listed == [{"Namespace": ns, "MetricName": "Temp", "Dimensions": [{"Name": "Room", "Value": "lab"}]}]
+    data = cw.get_metric_data(MetricDataQueries=[{"Id": "t", "MetricStat": {
+        "Metric": {"Namespace": ns, "MetricName": "Temp", "Dimensions": [{"Name": "Room", "Value": "lab"}]},
+        "Period": 3600, "Stat": "Minimum"}}], StartTime=t - timedelta(minutes=10), EndTime=now() + timedelta(minutes=5))
+    [r] = data["MetricDataResults"]
+    assert r["Values"] == [20.0] and r["StatusCode"] == "Complete"
+    assert isinstance(r["Timestamps"][0], datetime)
+    with pytest.raises(ClientError) as e:
+        cw.get_metric_statistics(Namespace=ns, MetricName="Temp", StartTime=t - timedelta(minutes=10),
+                                 EndTime=now(), Period=13, Statistics=["Sum"])
+    assert_client_error(e, "InvalidParameterValue", 400)
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_data(Namespace="AWS/EC2", MetricData=[{"MetricName": "CPUUtilization", "Value": 1.0}])
+    assert_client_error(e, "InvalidParameterValue", 400)
+
+
+def test_large_put_is_gzip_compressed(cw):
+    """botocore gzips PutMetricData bodies of 10 KiB or more (the operation's
+    requestcompression trait): 1,000 datums arrive compressed."""
+    ns = f"Bulk-{uuid.uuid4().hex[:8]}"
+    sent = {}
+
+    def spy(request, **kwargs):
+        sent["encoding"] = request.headers.get("Content-Encoding")
+
+    cw.meta.events.register("before-send.cloudwatch.PutMetricData", spy)
+    try:
+        cw.put_metric_data(Namespace=ns, MetricData=[
+            {"MetricName": "Item", "Dimensions": [{"Name": "N", "Value": str(i % 10)}], "Value": float(i)}
+            for i in range(1000)])
+    finally:
+        cw.meta.events.unregister("before-send.cloudwatch.PutMetricData", spy)
+    assert sent["encoding"] in (b"gzip", "gzip")
+    out = stats(cw, ns, "Item", {"N": "7"}, ["SampleCount", "Sum"], start=now() - timedelta(minutes=10))
+    # Items 7, 17, ..., 997: 100 values summing to 100*7 + 10*(0+...+99).
+    assert total(out["Datapoints"], "SampleCount") == 100
+    assert total(out["Datapoints"], "Sum") == 700 + 10 * sum(range(100))
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_data(Namespace=ns, MetricData=[{"MetricName": "Item", "Value": 1.0}] * 1001)
+    assert_client_error(e, "InvalidParameterValue", 400)

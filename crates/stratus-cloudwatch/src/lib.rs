@@ -7,7 +7,8 @@
 //! priority list it supports, which is `json` (json 1.0,
 //! `X-Amz-Target: GraniteServiceVersion20100801.<Operation>`, served by
 //! [`CloudWatch::call_json`]). Older clients send the query protocol
-//! (form body, XML answers; [`CloudWatch::call_query`]). Errors carry the
+//! (form body, XML answers; [`CloudWatch::call_query`]); SDKs that prefer
+//! Smithy RPC v2 CBOR get it from [`CloudWatch::call_cbor`]. Errors carry the
 //! query code in `x-amzn-query-error` (`awsQueryCompatible`, see
 //! [`errors`]).
 //!
@@ -22,8 +23,10 @@ use serde_json::{Map, Value};
 use stratus_core::{AwsError, AwsResult};
 use stratus_store::{Store, StoreResult};
 
+pub mod cbor;
 pub mod emf;
 pub mod errors;
+pub mod gzip;
 pub mod input;
 mod ops;
 pub mod query;
@@ -82,39 +85,73 @@ impl CloudWatch {
     }
 
     /// Serves one json-protocol request: `op` from `X-Amz-Target`, `body`
-    /// the json document.
+    /// the json document (gzip-compressed or not).
     ///
     /// Errors: `SerializationException` (400) for a body that is not a
-    /// json object, `RequestEntityTooLarge` (413) above 1 MB, `InvalidAction`
-    /// (400) for operations not served, and each operation's errors.
+    /// json object (or not valid gzip), `RequestEntityTooLarge` (413) above
+    /// 1 MB, `InvalidAction` (400) for operations not served, and each
+    /// operation's errors.
     pub async fn call_json(&self, region: &str, op: &str, body: &[u8]) -> AwsResult<Value> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(too_large(body.len()));
-        }
+        let body = unpack(body)?;
         let req: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
             Map::new()
         } else {
-            match serde_json::from_slice::<Value>(body) {
+            match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(m)) => m,
-                Ok(_) => {
-                    return Err(errors::cw_error(
-                        400,
-                        "SerializationException",
-                        "SerializationException",
-                        "The request body must be a json object.",
-                    ));
-                }
+                Ok(_) => return Err(serialization("The request body must be a json object.")),
                 Err(e) => {
-                    return Err(errors::cw_error(
-                        400,
-                        "SerializationException",
-                        "SerializationException",
-                        format!("The request body is not valid json: {e}."),
-                    ));
+                    return Err(serialization(format!(
+                        "The request body is not valid json: {e}."
+                    )));
                 }
             }
         };
         self.call(region, op, &req).await
+    }
+
+    /// Serves one Smithy RPC v2 CBOR request (`POST
+    /// /service/GraniteServiceVersion20100801/operation/<op>`, header
+    /// `smithy-protocol: rpc-v2-cbor`): returns the HTTP status, the
+    /// headers and the CBOR body of the answer; an error is a CBOR map
+    /// `{"__type": "com.amazonaws.cloudwatch#<Shape>", "message": ...}` with
+    /// `x-amzn-query-error`.
+    pub async fn call_cbor(&self, region: &str, op: &str, body: &[u8]) -> CborReply {
+        let r = match unpack(body).and_then(|b| {
+            cbor::decode(&b)
+                .map_err(|e| serialization(format!("The request body is not valid CBOR: {e}.")))
+        }) {
+            Ok(Value::Object(req)) => self.call(region, op, &req).await,
+            Ok(_) => Err(serialization("The request body must be a CBOR map.")),
+            Err(e) => Err(e),
+        };
+        let mut headers = vec![
+            ("smithy-protocol".to_string(), "rpc-v2-cbor".to_string()),
+            ("content-type".to_string(), "application/cbor".to_string()),
+        ];
+        match r {
+            Ok(v) => CborReply {
+                status: 200,
+                headers,
+                body: cbor::encode(&v),
+            },
+            Err(e) => {
+                let mut m = Map::new();
+                m.insert("__type".into(), Value::from(e.code.clone()));
+                m.insert("message".into(), Value::from(e.message.clone()));
+                for (k, v) in &e.extra {
+                    if k.starts_with("x-amzn-") {
+                        headers.push((k.clone(), v.clone()));
+                    } else {
+                        m.insert(k.clone(), Value::from(v.clone()));
+                    }
+                }
+                CborReply {
+                    status: e.status,
+                    headers,
+                    body: cbor::encode(&Value::Object(m)),
+                }
+            }
+        }
     }
 
     /// Serves one query-protocol request and returns the inner XML of its
@@ -157,6 +194,37 @@ impl CloudWatch {
             )),
         }
     }
+}
+
+/// An answer of the CBOR protocol: HTTP status, headers, body.
+#[derive(Debug, Clone)]
+pub struct CborReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+fn serialization(message: impl Into<String>) -> AwsError {
+    errors::cw_error(
+        400,
+        "SerializationException",
+        "SerializationException",
+        message,
+    )
+}
+
+/// The request body, checked against the 1 MB limit and decompressed when
+/// it is gzip ([`gzip`]).
+fn unpack(body: &[u8]) -> AwsResult<std::borrow::Cow<'_, [u8]>> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large(body.len()));
+    }
+    if gzip::is_gzip(body) {
+        return gzip::gunzip(body)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| serialization(format!("The request body is not valid gzip: {e}.")));
+    }
+    Ok(std::borrow::Cow::Borrowed(body))
 }
 
 fn too_large(n: usize) -> AwsError {

@@ -449,7 +449,19 @@ async fn serve(mut config: Config) -> Result<(), String> {
         json_services,
         query_services,
     )
-    .merge(sqs.esm_router());
+    .merge(sqs.esm_router())
+    .merge(stratus_api::rpc_v2::router(
+        stratus_api::rpc_v2::RpcV2Services::new().with(stratus_cloudwatch::TARGET_PREFIX, {
+            let cw = cloudwatch.clone();
+            move |region: String, op: String, body: axum::body::Bytes| {
+                let cw = cw.clone();
+                async move {
+                    let r = cw.call_cbor(&region, &op, &body).await;
+                    (r.status, r.headers, r.body)
+                }
+            }
+        }),
+    ));
 
     let reaper = {
         let lambda = lambda.clone();
