@@ -45,6 +45,7 @@ from harness import (
     invoke,
     make_client,
     make_zip,
+    start_server,
     wait_until,
 )
 
@@ -272,6 +273,44 @@ def test_step_functions_execution_metrics(cw, sfn, aws_cli):
     names = {m["MetricName"] for m in listed["Metrics"]}
     assert {"ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsAborted",
             "ExecutionTime"} <= names
+
+
+def test_step_functions_metrics_survive_sigkill(tmp_path):
+    """Starts are committed with the execution; ends are counted once, even
+    when the server is killed while executions run and they finish after
+    the restart, and a clean restart counts nothing again."""
+    srv = start_server(tmp_path / "data", name="metrics-sigkill")
+    sfn = make_client(srv.url, "stepfunctions")
+    sm = sfn.create_state_machine(
+        name="quick", roleArn=SFN_ROLE,
+        definition=json.dumps({"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "Seconds": 1, "Next": "P"},
+            "P": {"Type": "Pass", "Result": "done", "End": True}}}))["stateMachineArn"]
+    started = [sfn.start_execution(stateMachineArn=sm)["executionArn"] for _ in range(5)]
+    srv.kill()
+    srv.start()
+    sfn = make_client(srv.url, "stepfunctions")
+    for ex in started:
+        wait_until(lambda: sfn.describe_execution(executionArn=ex)["status"] == "SUCCEEDED", 30,
+                   what=f"{ex} to succeed")
+    expected = {"ExecutionsStarted": 5, "ExecutionsSucceeded": 5}
+
+    def counts(url):
+        c = make_client(url, "cloudwatch")
+        got = {m: total(stats(c, "AWS/States", m, {"StateMachineArn": sm}, ["Sum"])["Datapoints"], "Sum")
+               for m in expected}
+        return got if got == expected else None
+
+    wait_until(lambda: counts(srv.url), 20, what=f"counts {expected}")
+    srv.stop()
+    srv.start()
+    assert counts(srv.url) == expected
+    c = make_client(srv.url, "cloudwatch")
+    t = stats(c, "AWS/States", "ExecutionTime", {"StateMachineArn": sm}, ["SampleCount", "Minimum"])["Datapoints"]
+    assert total(t, "SampleCount") == 5
+    # Each waited one second.
+    assert min(d["Minimum"] for d in t) >= 1000
+    srv.stop()
 
 
 # --------------------------------------------------------------------------
