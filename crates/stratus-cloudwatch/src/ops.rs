@@ -15,7 +15,7 @@ use crate::input::{
     Obj, as_obj, check_metric_name, check_namespace, check_unit, dimensions, list, opt_bool,
     opt_int, opt_num, opt_obj, opt_str, opt_time, req_str, req_time,
 };
-use crate::sources::{Filter, MetricKey, Point, points};
+use crate::sources::{Filter, MetricKey, Point, metric_keys, points};
 use crate::stats::{Agg, Stat};
 
 const MINUTE: i64 = 60_000;
@@ -494,7 +494,7 @@ impl CloudWatch {
                 .and_then(|n| n.parse::<usize>().ok())
                 .ok_or_else(|| invalid_token(t))?,
         };
-        let pts = points(
+        let all = metric_keys(
             &self.store,
             &Filter {
                 region,
@@ -505,9 +505,8 @@ impl CloudWatch {
             },
         )
         .map_err(store_err)?;
-        let keys: BTreeSet<MetricKey> = pts
+        let keys: Vec<MetricKey> = all
             .into_iter()
-            .map(|p| p.key)
             .filter(|k| {
                 wanted.iter().all(|(n, v)| {
                     k.dims

@@ -14,7 +14,7 @@
 //! request as 1 in Throttles; Duration's values are the invocations'
 //! durations in ms.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use stratus_store::rusqlite::{self, Connection, params};
 use stratus_store::{MetricQuery, MetricRow, Store, StoreResult};
@@ -87,37 +87,102 @@ fn table_exists(c: &Connection, name: &str) -> rusqlite::Result<bool> {
 ///
 /// Errors: the store fails.
 pub fn points(store: &Store, f: &Filter<'_>) -> StoreResult<Vec<Point>> {
-    let mut out = Vec::new();
-    if f.namespace.is_none_or(|n| !n.starts_with("AWS/")) {
-        custom_points(store, f, &mut out)?;
-    }
-    if f.wants("AWS/Lambda") {
-        let rows = store.read_metrics(&MetricQuery {
-            region: Some(f.region),
-            since_ms: Some(f.since_ms),
-            until_ms: Some(f.until_ms),
-            ..Default::default()
-        })?;
-        lambda_points(&rows, f, &mut out);
-        async_points(store, f, &mut out)?;
-    }
-    if f.wants("AWS/States") {
-        states_points(store, f, &mut out)?;
-    }
-    if let Some(n) = f.name {
-        out.retain(|p| p.key.name == n);
-    }
+    let mut out = collect(store, f, false)?;
     out.retain(|p| p.ts_ms >= f.since_ms && p.ts_ms < f.until_ms);
     Ok(out)
 }
 
-fn custom_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreResult<()> {
+/// The metrics with data matching `f` (ListMetrics): each source's rows
+/// summed per series in SQL, so the answer does not read every minute.
+///
+/// Errors: the store fails.
+pub fn metric_keys(store: &Store, f: &Filter<'_>) -> StoreResult<BTreeSet<MetricKey>> {
+    Ok(collect(store, f, true)?
+        .into_iter()
+        .map(|p| p.key)
+        .collect())
+}
+
+/// Points of every source; `grouped`: one point per series over the whole
+/// range (timestamp 0) instead of one per minute or datum.
+fn collect(store: &Store, f: &Filter<'_>, grouped: bool) -> StoreResult<Vec<Point>> {
+    let mut out = Vec::new();
+    if f.namespace.is_none_or(|n| !n.starts_with("AWS/")) {
+        custom_points(store, f, grouped, &mut out)?;
+    }
+    if f.wants("AWS/Lambda") {
+        let rows = if grouped {
+            lambda_series(store, f)?
+        } else {
+            store.read_metrics(&MetricQuery {
+                region: Some(f.region),
+                since_ms: Some(f.since_ms),
+                until_ms: Some(f.until_ms),
+                ..Default::default()
+            })?
+        };
+        lambda_points(&rows, f, &mut out);
+        async_points(store, f, grouped, &mut out)?;
+    }
+    if f.wants("AWS/States") {
+        states_points(store, f, grouped, &mut out)?;
+    }
+    if let Some(n) = f.name {
+        out.retain(|p| p.key.name == n);
+    }
+    Ok(out)
+}
+
+/// `lambda_metrics` summed per series over the range (minute 0).
+fn lambda_series(store: &Store, f: &Filter<'_>) -> StoreResult<Vec<MetricRow>> {
     store.read(|c| {
         let mut st = c.prepare_cached(
+            "SELECT function_name, dimension, qualifier, SUM(invocations), SUM(errors), SUM(throttles),
+                    MAX(concurrent_executions), MAX(provisioned_concurrent_executions), MAX(provisioned_allocated),
+                    SUM(provisioned_invocations), SUM(spillover_invocations), SUM(duration_count)
+             FROM lambda_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3
+             GROUP BY function_name, dimension, qualifier",
+        )?;
+        let rows = st.query_map(params![f.region, f.since_ms, f.until_ms], |r| {
+            let u = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(MetricRow {
+                region: f.region.to_string(),
+                function_name: r.get(0)?,
+                dimension: r.get(1)?,
+                qualifier: r.get(2)?,
+                invocations: u(3)?,
+                errors: u(4)?,
+                throttles: u(5)?,
+                concurrent_executions: u(6)?,
+                provisioned_concurrent_executions: u(7)?,
+                provisioned_allocated: u(8)?,
+                provisioned_invocations: u(9)?,
+                spillover_invocations: u(10)?,
+                duration_count: u(11)?,
+                ..Default::default()
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+fn custom_points(
+    store: &Store,
+    f: &Filter<'_>,
+    grouped: bool,
+    out: &mut Vec<Point>,
+) -> StoreResult<()> {
+    store.read(|c| {
+        let mut st = c.prepare_cached(if grouped {
+            "SELECT namespace, metric_name, dims, unit, 0, SUM(count), SUM(sum), MIN(min), MAX(max), NULL FROM cw_datums
+             WHERE region = ?1 AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR metric_name = ?3)
+               AND ts_ms >= ?4 AND ts_ms < ?5
+             GROUP BY namespace, metric_name, dims, unit"
+        } else {
             "SELECT namespace, metric_name, dims, unit, ts_ms, count, sum, min, max, samples FROM cw_datums
              WHERE region = ?1 AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR metric_name = ?3)
-               AND ts_ms >= ?4 AND ts_ms < ?5",
-        )?;
+               AND ts_ms >= ?4 AND ts_ms < ?5"
+        })?;
         let rows = st.query_map(
             params![f.region, f.namespace, f.name, f.since_ms, f.until_ms],
             |r| {
@@ -295,16 +360,25 @@ fn lambda_points(rows: &[MetricRow], f: &Filter<'_>, out: &mut Vec<Point>) {
     }
 }
 
-fn async_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreResult<()> {
+fn async_points(
+    store: &Store,
+    f: &Filter<'_>,
+    grouped: bool,
+    out: &mut Vec<Point>,
+) -> StoreResult<()> {
     store.read(|c| {
         if !table_exists(c, "lambda_async_metrics")? {
             return Ok(());
         }
-        let mut st = c.prepare_cached(
+        let mut st = c.prepare_cached(if grouped {
+            "SELECT function_name, 0, SUM(events_received), SUM(events_dropped), SUM(destination_delivery_failures),
+                    SUM(dead_letter_errors), SUM(event_age_sum_ms), MAX(event_age_max_ms), SUM(event_age_count)
+             FROM lambda_async_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3 GROUP BY function_name"
+        } else {
             "SELECT function_name, minute, events_received, events_dropped, destination_delivery_failures,
                     dead_letter_errors, event_age_sum_ms, event_age_max_ms, event_age_count
-             FROM lambda_async_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3",
-        )?;
+             FROM lambda_async_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3"
+        })?;
         let rows = st.query_map(
             params![f.region, f.since_ms, f.until_ms],
             |r| {
@@ -354,16 +428,25 @@ fn async_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreRes
     })
 }
 
-fn states_points(store: &Store, f: &Filter<'_>, out: &mut Vec<Point>) -> StoreResult<()> {
+fn states_points(
+    store: &Store,
+    f: &Filter<'_>,
+    grouped: bool,
+    out: &mut Vec<Point>,
+) -> StoreResult<()> {
     store.read(|c| {
         if !table_exists(c, "sfn_metrics")? {
             return Ok(());
         }
-        let mut st = c.prepare_cached(
+        let mut st = c.prepare_cached(if grouped {
+            "SELECT state_machine_arn, 0, SUM(started), SUM(succeeded), SUM(failed), SUM(aborted), SUM(timed_out),
+                    SUM(throttled), SUM(time_count), SUM(time_sum_ms), MIN(time_min_ms), MAX(time_max_ms)
+             FROM sfn_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3 GROUP BY state_machine_arn"
+        } else {
             "SELECT state_machine_arn, minute, started, succeeded, failed, aborted, timed_out, throttled,
                     time_count, time_sum_ms, time_min_ms, time_max_ms
-             FROM sfn_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3",
-        )?;
+             FROM sfn_metrics WHERE region = ?1 AND minute >= ?2 AND minute < ?3"
+        })?;
         let rows = st.query_map(
             params![f.region, f.since_ms, f.until_ms],
             |r| {
