@@ -565,9 +565,11 @@ def test_each_protocol_round_trip(cw_protocol):
     assert_client_error(e, "InvalidParameterValue", 400)
 
 
-def test_large_put_is_gzip_compressed(cw):
+def test_large_put_is_gzip_compressed(cw_protocol):
     """botocore gzips PutMetricData bodies of 10 KiB or more (the operation's
-    requestcompression trait): 1,000 datums arrive compressed."""
+    requestcompression trait): 1,000 datums arrive compressed, whatever the
+    protocol."""
+    cw = cw_protocol
     ns = f"Bulk-{uuid.uuid4().hex[:8]}"
     sent = {}
 
