@@ -162,6 +162,39 @@ def test_lambda_alias_resource_dimension(cw, functions, lambda_client):
     assert total(fn, "Sum") == 2
 
 
+def test_lambda_throttles_and_async_events(cw, functions, lambda_client):
+    """Throttles counts invocation requests refused for concurrency;
+    AsyncEventsReceived counts events Lambda queued for asynchronous
+    invocation ("Types of metrics for Lambda functions")."""
+    name = functions.python(make_zip({"app.py": APP}))
+    for _ in range(3):
+        r = lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"action": "echo"}')
+        assert r["StatusCode"] == 202
+    dims = {"FunctionName": name}
+
+    def received():
+        dp = stats(cw, "AWS/Lambda", "AsyncEventsReceived", dims, ["Sum"])["Datapoints"]
+        return dp if dp and total(dp, "Sum") == 3 else None
+
+    dp = wait_until(received, 30, what="3 AsyncEventsReceived")
+    assert all(d["Unit"] == "Count" for d in dp)
+    # Once they have run, nothing else asks for the function's concurrency.
+    wait_until(lambda: total(stats(cw, "AWS/Lambda", "Invocations", dims, ["Sum"])["Datapoints"], "Sum") == 3,
+               30, what="the 3 events to run")
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    with pytest.raises(ClientError) as e:
+        lambda_client.invoke(FunctionName=name, Payload=b"{}")
+    assert_client_error(e, "TooManyRequestsException", 429)
+    # Each request the client sent (its retries included) was throttled.
+    sent = e.value.response["ResponseMetadata"].get("RetryAttempts", 0) + 1
+
+    def throttles():
+        dp = stats(cw, "AWS/Lambda", "Throttles", dims, ["Sum"])["Datapoints"]
+        return dp if dp and total(dp, "Sum") == sent else None
+
+    wait_until(throttles, 30, what=f"{sent} Throttles")
+
+
 def test_lambda_embedded_metric_format(cw, functions, lambda_client):
     name = functions.python(make_zip({"app.py": APP}))
     ns = f"MyApplication-{uuid.uuid4().hex[:8]}"
