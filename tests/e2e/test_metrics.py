@@ -308,6 +308,26 @@ def test_step_functions_execution_metrics(cw, sfn, aws_cli):
             "ExecutionTime"} <= names
 
 
+def test_express_sync_execution_metrics(cw, sfn):
+    sm = sfn.create_state_machine(name=f"sync-{uuid.uuid4().hex[:8]}", definition=MACHINE, roleArn=SFN_ROLE,
+                                  type="EXPRESS")["stateMachineArn"]
+    ok = sfn.start_sync_execution(stateMachineArn=sm, input=json.dumps({"mode": "ok"}))
+    bad = sfn.start_sync_execution(stateMachineArn=sm, input=json.dumps({"mode": "fail"}))
+    assert (ok["status"], bad["status"]) == ("SUCCEEDED", "FAILED")
+    expected = {"ExecutionsStarted": 2, "ExecutionsSucceeded": 1, "ExecutionsFailed": 1}
+
+    def counts():
+        got = {m: total(stats(cw, "AWS/States", m, {"StateMachineArn": sm}, ["Sum"])["Datapoints"], "Sum")
+               for m in expected}
+        return got if got == expected else None
+
+    wait_until(counts, 20, what=f"counts {expected}")
+    t = stats(cw, "AWS/States", "ExecutionTime", {"StateMachineArn": sm}, ["SampleCount", "Maximum"])["Datapoints"]
+    assert total(t, "SampleCount") == 2
+    took = max((r["stopDate"] - r["startDate"]).total_seconds() * 1000 for r in (ok, bad))
+    assert max(d["Maximum"] for d in t) == pytest.approx(took, abs=1.0)
+
+
 def test_step_functions_metrics_survive_sigkill(tmp_path):
     """Starts are committed with the execution; ends are counted once, even
     when the server is killed while executions run and they finish after

@@ -102,12 +102,8 @@ pub fn count_ended(c: &Connection, execution_arn: &str) -> rusqlite::Result<bool
     let Some((region, sm, status, start_ms, Some(stop_ms))) = row else {
         return Ok(false);
     };
-    let column = match status.as_str() {
-        "SUCCEEDED" => "succeeded",
-        "FAILED" => "failed",
-        "ABORTED" => "aborted",
-        "TIMED_OUT" => "timed_out",
-        _ => return Ok(false),
+    let Some(column) = status_column(&status) else {
+        return Ok(false);
     };
     let fresh = c
         .prepare_cached("INSERT OR IGNORE INTO sfn_metrics_ended (execution_arn) VALUES (?1)")?
@@ -115,6 +111,29 @@ pub fn count_ended(c: &Connection, execution_arn: &str) -> rusqlite::Result<bool
     if fresh == 0 {
         return Ok(false);
     }
+    add_end(c, &region, &sm, column, start_ms, stop_ms)?;
+    Ok(true)
+}
+
+/// The `sfn_metrics` column of a final status.
+fn status_column(status: &str) -> Option<&'static str> {
+    Some(match status {
+        "SUCCEEDED" => "succeeded",
+        "FAILED" => "failed",
+        "ABORTED" => "aborted",
+        "TIMED_OUT" => "timed_out",
+        _ => return None,
+    })
+}
+
+fn add_end(
+    c: &Connection,
+    region: &str,
+    sm: &str,
+    column: &str,
+    start_ms: i64,
+    stop_ms: i64,
+) -> rusqlite::Result<()> {
     let took = (stop_ms - start_ms).max(0) as f64;
     c.execute(
         &format!(
@@ -129,7 +148,71 @@ pub fn count_ended(c: &Connection, execution_arn: &str) -> rusqlite::Result<bool
         ),
         params![region, sm, minute_of(stop_ms), took],
     )?;
-    Ok(true)
+    Ok(())
+}
+
+/// Counts a StartSyncExecution execution (not stored as an execution):
+/// its start and its end (`status` SUCCEEDED, FAILED or TIMED_OUT) with
+/// its ExecutionTime.
+///
+/// Errors: the SQL fails.
+pub fn count_sync(
+    c: &Connection,
+    region: &str,
+    state_machine_arn: &str,
+    start_ms: i64,
+    stop_ms: i64,
+    status: &str,
+) -> rusqlite::Result<()> {
+    count_started(c, region, state_machine_arn, start_ms)?;
+    if let Some(column) = status_column(status) {
+        add_end(c, region, state_machine_arn, column, start_ms, stop_ms)?;
+    }
+    Ok(())
+}
+
+/// Records a StartSyncExecution execution ([`count_sync`]) in the
+/// background; a failure is logged.
+pub fn record_sync(
+    store: &Store,
+    region: &str,
+    state_machine_arn: &str,
+    start_ms: i64,
+    stop_ms: i64,
+    status: &str,
+) {
+    if let Err(e) = ensure_schema(store) {
+        tracing::error!("cannot create the Step Functions metric tables: {e}");
+        return;
+    }
+    let (region, sm, status) = (
+        region.to_string(),
+        state_machine_arn.to_string(),
+        status.to_string(),
+    );
+    let write = move |c: &Connection| count_sync(c, &region, &sm, start_ms, stop_ms, &status);
+    in_background(store, write);
+}
+
+fn in_background<F>(store: &Store, write: F)
+where
+    F: FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
+{
+    let store = store.clone();
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(async move {
+                if let Err(e) = store.write(write).await {
+                    tracing::error!("cannot count an execution in its metrics: {e}");
+                }
+            });
+        }
+        Err(_) => {
+            if let Err(e) = store.write_blocking(write) {
+                tracing::error!("cannot count an execution in its metrics: {e}");
+            }
+        }
+    }
 }
 
 /// Counts every ended execution not counted yet (ends whose count a crash
@@ -168,20 +251,8 @@ pub fn record_end(store: &Store, execution_arn: &str) {
         tracing::error!("cannot create the Step Functions metric tables: {e}");
         return;
     }
-    let (store, arn) = (store.clone(), execution_arn.to_string());
-    let write = move |c: &Connection| count_ended(c, &arn);
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) => {
-            h.spawn(async move {
-                if let Err(e) = store.write(write).await {
-                    tracing::error!("cannot count the end of an execution in its metrics: {e}");
-                }
-            });
-        }
-        Err(_) => {
-            if let Err(e) = store.write_blocking(write) {
-                tracing::error!("cannot count the end of an execution in its metrics: {e}");
-            }
-        }
-    }
+    let arn = execution_arn.to_string();
+    in_background(store, move |c: &Connection| {
+        count_ended(c, &arn).map(|_| ())
+    });
 }

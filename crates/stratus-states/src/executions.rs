@@ -569,6 +569,17 @@ impl States {
                 );
             }
         }
+        if let Some(status) = out["status"].as_str() {
+            // CloudWatch's AWS/States metrics (this execution is not stored).
+            stratus_cloudwatch::states::record_sync(
+                &self.store,
+                &m.region,
+                &m.state_machine_arn,
+                start_ms,
+                stop_ms,
+                status,
+            );
+        }
         if include {
             out["input"] = Value::from(input_text.clone());
             out["inputDetails"] = json!({"included": true});
