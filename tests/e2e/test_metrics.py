@@ -128,6 +128,22 @@ def test_lambda_invocations_errors_and_duration(cw, functions, lambda_client, aw
     assert max(d["Maximum"] for d in dp) == pytest.approx(max(durations), abs=0.01)
     assert total(dp, "Sum") == pytest.approx(sum(durations), abs=0.05)
 
+    # Minimum and percentiles come from each invocation's duration.
+    def with_minimum():
+        dp = stats(cw, "AWS/Lambda", "Duration", dims, ["Minimum", "SampleCount"])["Datapoints"]
+        return dp if dp and all("Minimum" in d for d in dp) else None
+
+    dp = wait_until(with_minimum, 30, what="Duration's Minimum")
+    assert min(d["Minimum"] for d in dp) == pytest.approx(min(durations), abs=0.01)
+    ext = cw.get_metric_statistics(
+        Namespace="AWS/Lambda", MetricName="Duration", Dimensions=[{"Name": "FunctionName", "Value": name}],
+        StartTime=now() - timedelta(minutes=30), EndTime=now() + timedelta(minutes=5), Period=3600,
+        ExtendedStatistics=["p50", "p100"])["Datapoints"]
+    assert len(ext) == 1, ext
+    ordered = sorted(durations)
+    assert ext[0]["ExtendedStatistics"]["p100"] == pytest.approx(ordered[-1], abs=0.01)
+    assert ordered[1] - 0.01 <= ext[0]["ExtendedStatistics"]["p50"] <= ordered[2] + 0.01
+
     # ListMetrics names the function's metrics with its dimension.
     listed = cw.list_metrics(Namespace="AWS/Lambda", Dimensions=[{"Name": "FunctionName", "Value": name}])
     names = {m["MetricName"] for m in listed["Metrics"]}

@@ -12,6 +12,10 @@
 //! dimension set and metric. A line that breaks the specification yields
 //! no metric (the log event stays as it is).
 //!
+//! The same scan reads each invocation's duration from its REPORT line
+//! (table `cw_lambda_durations`), which gives Lambda's Duration metric its
+//! Minimum and percentiles (see [`crate::sources`]).
+//!
 //! A background task ([`CloudWatch::spawn_emf`]) reads the log events in
 //! order of their sequence number; the last one read is kept in
 //! `cw_emf_cursor`, committed with the metrics it produced, so after a
@@ -27,13 +31,43 @@ use stratus_store::rusqlite::{OptionalExtension, params};
 use crate::CloudWatch;
 use crate::ops::{DatumRow, datum};
 
-/// The cursor of the log scan.
+/// The cursor of the log scan, and the invocation durations read from
+/// REPORT lines.
 pub const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS cw_emf_cursor (
     id  INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cw_lambda_durations (
+    region        TEXT NOT NULL,
+    function_name TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    ts_ms         INTEGER NOT NULL,
+    duration_ms   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cw_lambda_durations_time ON cw_lambda_durations (region, ts_ms);
 "#;
+
+/// How long invocation durations are kept (ms): the 15 days CloudWatch
+/// keeps one-minute data.
+pub const DURATIONS_KEPT_MS: i64 = 15 * 24 * 3_600_000;
+
+/// One invocation's duration from its REPORT line (`REPORT RequestId: ...
+/// Duration: 12.34 ms ...`) in log group `/aws/lambda/<function>`, stream
+/// `YYYY/MM/DD/[<version>]<id>`: `(function, version, duration ms)`.
+pub(crate) fn report_duration<'a>(
+    group: &'a str,
+    stream: &'a str,
+    message: &str,
+) -> Option<(&'a str, &'a str, f64)> {
+    let function = group.strip_prefix("/aws/lambda/")?;
+    let rest = message.strip_prefix("REPORT RequestId: ")?;
+    let after = rest.split("\tDuration: ").nth(1)?;
+    let ms: f64 = after.split(" ms").next()?.trim().parse().ok()?;
+    let open = stream.find('[')?;
+    let close = open + stream[open..].find(']')?;
+    Some((function, &stream[open + 1..close], ms))
+}
 
 /// Log events read per scan.
 const BATCH: i64 = 1_000;
@@ -173,11 +207,22 @@ impl CloudWatch {
                 .optional()
             })?
             .unwrap_or(0);
-        let events: Vec<(i64, String, String, String)> = self.store.read(|c| {
+        type Event = (i64, String, String, String, String, i64);
+        let events: Vec<Event> = self.store.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT seq, region, log_group, message FROM log_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, region, log_group, log_stream, message, timestamp FROM log_events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = st.query_map(params![after, BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = st.query_map(params![after, BATCH], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
             rows.collect()
         })?;
         let Some(last) = events.last().map(|e| e.0) else {
@@ -185,7 +230,18 @@ impl CloudWatch {
         };
         let now = stratus_core::time::now_ms();
         let mut rows = Vec::new();
-        for (seq, region, group, message) in &events {
+        let mut durations = Vec::new();
+        for (seq, region, group, stream, message, ts) in &events {
+            if let Some((function, version, ms)) = report_duration(group, stream, message) {
+                durations.push((
+                    region.clone(),
+                    function.to_string(),
+                    version.to_string(),
+                    *ts,
+                    ms,
+                ));
+                continue;
+            }
             match extract(message, now) {
                 None => {}
                 Some(Ok(datums)) => rows.extend(datums.into_iter().map(|d| (region.clone(), d))),
@@ -206,6 +262,18 @@ impl CloudWatch {
                         region, r.namespace, r.name, r.dims, r.unit, r.ts_ms, r.agg.count, r.agg.sum,
                         r.agg.min.unwrap_or(0.0), r.agg.max.unwrap_or(0.0), r.samples
                     ])?;
+                }
+                let mut st = c.prepare_cached(
+                    "INSERT INTO cw_lambda_durations (region, function_name, version, ts_ms, duration_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for (region, function, version, ts, ms) in &durations {
+                    st.execute(params![region, function, version, ts, ms])?;
+                }
+                if last / 10_000 != after / 10_000 {
+                    // Now and then (every 10,000 log events): forget old durations.
+                    c.prepare_cached("DELETE FROM cw_lambda_durations WHERE ts_ms < ?1")?
+                        .execute(params![now - DURATIONS_KEPT_MS])?;
                 }
                 c.execute(
                     "INSERT INTO cw_emf_cursor (id, seq) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",

@@ -12,7 +12,8 @@
 //! counts each invocation as a value of 1 in Invocations and a value of 0
 //! or 1 in Errors (so Errors' Average is the error rate), each throttled
 //! request as 1 in Throttles; Duration's values are the invocations'
-//! durations in ms.
+//! durations in ms (their minimum and percentiles come from the REPORT
+//! lines, see [`duration_samples`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,6 +123,9 @@ fn collect(store: &Store, f: &Filter<'_>, grouped: bool) -> StoreResult<Vec<Poin
             })?
         };
         lambda_points(&rows, f, &mut out);
+        if !grouped {
+            duration_samples(store, f, &mut out)?;
+        }
         async_points(store, f, grouped, &mut out)?;
     }
     if f.wants("AWS/States") {
@@ -358,6 +362,78 @@ fn lambda_points(rows: &[MetricRow], f: &Filter<'_>, out: &mut Vec<Point>) {
             agg,
         });
     }
+}
+
+/// Gives Duration points their Minimum and values from the REPORT lines
+/// (`cw_lambda_durations`, see [`crate::emf`]) when the lines of the minute
+/// are exactly the invocations the point counts (the same number); a point
+/// of an alias, or whose lines are not all there, keeps what it has.
+fn duration_samples(store: &Store, f: &Filter<'_>, out: &mut [Point]) -> StoreResult<()> {
+    if !out.iter().any(|p| {
+        p.key.namespace == "AWS/Lambda" && p.key.name == "Duration" && p.agg.samples.is_none()
+    }) {
+        return Ok(());
+    }
+    // (function or "" for every function, version or "" for every version, minute) -> durations.
+    let mut by: BTreeMap<(String, String, i64), Vec<f64>> = BTreeMap::new();
+    store.read(|c| {
+        if !table_exists(c, "cw_lambda_durations")? {
+            return Ok(());
+        }
+        let mut st = c.prepare_cached(
+            "SELECT function_name, version, ts_ms, duration_ms FROM cw_lambda_durations
+             WHERE region = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+        )?;
+        let rows = st.query_map(params![f.region, f.since_ms, f.until_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, f64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (function, version, ts, ms) = row?;
+            let minute = ts - ts.rem_euclid(60_000);
+            by.entry((function.clone(), String::new(), minute))
+                .or_default()
+                .push(ms);
+            by.entry((function, version, minute)).or_default().push(ms);
+            by.entry((String::new(), String::new(), minute))
+                .or_default()
+                .push(ms);
+        }
+        Ok(())
+    })?;
+    for p in out.iter_mut() {
+        if p.key.namespace != "AWS/Lambda" || p.key.name != "Duration" || p.agg.samples.is_some() {
+            continue;
+        }
+        let dim = |n: &str| {
+            p.key
+                .dims
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        let series = match (dim("FunctionName"), dim("Resource")) {
+            (None, None) if p.key.dims.is_empty() => (String::new(), String::new()),
+            (Some(f), None) => (f.to_string(), String::new()),
+            (Some(f), Some(r)) => match r.strip_prefix(f).and_then(|q| q.strip_prefix(':')) {
+                Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => (f.to_string(), v.to_string()),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let Some(v) = by.get(&(series.0, series.1, p.ts_ms)) else {
+            continue;
+        };
+        if v.len() as f64 == p.agg.count {
+            p.agg.min = v.iter().copied().reduce(f64::min);
+            p.agg.samples = Some(v.iter().map(|d| (*d, 1.0)).collect());
+        }
+    }
+    Ok(())
 }
 
 fn async_points(

@@ -577,3 +577,80 @@ async fn gzip_bodies() {
         .unwrap_err();
     assert_eq!(e.code, "SerializationException");
 }
+
+#[tokio::test]
+async fn lambda_duration_minimum_from_report_lines() {
+    let (_d, cw) = service();
+    let now = stratus_core::time::now_ms();
+    let minute = now - now.rem_euclid(60_000);
+    cw.store()
+        .add_metrics(&[MetricRow {
+            region: "us-east-1".into(),
+            function_name: "f".into(),
+            dimension: "function".into(),
+            minute,
+            invocations: 3,
+            duration_sum_ms: 60.0,
+            duration_count: 3,
+            duration_max_ms: 30.0,
+            ..Default::default()
+        }])
+        .unwrap();
+    for (i, d) in [10.0, 20.0, 30.0].into_iter().enumerate() {
+        cw.store().append_log(stratus_store::LogEvent {
+            region: "us-east-1".into(),
+            log_group: "/aws/lambda/f".into(),
+            log_stream: "2026/11/29/[$LATEST]abc".into(),
+            timestamp: minute + i as i64,
+            message: format!(
+                "REPORT RequestId: r{i}\tDuration: {d:.2} ms\tBilled Duration: {} ms\tMemory Size: 128 MB\tMax Memory Used: 20 MB\t",
+                d as i64
+            ),
+        });
+    }
+    cw.store().flush_logs();
+    cw.scan_emf().await.unwrap();
+    let t = minute as f64 / 1000.0;
+    let q = |stats: Value| {
+        let mut b = json!({"Namespace": "AWS/Lambda", "MetricName": "Duration",
+            "Dimensions": [{"Name": "FunctionName", "Value": "f"}],
+            "StartTime": t, "EndTime": t + 60.0, "Period": 60});
+        b.as_object_mut()
+            .unwrap()
+            .extend(stats.as_object().unwrap().clone());
+        b
+    };
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        q(json!({"Statistics": ["Minimum", "Maximum"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["Minimum"], 10.0);
+    assert_eq!(out["Datapoints"][0]["Maximum"], 30.0);
+    let out = call(
+        &cw,
+        "GetMetricStatistics",
+        q(json!({"ExtendedStatistics": ["p50"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["Datapoints"][0]["ExtendedStatistics"]["p50"], 20.0);
+    assert_eq!(
+        crate::emf::report_duration(
+            "/aws/lambda/g",
+            "2026/11/29/[3]x",
+            "REPORT RequestId: a\tDuration: 1.50 ms\t"
+        ),
+        Some(("g", "3", 1.5))
+    );
+    assert_eq!(
+        crate::emf::report_duration(
+            "/custom",
+            "[1]x",
+            "REPORT RequestId: a\tDuration: 1.50 ms\t"
+        ),
+        None
+    );
+}
