@@ -66,8 +66,11 @@ impl Reader<'_> {
                     if b == 0xff {
                         return Ok(s);
                     }
-                    if b >> 5 != 3 {
-                        return Err("a chunk of an indefinite text string is not text".into());
+                    if b >> 5 != 3 || b & 31 == 31 {
+                        return Err(
+                            "a chunk of an indefinite text string is not a definite text string"
+                                .into(),
+                        );
                     }
                     s.push_str(&self.text(b & 31)?);
                 }

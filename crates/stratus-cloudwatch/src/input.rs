@@ -141,26 +141,30 @@ pub fn opt_time(o: &Obj, key: &str, path: &str) -> AwsResult<Option<i64>> {
             "The parameter {path} must be a timestamp (ISO 8601 or seconds since the epoch)."
         ))
     };
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
+    let ms = match o.get(key) {
+        None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n
             .as_f64()
             .filter(|v| v.is_finite())
-            .map(|v| Some((v * 1000.0).round() as i64))
-            .ok_or_else(bad),
-        Some(Value::String(s)) => {
-            if let Ok(v) = s.trim().parse::<f64>() {
-                return if v.is_finite() {
-                    Ok(Some((v * 1000.0).round() as i64))
-                } else {
-                    Err(bad())
-                };
-            }
-            parse_iso(s.trim()).map(Some).ok_or_else(bad)
-        }
-        Some(_) => Err(bad()),
+            .map(|v| (v * 1000.0).round() as i64)
+            .ok_or_else(bad)?,
+        Some(Value::String(s)) => match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => (v * 1000.0).round() as i64,
+            Ok(_) => return Err(bad()),
+            Err(_) => parse_iso(s.trim()).ok_or_else(bad)?,
+        },
+        Some(_) => return Err(bad()),
+    };
+    if !(0..=MAX_TIME_MS).contains(&ms) {
+        return Err(invalid_value(format!(
+            "The parameter {path} must be a time between 1970-01-01 and 9999-12-31."
+        )));
     }
+    Ok(Some(ms))
 }
+
+/// The last ms of year 9999: later (or pre-1970) timestamps are refused.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
 /// A required timestamp. Errors: `MissingParameter` when absent.
 pub fn req_time(o: &Obj, key: &str, path: &str) -> AwsResult<i64> {
@@ -225,7 +229,10 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     }
     match s.get(i..)? {
         "" | "Z" | "z" => Some(ms),
-        tz if (tz.starts_with('+') || tz.starts_with('-')) && tz.len() == 6 && &tz[3..4] == ":" => {
+        tz if (tz.starts_with('+') || tz.starts_with('-'))
+            && tz.len() == 6
+            && tz.as_bytes()[3] == b':' =>
+        {
             let oh: i64 = tz.get(1..3)?.parse().ok()?;
             let om: i64 = tz.get(4..6)?.parse().ok()?;
             let off = (oh * 60 + om) * 60_000;

@@ -654,3 +654,149 @@ async fn lambda_duration_minimum_from_report_lines() {
         None
     );
 }
+
+/// The parsers never panic, on random bytes or on valid inputs with bytes
+/// changed (a deterministic xorshift generator, so a failure repeats).
+#[test]
+fn parsers_survive_garbage() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let cbor_seed = crate::cbor::encode(&json!({"Namespace": "N", "MetricData": [
+        {"MetricName": "m", "Values": [1.0, 2.5], "Dimensions": [{"Name": "a", "Value": "b"}], "Timestamp": 1}]}));
+    // gzip.compress(b"hello hello hello hello", mtime=0) from Python.
+    let gzip_seed: &[u8] = &[
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9,
+        0x57, 0xc8, 0x40, 0x27, 0x01, 0xe3, 0x51, 0x3d, 0x8d, 0x17, 0x00, 0x00, 0x00,
+    ];
+    let emf_seed = br#"{"_aws":{"Timestamp":1,"CloudWatchMetrics":[{"Namespace":"n","Dimensions":[["d"]],"Metrics":[{"Name":"m"}]}]},"m":[1,2],"d":"v"}"#;
+    for round in 0..20_000 {
+        let mut bytes: Vec<u8> = match round % 4 {
+            0 => cbor_seed.clone(),
+            1 => gzip_seed.to_vec(),
+            2 => emf_seed.to_vec(),
+            _ => (0..(next() % 64)).map(|_| next() as u8).collect(),
+        };
+        for _ in 0..(next() % 4) {
+            if !bytes.is_empty() {
+                let i = (next() as usize) % bytes.len();
+                bytes[i] = next() as u8;
+            }
+        }
+        if next() % 5 == 0 {
+            let keep = (next() as usize) % (bytes.len() + 1);
+            bytes.truncate(keep);
+        }
+        let _ = crate::cbor::decode(&bytes);
+        let _ = crate::gzip::gunzip(&bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = crate::input::parse_iso(&text);
+        let _ = crate::emf::extract(&text, 1_000);
+        let _ = crate::stats::Stat::percentile(&text);
+        let _ = crate::query::params_to_json(&[(text.to_string(), "v".into())]);
+    }
+}
+
+/// Requests with values of the wrong type or out of range get errors, never
+/// a panic: every field of valid requests replaced by odd values in turn.
+#[tokio::test]
+async fn odd_values_in_every_field() {
+    let (_d, cw) = service();
+    let t = now_s();
+    let valid = [
+        (
+            "PutMetricData",
+            json!({"Namespace": "N", "MetricData": [{"MetricName": "m", "Value": 1,
+            "Dimensions": [{"Name": "a", "Value": "b"}], "Timestamp": t, "Unit": "Count", "StorageResolution": 1,
+            "Values": [1], "Counts": [1], "StatisticValues": {"SampleCount": 1, "Sum": 1, "Minimum": 1, "Maximum": 1}}]}),
+        ),
+        (
+            "GetMetricStatistics",
+            json!({"Namespace": "N", "MetricName": "m", "StartTime": t - 60.0, "EndTime": t,
+            "Period": 60, "Statistics": ["Sum"], "ExtendedStatistics": ["p9"], "Unit": "Count",
+            "Dimensions": [{"Name": "a", "Value": "b"}]}),
+        ),
+        (
+            "GetMetricData",
+            json!({"StartTime": t - 60.0, "EndTime": t, "NextToken": "gmd-0", "ScanBy": "TimestampAscending",
+            "MaxDatapoints": 5, "MetricDataQueries": [{"Id": "q", "ReturnData": true, "Label": "l", "MetricStat": {
+                "Metric": {"Namespace": "N", "MetricName": "m", "Dimensions": [{"Name": "a", "Value": "b"}]},
+                "Period": 60, "Stat": "p50", "Unit": "Count"}}]}),
+        ),
+        (
+            "ListMetrics",
+            json!({"Namespace": "N", "MetricName": "m", "RecentlyActive": "PT3H", "NextToken": "lm-0",
+            "Dimensions": [{"Name": "a", "Value": "b"}]}),
+        ),
+    ];
+    let odd = [
+        json!(null),
+        json!(-1),
+        json!(0),
+        json!(1e300),
+        json!(-1e300),
+        json!(9.2e18),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([null]),
+        json!(true),
+        json!("p100.5"),
+        json!("1e999"),
+        json!("-5"),
+    ];
+    fn paths(v: &Value, at: Vec<Value>, out: &mut Vec<Vec<Value>>) {
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    let mut p = at.clone();
+                    p.push(json!(k));
+                    out.push(p.clone());
+                    paths(c, p, out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, c) in a.iter().enumerate() {
+                    let mut p = at.clone();
+                    p.push(json!(i));
+                    out.push(p.clone());
+                    paths(c, p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (op, body) in valid {
+        let mut all = Vec::new();
+        paths(&body, Vec::new(), &mut all);
+        for p in all {
+            for o in &odd {
+                let mut b = body.clone();
+                let mut cur = &mut b;
+                for k in &p {
+                    cur = match k {
+                        Value::String(s) => &mut cur[s.as_str()],
+                        Value::Number(n) => &mut cur[n.as_u64().unwrap() as usize],
+                        _ => unreachable!(),
+                    };
+                }
+                *cur = o.clone();
+                let r = cw
+                    .call_json("us-east-1", op, b.to_string().as_bytes())
+                    .await;
+                if let Err(e) = r {
+                    assert!(
+                        e.status == 400 || e.status == 413,
+                        "{op} {p:?} = {o}: {e:?}"
+                    );
+                    assert!(!e.message.is_empty());
+                }
+            }
+        }
+    }
+}
