@@ -430,6 +430,23 @@ def test_put_metric_data_round_trip(cw):
     assert [m["MetricName"] for m in listed] == ["Latency"]
 
 
+def test_put_metric_data_is_durable(tmp_path):
+    """PutMetricData answers after its datums are committed: a SIGKILL right
+    after the answer loses nothing."""
+    srv = start_server(tmp_path / "data", name="metrics-put-sigkill")
+    cw = make_client(srv.url, "cloudwatch")
+    ns = f"Durable-{uuid.uuid4().hex[:8]}"
+    for i in range(5):
+        cw.put_metric_data(Namespace=ns, MetricData=[{"MetricName": "Saved", "Value": float(i + 1)}])
+    srv.kill()
+    srv.start()
+    cw = make_client(srv.url, "cloudwatch")
+    out = stats(cw, ns, "Saved", {}, ["SampleCount", "Sum"], start=now() - timedelta(minutes=10))
+    assert total(out["Datapoints"], "SampleCount") == 5
+    assert total(out["Datapoints"], "Sum") == 15
+    srv.stop()
+
+
 def test_put_and_get_with_the_cli(aws_cli):
     ns = f"Cli-{uuid.uuid4().hex[:8]}"
     for v in ("5", "7"):
