@@ -239,6 +239,7 @@ impl CloudWatch {
                     name: Some(&key.name),
                     since_ms: from,
                     until_ms: end,
+                    dims: Some(&key.dims),
                 },
             )
             .map_err(store_err)?;
@@ -384,6 +385,7 @@ impl CloudWatch {
                         name: Some(&key.name),
                         since_ms: from,
                         until_ms: end,
+                        dims: Some(&key.dims),
                     },
                 )
                 .map_err(store_err)?;
@@ -502,6 +504,7 @@ impl CloudWatch {
                 name,
                 since_ms: since,
                 until_ms: now + PUT_FUTURE_MS + MINUTE,
+                dims: None,
             },
         )
         .map_err(store_err)?;

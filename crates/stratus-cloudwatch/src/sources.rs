@@ -49,6 +49,8 @@ pub struct Filter<'a> {
     pub name: Option<&'a str>,
     pub since_ms: i64,
     pub until_ms: i64,
+    /// Exactly these dimensions (sorted by name), when given.
+    pub dims: Option<&'a [(String, String)]>,
 }
 
 impl Filter<'_> {
@@ -176,19 +178,21 @@ fn custom_points(
     grouped: bool,
     out: &mut Vec<Point>,
 ) -> StoreResult<()> {
+    // `cw_datums.dims` holds the sorted dimensions as json, as PutMetricData writes them.
+    let dims_text = f.dims.map(|d| serde_json::to_string(d).unwrap_or_default());
     store.read(|c| {
         let mut st = c.prepare_cached(if grouped {
             "SELECT namespace, metric_name, dims, unit, 0, SUM(count), SUM(sum), MIN(min), MAX(max), NULL FROM cw_datums
              WHERE region = ?1 AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR metric_name = ?3)
-               AND ts_ms >= ?4 AND ts_ms < ?5
+               AND ts_ms >= ?4 AND ts_ms < ?5 AND (?6 IS NULL OR dims = ?6)
              GROUP BY namespace, metric_name, dims, unit"
         } else {
             "SELECT namespace, metric_name, dims, unit, ts_ms, count, sum, min, max, samples FROM cw_datums
              WHERE region = ?1 AND (?2 IS NULL OR namespace = ?2) AND (?3 IS NULL OR metric_name = ?3)
-               AND ts_ms >= ?4 AND ts_ms < ?5"
+               AND ts_ms >= ?4 AND ts_ms < ?5 AND (?6 IS NULL OR dims = ?6)"
         })?;
         let rows = st.query_map(
-            params![f.region, f.namespace, f.name, f.since_ms, f.until_ms],
+            params![f.region, f.namespace, f.name, f.since_ms, f.until_ms, dims_text],
             |r| {
                 let dims: String = r.get(2)?;
                 let samples: Option<String> = r.get(9)?;
