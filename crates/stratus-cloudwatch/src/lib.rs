@@ -199,8 +199,11 @@ impl CloudWatch {
 /// An answer of the CBOR protocol: HTTP status, headers, body.
 #[derive(Debug, Clone)]
 pub struct CborReply {
+    /// HTTP status: 200, or the error's (400, 413, 500).
     pub status: u16,
+    /// `smithy-protocol`, `content-type` and, for errors, `x-amzn-query-error`.
     pub headers: Vec<(String, String)>,
+    /// The CBOR-encoded answer or error map.
     pub body: Vec<u8>,
 }
 

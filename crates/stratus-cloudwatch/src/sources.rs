@@ -25,8 +25,11 @@ use crate::stats::Agg;
 /// A metric: namespace, name and dimensions (sorted by name).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MetricKey {
+    /// `AWS/Lambda`, `AWS/States` or a custom namespace.
     pub namespace: String,
+    /// The metric name, e.g. `Invocations`.
     pub name: String,
+    /// `(name, value)` pairs, sorted by name.
     pub dims: Vec<(String, String)>,
 }
 
@@ -34,9 +37,13 @@ pub struct MetricKey {
 /// for minute data), in one unit.
 #[derive(Debug, Clone)]
 pub struct Point {
+    /// The metric.
     pub key: MetricKey,
+    /// When, ms since the epoch.
     pub ts_ms: i64,
+    /// A `StandardUnit` (`None` when the data named none).
     pub unit: String,
+    /// The values.
     pub agg: Agg,
 }
 
@@ -44,10 +51,15 @@ pub struct Point {
 /// times in `[since_ms, until_ms)`.
 #[derive(Debug, Clone, Copy)]
 pub struct Filter<'a> {
+    /// The request's region.
     pub region: &'a str,
+    /// Only this namespace, when given.
     pub namespace: Option<&'a str>,
+    /// Only this metric name, when given.
     pub name: Option<&'a str>,
+    /// From this time (ms since the epoch, inclusive).
     pub since_ms: i64,
+    /// Until this time (ms since the epoch, exclusive).
     pub until_ms: i64,
     /// Exactly these dimensions (sorted by name), when given.
     pub dims: Option<&'a [(String, String)]>,

@@ -13,10 +13,15 @@ use crate::errors::invalid_value;
 /// the values themselves (`(value, count)`) when every part had them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Agg {
+    /// SampleCount.
     pub count: f64,
+    /// Sum of the values.
     pub sum: f64,
+    /// Minimum, when known.
     pub min: Option<f64>,
+    /// Maximum, when known.
     pub max: Option<f64>,
+    /// The values with their counts, when known (percentiles need them).
     pub samples: Option<Vec<(f64, f64)>>,
 }
 
@@ -89,10 +94,15 @@ pub fn percentile(samples: &[(f64, f64)], p: f64) -> Option<f64> {
 /// A statistic a request names.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stat {
+    /// How many values.
     SampleCount,
+    /// Sum / SampleCount.
     Average,
+    /// The values added up.
     Sum,
+    /// The smallest value.
     Minimum,
+    /// The largest value.
     Maximum,
     /// `pNN` / `pNN.NN`: 0-100.
     Percentile(f64),
