@@ -463,6 +463,20 @@ def test_put_and_get_with_the_cli(aws_cli):
     assert dp[0]["Unit"] == "Count"
 
 
+def test_list_metrics_pages(cw, aws_cli):
+    """ListMetrics answers 500 metrics a page with a NextToken."""
+    ns = f"Many-{uuid.uuid4().hex[:8]}"
+    cw.put_metric_data(Namespace=ns, MetricData=[{"MetricName": f"m{i:04d}", "Value": 1.0} for i in range(501)])
+    first = cw.list_metrics(Namespace=ns)
+    assert len(first["Metrics"]) == 500 and "NextToken" in first
+    names = [m["MetricName"] for page in cw.get_paginator("list_metrics").paginate(Namespace=ns)
+             for m in page["Metrics"]]
+    assert sorted(names) == [f"m{i:04d}" for i in range(501)]
+    # The AWS CLI follows the pages itself.
+    out = aws_cli("cloudwatch", "list-metrics", "--namespace", ns)
+    assert len(out["Metrics"]) == 501
+
+
 def test_get_metric_data_paging(cw):
     ns = f"Paging-{uuid.uuid4().hex[:8]}"
     base = now().replace(second=0, microsecond=0) - timedelta(minutes=20)
