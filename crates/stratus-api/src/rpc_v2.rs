@@ -111,3 +111,24 @@ async fn dispatch(
     }
     crate::with_request_id(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_is_a_two_entry_cbor_map() {
+        let b = cbor_error("E", "m");
+        // RFC 8949: map(2), text(6) "__type", text(1) "E", text(7) "message", text(1) "m".
+        let mut want = vec![0xa2, 0x66];
+        want.extend_from_slice(b"__type");
+        want.extend_from_slice(&[0x61, b'E', 0x67]);
+        want.extend_from_slice(b"message");
+        want.extend_from_slice(&[0x61, b'm']);
+        assert_eq!(b, want);
+        let long = "x".repeat(300);
+        let b = cbor_error("E", &long);
+        let at = b.len() - 300 - 3;
+        assert_eq!(&b[at..at + 3], &[0x79, 0x01, 0x2c]);
+    }
+}
