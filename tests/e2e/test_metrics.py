@@ -447,6 +447,29 @@ def test_put_metric_data_is_durable(tmp_path):
     srv.stop()
 
 
+def test_high_resolution_metrics(cw):
+    """StorageResolution 1 keeps values to the second (periods of 1 s return
+    them apart); standard resolution keeps them to the minute."""
+    ns = f"HighRes-{uuid.uuid4().hex[:8]}"
+    base = now().replace(microsecond=0) - timedelta(minutes=2)
+    base = base.replace(second=10)
+    cw.put_metric_data(Namespace=ns, MetricData=[
+        {"MetricName": "Fast", "Value": float(i), "Timestamp": base + timedelta(seconds=i), "StorageResolution": 1}
+        for i in range(1, 4)] + [
+        {"MetricName": "Slow", "Value": float(i), "Timestamp": base + timedelta(seconds=i)} for i in range(1, 4)])
+    window = dict(StartTime=base, EndTime=base + timedelta(seconds=30), Statistics=["Sum"])
+    fast = cw.get_metric_statistics(Namespace=ns, MetricName="Fast", Period=1, **window)["Datapoints"]
+    assert sorted(d["Sum"] for d in fast) == [1.0, 2.0, 3.0]
+    assert sorted(d["Timestamp"] for d in fast) == [base + timedelta(seconds=i) for i in range(1, 4)]
+    slow = cw.get_metric_statistics(Namespace=ns, MetricName="Slow", Period=60,
+                                    StartTime=base.replace(second=0), EndTime=base + timedelta(minutes=1),
+                                    Statistics=["Sum", "SampleCount"])["Datapoints"]
+    assert [(d["Sum"], d["SampleCount"]) for d in slow] == [(6.0, 3.0)]
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_data(Namespace=ns, MetricData=[{"MetricName": "Odd", "Value": 1.0, "StorageResolution": 30}])
+    assert_client_error(e, "InvalidParameterValue", 400)
+
+
 def test_put_and_get_with_the_cli(aws_cli):
     ns = f"Cli-{uuid.uuid4().hex[:8]}"
     for v in ("5", "7"):
