@@ -21,6 +21,7 @@ use stratus_lambda::{InvokeRequest, Lambda};
 
 pub mod json_rpc;
 pub mod query;
+pub mod rpc_v2;
 /// The body of a request, or return the AWS error response for a body that
 /// cannot be read (too large for `$op`, or broken).
 macro_rules! body_or_return {

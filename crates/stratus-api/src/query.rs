@@ -180,6 +180,33 @@ pub async fn dispatch(
     body: &[u8],
 ) -> Response {
     let request_id = stratus_core::request_id();
+    // botocore gzips large bodies of operations with the
+    // `requestcompression` trait (CloudWatch's PutMetricData).
+    let inflated;
+    let body = if stratus_cloudwatch::gzip::is_gzip(body)
+        && h.get("content-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+    {
+        match stratus_cloudwatch::gzip::gunzip(body) {
+            Ok(b) => {
+                inflated = b;
+                &inflated[..]
+            }
+            Err(e) => {
+                return query_error(
+                    &AwsError::new(
+                        400,
+                        "MalformedQueryString",
+                        format!("The gzip request body cannot be decompressed: {e}."),
+                    ),
+                    "",
+                    &request_id,
+                );
+            }
+        }
+    } else {
+        body
+    };
     let mut action = None;
     let mut params = Vec::new();
     for (k, v) in form_urlencoded::parse(body) {

@@ -422,6 +422,7 @@ impl States {
                 input_text.clone(),
                 trace.clone(),
             );
+            stratus_cloudwatch::states::ensure_schema(&self.store)?;
             self.store
                 .write(move |c| {
                     let n = c.execute(
@@ -436,6 +437,10 @@ impl States {
                              VALUES (?1, 1, 'ExecutionStarted', 0, ?2, ?3)",
                             params![arn, start_ms, started],
                         )?;
+                    }
+                    if n == 1 {
+                        // CloudWatch's ExecutionsStarted, with the execution.
+                        stratus_cloudwatch::states::count_started(c, &region, &sm, start_ms)?;
                     }
                     Ok(n == 1)
                 })
@@ -583,6 +588,17 @@ impl States {
                     "The execution did not finish within the Express workflow limit of 5 minutes.",
                 );
             }
+        }
+        if let Some(status) = out["status"].as_str() {
+            // CloudWatch's AWS/States metrics (this execution is not stored).
+            stratus_cloudwatch::states::record_sync(
+                &self.store,
+                &m.region,
+                &m.state_machine_arn,
+                start_ms,
+                stop_ms,
+                status,
+            );
         }
         if include {
             out["input"] = Value::from(input_text.clone());

@@ -23,7 +23,10 @@ const RECHECK_MS: u64 = 5_000;
 impl States {
     /// Tells everyone waiting on `arn` that it ended. `status` is the final
     /// status just committed (SUCCEEDED, FAILED, TIMED_OUT or ABORTED).
+    /// Also counts the end in CloudWatch's `AWS/States` metrics (once per
+    /// execution, from the stored row).
     pub(crate) fn execution_ended(&self, arn: &str, status: &str) {
+        stratus_cloudwatch::states::record_end(&self.store, arn);
         let notify = self
             .ended
             .lock()

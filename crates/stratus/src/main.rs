@@ -377,6 +377,15 @@ async fn serve(mut config: Config) -> Result<(), String> {
         stratus_states::States::new(store.clone(), &config, targets.clone(), lambda.clone())?;
     targets.register("states", states.clone());
     let logs = stratus_logs::Logs::new(store.clone(), &config.account_id);
+    let cloudwatch = stratus_cloudwatch::CloudWatch::new(store.clone())
+        .map_err(|e| format!("cannot create the CloudWatch tables: {e}"))?;
+    match cloudwatch.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("counted {n} Step Functions execution ends in their metrics"),
+        Err(e) => {
+            tracing::error!("cannot count Step Functions execution ends in their metrics: {e}")
+        }
+    }
     let mut background = Vec::new();
     background.push(logs.spawn());
     background.extend(sqs.spawn());
@@ -384,6 +393,7 @@ async fn serve(mut config: Config) -> Result<(), String> {
     background.extend(events.spawn());
     background.push(lambda.spawn_async_processor(targets.clone()));
     background.extend(states.spawn());
+    background.push(cloudwatch.spawn_emf(Duration::from_secs(1)));
     let json_services = stratus_api::JsonServices::new()
         .with(
             stratus_autoscaling::TARGET_PREFIX,
@@ -420,6 +430,13 @@ async fn serve(mut config: Config) -> Result<(), String> {
                 let states = states.clone();
                 async move { states.call(&region, &op, body).await }
             }
+        })
+        .with(stratus_cloudwatch::TARGET_PREFIX, "1.0", {
+            let cw = cloudwatch.clone();
+            move |region, op, body| {
+                let cw = cw.clone();
+                async move { cw.call_json(&region, &op, &body).await }
+            }
         });
     let query_services = stratus_api::QueryServices::new()
         .with("sqs", stratus_sqs::XMLNS, stratus_sqs::ACTIONS, {
@@ -438,7 +455,19 @@ async fn serve(mut config: Config) -> Result<(), String> {
                 let sns = sns.clone();
                 async move { sns.call_query(&r.region, &r.action, &r.params).await }
             }
-        });
+        })
+        .with(
+            stratus_cloudwatch::SIGNING_NAME,
+            stratus_cloudwatch::XMLNS,
+            stratus_cloudwatch::ACTIONS,
+            {
+                let cw = cloudwatch.clone();
+                move |r: stratus_api::QueryRequest| {
+                    let cw = cw.clone();
+                    async move { cw.call_query(&r.region, &r.action, &r.params).await }
+                }
+            },
+        );
     let app = stratus_api::router_with_all(
         stratus_api::Edge {
             lambda: lambda.clone(),
@@ -447,7 +476,19 @@ async fn serve(mut config: Config) -> Result<(), String> {
         json_services,
         query_services,
     )
-    .merge(sqs.esm_router());
+    .merge(sqs.esm_router())
+    .merge(stratus_api::rpc_v2::router(
+        stratus_api::rpc_v2::RpcV2Services::new().with(stratus_cloudwatch::TARGET_PREFIX, {
+            let cw = cloudwatch.clone();
+            move |region: String, op: String, body: axum::body::Bytes| {
+                let cw = cw.clone();
+                async move {
+                    let r = cw.call_cbor(&region, &op, &body).await;
+                    (r.status, r.headers, r.body)
+                }
+            }
+        }),
+    ));
 
     let reaper = {
         let lambda = lambda.clone();
