@@ -37,7 +37,9 @@ use stratus_asl::{Failure, Host, TaskCall};
 use stratus_core::{AwsError, AwsResult};
 use tokio::sync::{Notify, oneshot};
 
-use crate::machines::{MAX_TAGS, Tag, parse_tags};
+use crate::machines::{
+    MAX_TAGS, Tag, merge_tags, parse_tags, tag_request, too_many_tags, untag_keys,
+};
 use crate::names::{self, err};
 use crate::runner::{ExecHost, TokenWaiter, parse_ok_or_err};
 use crate::{States, epoch, opt_str, page_size, page_token, parse_page_token, req_str};
@@ -193,23 +195,6 @@ fn check_encryption(v: Option<&Value>) -> AwsResult<Option<Value>> {
         ));
     }
     Ok(Some(v.clone()))
-}
-
-fn merge_tags(into: &mut Vec<Tag>, add: Vec<Tag>) {
-    for t in add {
-        match into.iter_mut().find(|x| x.key == t.key) {
-            Some(x) => x.value = t.value,
-            None => into.push(t),
-        }
-    }
-}
-
-fn too_many_tags(arn: &str) -> AwsError {
-    err(
-        "TooManyTags",
-        format!("Too many tags: a resource can have at most {MAX_TAGS} tags."),
-    )
-    .with_field("resourceName", arn)
 }
 
 // --------------------------------------------------------------------------
@@ -636,12 +621,8 @@ impl States {
     /// Errors: `InvalidArn`, `ResourceNotFound`, `TooManyTags`.
     pub(crate) async fn tag_activity(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "resourceArn")?;
-        let tags = parse_tags(Some(req.get("tags").unwrap_or(&Value::Array(vec![]))))?;
         let mut a = self.tagged_activity(arn)?;
-        merge_tags(&mut a.tags, tags);
-        if a.tags.len() > MAX_TAGS {
-            return Err(too_many_tags(arn));
-        }
+        tag_request(req, arn, &mut a.tags)?;
         self.save_activity(&a)?;
         Ok(json!({}))
     }
@@ -652,21 +633,7 @@ impl States {
     /// Errors: `InvalidArn`, `ResourceNotFound`, `ValidationException`.
     pub(crate) async fn untag_activity(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "resourceArn")?;
-        let keys: Vec<String> = match req.get("tagKeys") {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-                AwsError::new(
-                    400,
-                    "SerializationException",
-                    "tagKeys must be a list of strings.",
-                )
-            })?,
-            None => {
-                return Err(AwsError::validation_errors(&[
-                    "Value null at 'tagKeys' failed to satisfy constraint: Member must not be null"
-                        .to_string(),
-                ]));
-            }
-        };
+        let keys = untag_keys(req)?;
         let mut a = self.tagged_activity(arn)?;
         a.tags.retain(|t| !keys.contains(&t.key));
         self.save_activity(&a)?;

@@ -256,7 +256,8 @@ pub fn parse_tags(v: Option<&Value>) -> AwsResult<Vec<Tag>> {
     Ok(list)
 }
 
-fn merge_tags(into: &mut Vec<Tag>, add: Vec<Tag>) {
+/// Adds `add` to `into`, replacing the values of keys already there.
+pub(crate) fn merge_tags(into: &mut Vec<Tag>, add: Vec<Tag>) {
     for t in add {
         match into.iter_mut().find(|x| x.key == t.key) {
             Some(x) => x.value = t.value,
@@ -265,12 +266,51 @@ fn merge_tags(into: &mut Vec<Tag>, add: Vec<Tag>) {
     }
 }
 
-fn too_many_tags(arn: &str) -> AwsError {
+/// `TooManyTags` for the resource `arn` (more than [`MAX_TAGS`]).
+pub(crate) fn too_many_tags(arn: &str) -> AwsError {
     err(
         "TooManyTags",
         format!("Too many tags: a resource can have at most {MAX_TAGS} tags."),
     )
     .with_field("resourceName", arn)
+}
+
+/// TagResource's `tags` merged into `current` (a state machine's or an
+/// activity's tags).
+///
+/// Errors: `ValidationException` / `SerializationException` for malformed
+/// tags, `TooManyTags` beyond [`MAX_TAGS`].
+pub(crate) fn tag_request(
+    req: &Map<String, Value>,
+    arn: &str,
+    current: &mut Vec<Tag>,
+) -> AwsResult<()> {
+    let tags = parse_tags(Some(req.get("tags").unwrap_or(&Value::Array(vec![]))))?;
+    merge_tags(current, tags);
+    if current.len() > MAX_TAGS {
+        return Err(too_many_tags(arn));
+    }
+    Ok(())
+}
+
+/// UntagResource's `tagKeys`.
+///
+/// Errors: `ValidationException` when absent, `SerializationException`
+/// when not a list of strings.
+pub(crate) fn untag_keys(req: &Map<String, Value>) -> AwsResult<Vec<String>> {
+    match req.get("tagKeys") {
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            AwsError::new(
+                400,
+                "SerializationException",
+                "tagKeys must be a list of strings.",
+            )
+        }),
+        None => Err(AwsError::validation_errors(&[
+            "Value null at 'tagKeys' failed to satisfy constraint: Member must not be null"
+                .to_string(),
+        ])),
+    }
 }
 
 /// Checks a definition: it parses and validates as Amazon States Language,
@@ -787,12 +827,8 @@ impl States {
     /// Errors: `InvalidArn`, `ResourceNotFound`, `TooManyTags`.
     pub(crate) async fn tag_resource(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "resourceArn")?;
-        let tags = parse_tags(Some(req.get("tags").unwrap_or(&Value::Array(vec![]))))?;
         let mut m = self.tagged_machine(arn)?;
-        merge_tags(&mut m.tags, tags);
-        if m.tags.len() > MAX_TAGS {
-            return Err(too_many_tags(arn));
-        }
+        tag_request(req, arn, &mut m.tags)?;
         self.save_machine(&m)?;
         Ok(json!({}))
     }
@@ -802,21 +838,7 @@ impl States {
     /// Errors: `InvalidArn`, `ResourceNotFound`.
     pub(crate) async fn untag_resource(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let arn = req_str(req, "resourceArn")?;
-        let keys: Vec<String> = match req.get("tagKeys") {
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-                AwsError::new(
-                    400,
-                    "SerializationException",
-                    "tagKeys must be a list of strings.",
-                )
-            })?,
-            None => {
-                return Err(AwsError::validation_errors(&[
-                    "Value null at 'tagKeys' failed to satisfy constraint: Member must not be null"
-                        .to_string(),
-                ]));
-            }
-        };
+        let keys = untag_keys(req)?;
         let mut m = self.tagged_machine(arn)?;
         m.tags.retain(|t| !keys.contains(&t.key));
         self.save_machine(&m)?;
