@@ -166,6 +166,50 @@ pub fn unsupported_resources(definition: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The Task resources (JSON pointer of the `Resource` member, resource)
+/// whose integration pattern an Express state machine cannot use: `.sync`,
+/// `.sync:2`, `.waitForTaskToken` and activities. AWS: "Express Workflows
+/// only support Request Response integrations" (Developer Guide,
+/// "Integrating optimized services with Step Functions"), and activities
+/// are a Standard-only feature.
+pub fn express_unsupported_resources(definition: &str) -> Vec<(String, String)> {
+    fn walk(machine: &Value, at: &str, out: &mut Vec<(String, String)>, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        let Some(states) = machine.get("States").and_then(Value::as_object) else {
+            return;
+        };
+        for (name, state) in states {
+            let here = format!("{at}/States/{}", pointer_escape(name));
+            if let Some(r) = state.get("Resource").and_then(Value::as_str)
+                && state.get("Type").and_then(Value::as_str) == Some("Task")
+                && (r.ends_with(".sync")
+                    || r.ends_with(".sync:2")
+                    || r.ends_with(".waitForTaskToken")
+                    || crate::activities::is_activity_arn(r))
+            {
+                out.push((format!("{here}/Resource"), r.to_string()));
+            }
+            if let Some(branches) = state.get("Branches").and_then(Value::as_array) {
+                for (i, b) in branches.iter().enumerate() {
+                    walk(b, &format!("{here}/Branches/{i}"), out, depth + 1);
+                }
+            }
+            for field in ["ItemProcessor", "Iterator"] {
+                if let Some(p) = state.get(field) {
+                    walk(p, &format!("{here}/{field}"), out, depth + 1);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_str::<Value>(definition) {
+        walk(&v, "", &mut out, 0);
+    }
+    out
+}
+
 fn walk_states(machine: &Value, at: &str, out: &mut Vec<(String, String)>, depth: usize) {
     if depth > 64 {
         return;

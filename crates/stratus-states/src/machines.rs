@@ -313,6 +313,41 @@ pub(crate) fn untag_keys(req: &Map<String, Value>) -> AwsResult<Vec<String>> {
     }
 }
 
+/// Checks that an Express state machine's definition uses only the
+/// request-response pattern (see
+/// [`crate::integrations::express_unsupported_resources`]).
+///
+/// Errors: `InvalidDefinition`
+/// (`SCHEMA_VALIDATION_FAILED: Express state machine does not support ...`).
+pub fn check_express_definition(definition: &str) -> AwsResult<()> {
+    let problems: Vec<String> = crate::integrations::express_unsupported_resources(definition)
+        .into_iter()
+        .map(|(location, resource)| {
+            let what = if crate::activities::is_activity_arn(&resource) {
+                "activities".to_string()
+            } else {
+                let pattern = [".sync:2", ".sync", ".waitForTaskToken"]
+                    .into_iter()
+                    .find(|p| resource.ends_with(p))
+                    .unwrap_or(".sync");
+                format!("'{pattern}' service integration")
+            };
+            format!("SCHEMA_VALIDATION_FAILED: Express state machine does not support {what} at {location}")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(err(
+            "InvalidDefinition",
+            format!(
+                "Invalid State Machine Definition: '{}'",
+                problems.join(", ")
+            ),
+        ))
+    }
+}
+
 /// Checks a definition: it parses and validates as Amazon States Language,
 /// and every Task resource is one stratus can run.
 ///
@@ -469,6 +504,9 @@ impl States {
             }
         }
         check_definition(definition)?;
+        if machine_type == "EXPRESS" {
+            check_express_definition(definition)?;
+        }
         let arn = names::state_machine_arn(region, &self.account, name);
         let mut deduped: Vec<Tag> = Vec::new();
         merge_tags(&mut deduped, tags);
@@ -578,6 +616,9 @@ impl States {
         }
         if let Some(d) = definition {
             check_definition(d)?;
+            if m.machine_type == "EXPRESS" {
+                check_express_definition(d)?;
+            }
             m.definition = d.to_string();
         }
         if let Some(r) = role {
@@ -858,6 +899,51 @@ impl States {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn express_machines_use_request_response_only() {
+        let def = |resource: &str| {
+            json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true,
+                "Branches": [{"StartAt": "T", "States": {"T": {"Type": "Task",
+                    "Resource": resource, "End": true}}}]}}})
+            .to_string()
+        };
+        for (resource, said) in [
+            (
+                "arn:aws:states:::states:startExecution.sync",
+                "'.sync' service integration",
+            ),
+            (
+                "arn:aws:states:::states:startExecution.sync:2",
+                "'.sync:2' service integration",
+            ),
+            (
+                "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "'.waitForTaskToken' service integration",
+            ),
+            (
+                "arn:aws:states:us-east-1:123456789012:activity:a",
+                "activities",
+            ),
+        ] {
+            let e = check_express_definition(&def(resource)).unwrap_err();
+            assert_eq!(e.code, "InvalidDefinition");
+            assert!(e.message.contains(said), "{}", e.message);
+            assert!(
+                e.message
+                    .contains("at /States/P/Branches/0/States/T/Resource"),
+                "{}",
+                e.message
+            );
+        }
+        for resource in [
+            "arn:aws:states:::states:startExecution",
+            "arn:aws:states:::lambda:invoke",
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+        ] {
+            check_express_definition(&def(resource)).unwrap();
+        }
+    }
 
     #[test]
     fn logging_defaults_and_checks() {
