@@ -368,6 +368,14 @@ def test_bad_input(sfn):
     d = finished(sfn, ex)
     assert d["status"] == "FAILED" and d["error"] == "States.Runtime", d
     assert missing in d["cause"]
+    # The history shows the task never reached a worker: ActivityScheduleFailed
+    # in place of ActivityScheduled (HistoryEvent model).
+    types = [e["type"] for e in sfn.get_execution_history(executionArn=ex)["events"]]
+    assert "ActivityScheduled" not in types, types
+    failed = [e for e in sfn.get_execution_history(executionArn=ex)["events"]
+              if e["type"] == "ActivityScheduleFailed"]
+    assert len(failed) == 1, types
+    assert failed[0]["activityScheduleFailedEventDetails"]["error"] == "States.Runtime"
     # SendTaskSuccess with output that is not JSON.
     sm = machine(sfn, {"Work": {"Type": "Task", "Resource": act, "End": True}}, "Work")
     ex = sfn.start_execution(stateMachineArn=sm, input="{}")["executionArn"]

@@ -105,6 +105,16 @@ pub trait Host: Send + Sync {
     fn redriven_at_ms(&self) -> Option<i64> {
         None
     }
+    /// Activities: `Some(failure)` when the activity of the task call `key`
+    /// (`resource`, an activity ARN) cannot be scheduled, for example
+    /// because it does not exist; the engine then records
+    /// `ActivityScheduleFailed` instead of `ActivityScheduled` and the state
+    /// fails with the failure (Retry / Catch apply). The answer must be the
+    /// same on every replay. Default: None (always scheduled).
+    fn activity_schedule_failure(&self, key: &str, resource: &str) -> Option<Failure> {
+        let _ = (key, resource);
+        None
+    }
 }
 
 /// What a Distributed Map tells its host when its Map Run starts.
@@ -2007,6 +2017,14 @@ fn attempt_state<'a>(
                         ex.record(frame, "LambdaFunctionStarted", json!({}));
                     }
                     ResourceKind::Activity => {
+                        if let Some(f) = ex.host.activity_schedule_failure(key, &t.resource) {
+                            ex.record(
+                                frame,
+                                "ActivityScheduleFailed",
+                                json!({"error": f.error, "cause": f.cause}),
+                            );
+                            return Err(f);
+                        }
                         let mut d = json!({"resource": t.resource, "input": params_s, "inputDetails": {"truncated": false}});
                         if let Some(o) = d.as_object_mut() {
                             if let Some(ts) = timeout {
@@ -2843,6 +2861,9 @@ impl Host for QuietHost<'_> {
     }
     fn redriven_at_ms(&self) -> Option<i64> {
         self.inner.redriven_at_ms()
+    }
+    fn activity_schedule_failure(&self, key: &str, resource: &str) -> Option<Failure> {
+        self.inner.activity_schedule_failure(key, resource)
     }
 }
 

@@ -714,6 +714,23 @@ impl Host for ExecHost {
         )
     }
 
+    fn activity_schedule_failure(&self, key: &str, resource: &str) -> Option<Failure> {
+        let jkey = format!("schedule:{key}");
+        if let Some(stored) = self.journal_get(&jkey) {
+            return parse_ok_or_err(&stored).and_then(Result::err);
+        }
+        let r = if self.states.activity_exists(resource) {
+            Ok(Value::Null)
+        } else {
+            Err(Failure {
+                error: "States.Runtime".into(),
+                cause: format!("Activity Does Not Exist: '{resource}'"),
+            })
+        };
+        self.journal_put(jkey, ok_or_err_json(&r));
+        r.err()
+    }
+
     fn redriven_at_ms(&self) -> Option<i64> {
         self.st().redriven_at
     }
