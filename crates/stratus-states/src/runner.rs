@@ -407,6 +407,12 @@ impl ExecHost {
         st.redriven_at = Some(redriven_at_ms);
     }
 
+    /// How many times the execution was redriven (0: never), as set by
+    /// [`ExecHost::set_redrive`].
+    pub(crate) fn generation(&self) -> u32 {
+        self.st().generation
+    }
+
     /// TestState: task calls answer with `mock` instead of running.
     pub(crate) fn set_mock(&self, mock: Result<Value, Failure>) {
         *self.mock.lock().unwrap_or_else(|p| p.into_inner()) = Some(mock);
