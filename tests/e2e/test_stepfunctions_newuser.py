@@ -106,3 +106,62 @@ def test_redrive_after_an_activity_timeout_offers_the_task_again(sfn):
     d = finished(sfn, ex)
     assert d["status"] == "SUCCEEDED", d
     assert json.loads(d["output"]) == {"late": False}
+
+
+def test_redrive_of_a_parent_whose_child_failed_starts_a_new_child(sfn):
+    # "Redriving executions": the redrive reruns the unsuccessful step, here
+    # a startExecution.sync:2 task; the task starts a new child execution,
+    # which (the child's input having changed nothing, but the child machine
+    # now succeeding) lets the parent succeed.
+    child_name = name("nu-child")
+    failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}
+    child = sfn.create_state_machine(name=child_name, roleArn=ROLE,
+                                     definition=json.dumps(failing))["stateMachineArn"]
+    parent = sfn.create_state_machine(
+        name=name("nu-parent"), roleArn=ROLE,
+        definition=json.dumps({"StartAt": "Call", "States": {"Call": {
+            "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {"StateMachineArn": child, "Input": {"n.$": "$.n"}},
+            "OutputPath": "$.Output", "End": True}}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=parent, input='{"n": 5}')["executionArn"]
+    d = finished(sfn, ex)
+    assert (d["status"], d["error"]) == ("FAILED", "States.TaskFailed")
+    first_child = json.loads(d["cause"])["ExecutionArn"]
+    sfn.update_state_machine(stateMachineArn=child, definition=json.dumps(
+        {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}))
+    sfn.redrive_execution(executionArn=ex)
+    d = finished(sfn, ex)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == {"n": 5}
+    children = sfn.list_executions(stateMachineArn=child)["executions"]
+    assert sorted(c["status"] for c in children) == ["FAILED", "SUCCEEDED"]
+    assert [c["executionArn"] for c in children if c["status"] == "FAILED"] == [first_child]
+
+
+def test_redrive_of_a_stopped_parent_runs_its_sync_child_again(sfn):
+    # The .sync child was stopped with its parent; the redriven parent's
+    # task starts a new child instead of failing on the aborted one.
+    child = sfn.create_state_machine(
+        name=name("nu-child"), roleArn=ROLE,
+        definition=json.dumps({"StartAt": "W", "States": {
+            "W": {"Type": "Wait", "SecondsPath": "$.wait", "End": True}}}))["stateMachineArn"]
+    parent = sfn.create_state_machine(
+        name=name("nu-parent"), roleArn=ROLE,
+        definition=json.dumps({"StartAt": "Call", "States": {"Call": {
+            "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+            "Parameters": {"StateMachineArn": child, "Input": {"wait.$": "$.wait"}},
+            "End": True}}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=parent, input='{"wait": 2}')["executionArn"]
+    wait_for(lambda: sfn.list_executions(stateMachineArn=child)["executions"], 10,
+             "the child to start")
+    sfn.stop_execution(executionArn=ex)
+    assert finished(sfn, ex)["status"] == "ABORTED"
+    wait_for(lambda: all(c["status"] == "ABORTED" for c in
+                         sfn.list_executions(stateMachineArn=child)["executions"]),
+             10, "the child to be stopped")
+    sfn.redrive_execution(executionArn=ex)
+    d = finished(sfn, ex)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"])["Status"] == "SUCCEEDED"
+    assert sorted(c["status"] for c in sfn.list_executions(
+        stateMachineArn=child)["executions"]) == ["ABORTED", "SUCCEEDED"]

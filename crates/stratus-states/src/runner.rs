@@ -517,9 +517,16 @@ impl ExecHost {
     /// and task start them.
     async fn dispatch(&self, call: &TaskCall, resource: &Resource) -> Result<Value, Failure> {
         if let integrations::Integration::StartExecution(mode) = resource.integration {
+            // A redrive runs the task again: it starts a new child (its own
+            // derived name and record) rather than finding the child that
+            // failed or was stopped in the earlier run.
+            let key = match self.generation() {
+                0 => call.key.clone(),
+                g => format!("{}@{g}", call.key),
+            };
             let parent = crate::nested::Parent {
                 arn: &self.arn,
-                key: &call.key,
+                key: &key,
             };
             return self
                 .states
