@@ -165,3 +165,49 @@ def test_redrive_of_a_stopped_parent_runs_its_sync_child_again(sfn):
     assert json.loads(d["output"])["Status"] == "SUCCEEDED"
     assert sorted(c["status"] for c in sfn.list_executions(
         stateMachineArn=child)["executions"]) == ["ABORTED", "SUCCEEDED"]
+
+
+def test_redrive_of_a_parent_redrives_its_failed_map_run(sfn):
+    # RedriveExecution (API reference): "The parent workflow redrives all
+    # the unsuccessful states, including a failed Map Run"; the Map Run's
+    # unsuccessful STANDARD children are redriven, the successful ones keep
+    # their results, and children never started run.
+    activity = sfn.create_activity(name=name("nu-mr"))["activityArn"]
+    sm = sfn.create_state_machine(
+        name=name("nu-dm"), roleArn=ROLE,
+        definition=json.dumps({"StartAt": "M", "States": {"M": {
+            "Type": "Map", "MaxConcurrency": 1,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "A", "States": {"A": {"Type": "Task", "Resource": activity,
+                                                 "End": True}}},
+            "End": True}}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=sm, input="[1, 2, 3]")["executionArn"]
+    first = poll(sfn, activity, "w")
+    assert json.loads(first["input"]) == 1
+    sfn.send_task_success(taskToken=first["taskToken"], output='"one"')
+    second = poll(sfn, activity, "w")
+    assert json.loads(second["input"]) == 2
+    sfn.send_task_failure(taskToken=second["taskToken"], error="Bad", cause="item 2")
+    d = finished(sfn, ex)
+    assert (d["status"], d["error"]) == ("FAILED", "Bad")
+    run = sfn.list_map_runs(executionArn=ex)["mapRuns"][0]["mapRunArn"]
+    assert sfn.describe_map_run(mapRunArn=run)["status"] == "FAILED"
+
+    sfn.redrive_execution(executionArn=ex)
+    again = poll(sfn, activity, "w")
+    assert json.loads(again["input"]) == 2
+    sfn.send_task_success(taskToken=again["taskToken"], output='"two"')
+    third = poll(sfn, activity, "w")
+    assert json.loads(third["input"]) == 3
+    sfn.send_task_success(taskToken=third["taskToken"], output='"three"')
+    d = finished(sfn, ex)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == ["one", "two", "three"]
+    described = sfn.describe_map_run(mapRunArn=run)
+    assert described["status"] == "SUCCEEDED"
+    assert described["executionCounts"]["succeeded"] == 3
+    assert described["executionCounts"]["total"] == 3
+    children = sfn.list_executions(mapRunArn=run)["executions"]
+    assert sorted(c["status"] for c in children) == ["SUCCEEDED"] * 3
+    assert sorted(c.get("redriveCount", 0) for c in children) == [0, 0, 1]

@@ -229,6 +229,21 @@ impl States {
     /// `InvalidArn`, `ExecutionDoesNotExist`, `ExecutionNotRedrivable` (with
     /// the reason).
     pub(crate) async fn redrive_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        self.redrive(req, false).await
+    }
+
+    /// RedriveExecution of a Map Run's STANDARD child by its redriven
+    /// parent ([`crate::map_runs`]): the child's state machine is the
+    /// parent's ItemProcessor, which exists while the parent does.
+    ///
+    /// Errors: as [`States::redrive_execution`].
+    pub(crate) async fn redrive_map_run_child(&self, arn: &str) -> AwsResult<Value> {
+        let mut req = Map::new();
+        req.insert("executionArn".into(), Value::from(arn));
+        self.redrive(&req, true).await
+    }
+
+    async fn redrive(&self, req: &Map<String, Value>, by_map_run: bool) -> AwsResult<Value> {
         let arn = req_str(req, "executionArn")?.to_string();
         names::check_len(&arn, "executionArn", 1, 256)?;
         let token = opt_str(req, "clientToken")?.map(str::to_string);
@@ -242,7 +257,7 @@ impl States {
                 format!("Execution Does Not Exist: '{arn}'"),
             ));
         };
-        let machine_exists = self.load_machine(&row.state_machine_arn).is_ok();
+        let machine_exists = by_map_run || self.load_machine(&row.state_machine_arn).is_ok();
         let now = stratus_core::time::now_ms();
         let arn2 = arn.clone();
         let decision = self

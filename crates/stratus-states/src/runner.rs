@@ -776,6 +776,7 @@ impl Host for ExecHost {
                 &self.region,
                 spec,
                 self.busy.clone(),
+                self.generation(),
             )
             .await
         })
