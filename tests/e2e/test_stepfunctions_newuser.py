@@ -211,3 +211,29 @@ def test_redrive_of_a_parent_redrives_its_failed_map_run(sfn):
     children = sfn.list_executions(mapRunArn=run)["executions"]
     assert sorted(c["status"] for c in children) == ["SUCCEEDED"] * 3
     assert sorted(c.get("redriveCount", 0) for c in children) == [0, 0, 1]
+
+
+def test_task_output_size_is_counted_in_utf8_bytes(sfn):
+    # SendTaskSuccess `output`: "Length constraints apply to the payload
+    # size, and are expressed as bytes in UTF-8 encoding" (API reference);
+    # the model's maximum is 262144. 140,000 "é" are 280,000 bytes.
+    from botocore.exceptions import ClientError
+    from harness import assert_client_error
+
+    activity = sfn.create_activity(name=name("nu-size"))["activityArn"]
+    sm = activity_machine(sfn, activity)
+    ex = sfn.start_execution(stateMachineArn=sm, input="{}")["executionArn"]
+    task = poll(sfn, activity, "w")
+    big = json.dumps({"a": "é" * 140_000}, ensure_ascii=False)
+    with pytest.raises(ClientError) as e:
+        sfn.send_task_success(taskToken=task["taskToken"], output=big)
+    assert_client_error(e, "ValidationException", 400)
+    with pytest.raises(ClientError) as e:
+        sfn.start_execution(stateMachineArn=sm, input=big)
+    assert_client_error(e, "ValidationException", 400)
+    # The task is still open and takes an output within the limit.
+    fits = json.dumps({"a": "é" * 100_000}, ensure_ascii=False)
+    sfn.send_task_success(taskToken=task["taskToken"], output=fits)
+    d = finished(sfn, ex)
+    assert d["status"] == "SUCCEEDED", d
+    assert json.loads(d["output"]) == {"a": "é" * 100_000}

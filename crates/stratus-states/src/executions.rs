@@ -209,7 +209,7 @@ fn included_data(req: &Map<String, Value>) -> AwsResult<bool> {
 /// Errors: `InvalidExecutionInput`, `ValidationException` (length).
 fn check_input(input: Option<&str>) -> AwsResult<(String, Value)> {
     let text = input.unwrap_or("{}");
-    names::check_len(text, "input", 0, MAX_DATA)?;
+    names::check_payload_bytes(text, "input", MAX_DATA)?;
     let text = if text.trim().is_empty() { "{}" } else { text };
     let value: Value = serde_json::from_str(text).map_err(|e| {
         err(
@@ -1022,7 +1022,7 @@ impl States {
     /// `InvalidOutput` (not JSON).
     pub(crate) async fn send_task_success(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let output = req_str(req, "output")?;
-        names::check_len(output, "output", 0, MAX_DATA)?;
+        names::check_payload_bytes(output, "output", MAX_DATA)?;
         let value: Value = serde_json::from_str(output)
             .map_err(|e| err("InvalidOutput", format!("Invalid Output: '{e}'")))?;
         let (arn, token) = self.open_task(req)?;
