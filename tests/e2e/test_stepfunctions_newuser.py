@@ -76,15 +76,21 @@ def test_redrive_of_a_stopped_execution_offers_its_activity_task_again(sfn):
     again = poll(sfn, activity, "w2")
     assert json.loads(again["input"]) == {"n": 1}
     assert again["taskToken"] != first["taskToken"]
-    sfn.send_task_success(taskToken=again["taskToken"], output='{"done": true}')
+    # Stopped and redriven a second time: offered once more.
+    sfn.stop_execution(executionArn=ex)
+    assert finished(sfn, ex)["status"] == "ABORTED"
+    sfn.redrive_execution(executionArn=ex)
+    third = poll(sfn, activity, "w3")
+    assert third["taskToken"] not in (first["taskToken"], again["taskToken"])
+    sfn.send_task_success(taskToken=third["taskToken"], output='{"done": true}')
     d = finished(sfn, ex)
     assert d["status"] == "SUCCEEDED"
     assert json.loads(d["output"]) == {"done": True}
-    assert d["redriveCount"] == 1
+    assert d["redriveCount"] == 2
     events = history(sfn, ex)
     started = [e["activityStartedEventDetails"].get("workerName")
                for e in events if e["type"] == "ActivityStarted"]
-    assert started == ["w1", "w2"]
+    assert started == ["w1", "w2", "w3"]
     assert [e["type"] for e in events][-1] == "ExecutionSucceeded"
 
 
