@@ -243,3 +243,34 @@ def test_task_output_size_is_counted_in_utf8_bytes(sfn):
     d = finished(sfn, ex)
     assert d["status"] == "SUCCEEDED", d
     assert json.loads(d["output"]) == {"a": "é" * 100_000}
+
+
+def test_map_run_children_are_redriven_through_their_parent(sfn):
+    # DescribeExecution `redriveStatus` (botocore model): for the STANDARD
+    # child workflows of a Distributed Map it tells whether the Map Run can
+    # redrive them (REDRIVABLE_BY_MAP_RUN); the child's state machine is the
+    # Map's ItemProcessor, so "State machine is in DELETING status" does
+    # not apply. RedriveExecution of the child itself is refused.
+    from botocore.exceptions import ClientError
+    from harness import assert_client_error
+
+    sm = sfn.create_state_machine(
+        name=name("nu-dmf"), roleArn=ROLE,
+        definition=json.dumps({"StartAt": "M", "States": {"M": {
+            "Type": "Map",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Nope"}}},
+            "End": True}}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=sm, input="[1]")["executionArn"]
+    assert finished(sfn, ex)["status"] == "FAILED"
+    run = sfn.list_map_runs(executionArn=ex)["mapRuns"][0]["mapRunArn"]
+    (child,) = sfn.list_executions(mapRunArn=run)["executions"]
+    d = sfn.describe_execution(executionArn=child["executionArn"])
+    assert d["status"] == "FAILED"
+    assert d["redriveStatus"] == "REDRIVABLE_BY_MAP_RUN", d
+    assert "redriveStatusReason" not in d
+    with pytest.raises(ClientError) as e:
+        sfn.redrive_execution(executionArn=child["executionArn"])
+    assert_client_error(e, "ExecutionNotRedrivable", 400)
+    assert sfn.describe_execution(executionArn=ex)["redriveStatus"] == "REDRIVABLE"
