@@ -274,3 +274,31 @@ def test_map_run_children_are_redriven_through_their_parent(sfn):
         sfn.redrive_execution(executionArn=child["executionArn"])
     assert_client_error(e, "ExecutionNotRedrivable", 400)
     assert sfn.describe_execution(executionArn=ex)["redriveStatus"] == "REDRIVABLE"
+
+
+def test_a_timed_out_activity_task_of_a_redriven_run_answers_task_timed_out(sfn):
+    # SendTaskSuccess (API reference): TaskTimedOut once the task's
+    # TimeoutSeconds passed, also in a run started by RedriveExecution.
+    from botocore.exceptions import ClientError
+    from harness import assert_client_error
+
+    activity = sfn.create_activity(name=name("nu-late"))["activityArn"]
+    sm = sfn.create_state_machine(
+        name=name("nu-late"), roleArn=ROLE,
+        definition=json.dumps({"StartAt": "Before", "States": {
+            "Before": {"Type": "Wait", "Seconds": 2, "Next": "A"},
+            "A": {"Type": "Task", "Resource": activity, "TimeoutSeconds": 1,
+                  "Catch": [{"ErrorEquals": ["States.Timeout"], "Next": "After"}],
+                  "End": True},
+            "After": {"Type": "Wait", "Seconds": 60, "End": True}}}))["stateMachineArn"]
+    ex = sfn.start_execution(stateMachineArn=sm, input="{}")["executionArn"]
+    sfn.stop_execution(executionArn=ex)
+    sfn.redrive_execution(executionArn=ex)
+    task = poll(sfn, activity, "w")
+    wait_for(lambda: any(e["type"] == "WaitStateEntered" and
+                         e["stateEnteredEventDetails"]["name"] == "After"
+                         for e in history(sfn, ex)), 10, "the timeout to be caught")
+    with pytest.raises(ClientError) as e:
+        sfn.send_task_success(taskToken=task["taskToken"], output="{}")
+    assert_client_error(e, "TaskTimedOut", 400)
+    sfn.stop_execution(executionArn=ex)

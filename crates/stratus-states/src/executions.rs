@@ -973,8 +973,14 @@ impl States {
             }
             // The task ended without a callback (heartbeat or activity
             // timeout) while the execution goes on.
+            // (An activity task's closing is noted per run of the
+            // execution: `activity-closed:<key>` or `...@<redrive count>`.)
+            let closed = format!("activity-closed:{key}");
             let task_ended = journal.contains_key(&format!("task:{key}"))
-                || journal.contains_key(&format!("activity-closed:{key}"));
+                || journal.keys().any(|k| {
+                    k.strip_prefix(closed.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'))
+                });
             match self.load_full_row(&arn)? {
                 Some(r) if r.status == "RUNNING" && !task_ended => {}
                 _ => {
