@@ -700,7 +700,14 @@ impl ExecHost {
         activity: &str,
         scheduled: Option<u64>,
     ) -> Result<Value, Failure> {
-        let closed_key = format!("activity-closed:{}", call.key);
+        // Closing and ActivityStarted belong to one run of the execution: a
+        // redrive runs a task its earlier run left open (stopped, timed
+        // out) as a new task, with a new token and its own ActivityStarted.
+        let run = match self.generation() {
+            0 => String::new(),
+            g => format!("@{g}"),
+        };
+        let closed_key = format!("activity-closed:{}{run}", call.key);
         if self.journal_get(&closed_key).is_some() {
             // Ended by its timeout before a restart: the engine's replayed
             // timer ends it again.
@@ -747,7 +754,7 @@ impl ExecHost {
         let input = call.input.to_string();
         let queues = &self.states.activity_queues;
         let mut taken = Some(queues.offer(activity, seq, &token, &input));
-        let started_key = format!("activity-started:{}", call.key);
+        let started_key = format!("activity-started:{}{run}", call.key);
         // A worker's poll that took the task, to be answered.
         let mut took: Option<Taken> = None;
         loop {

@@ -209,7 +209,7 @@ fn included_data(req: &Map<String, Value>) -> AwsResult<bool> {
 /// Errors: `InvalidExecutionInput`, `ValidationException` (length).
 fn check_input(input: Option<&str>) -> AwsResult<(String, Value)> {
     let text = input.unwrap_or("{}");
-    names::check_len(text, "input", 0, MAX_DATA)?;
+    names::check_payload_bytes(text, "input", MAX_DATA)?;
     let text = if text.trim().is_empty() { "{}" } else { text };
     let value: Value = serde_json::from_str(text).map_err(|e| {
         err(
@@ -973,8 +973,14 @@ impl States {
             }
             // The task ended without a callback (heartbeat or activity
             // timeout) while the execution goes on.
+            // (An activity task's closing is noted per run of the
+            // execution: `activity-closed:<key>` or `...@<redrive count>`.)
+            let closed = format!("activity-closed:{key}");
             let task_ended = journal.contains_key(&format!("task:{key}"))
-                || journal.contains_key(&format!("activity-closed:{key}"));
+                || journal.keys().any(|k| {
+                    k.strip_prefix(closed.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('@'))
+                });
             match self.load_full_row(&arn)? {
                 Some(r) if r.status == "RUNNING" && !task_ended => {}
                 _ => {
@@ -1022,7 +1028,7 @@ impl States {
     /// `InvalidOutput` (not JSON).
     pub(crate) async fn send_task_success(&self, req: &Map<String, Value>) -> AwsResult<Value> {
         let output = req_str(req, "output")?;
-        names::check_len(output, "output", 0, MAX_DATA)?;
+        names::check_payload_bytes(output, "output", MAX_DATA)?;
         let value: Value = serde_json::from_str(output)
             .map_err(|e| err("InvalidOutput", format!("Invalid Output: '{e}'")))?;
         let (arn, token) = self.open_task(req)?;

@@ -234,6 +234,10 @@ pub(crate) struct LiveMapRun {
     counts: Mutex<(Counts, Counts)>,
     /// Set once the run ended (finished or aborted): no child starts.
     ended: std::sync::atomic::AtomicBool,
+    /// How many times the parent was redriven (0: never): a STANDARD child
+    /// that ended unsuccessfully in an earlier run, and was redriven fewer
+    /// times than that, is redriven rather than answering with its failure.
+    parent_redrives: u32,
 }
 
 impl LiveMapRun {
@@ -333,8 +337,13 @@ impl LiveMapRun {
         items: usize,
     ) -> (&'static str, Result<Value, Failure>) {
         let arn = child_execution_arn(&self.arn, index);
-        let exists = matches!(self.states.load_full_row(&arn), Ok(Some(_)));
-        if !exists && let Err(e) = self.start_standard_child(index, &arn, input, items).await {
+        let existing = self.states.load_full_row(&arn).ok().flatten();
+        if let Some(row) = &existing {
+            self.redrive_child(&arn, &row.status).await;
+        }
+        if existing.is_none()
+            && let Err(e) = self.start_standard_child(index, &arn, input, items).await
+        {
             return (
                 "FAILED",
                 Err(Failure::new(
@@ -369,6 +378,24 @@ impl LiveMapRun {
                 "FAILED",
                 Err(Failure::new("States.Runtime", e.message.to_string())),
             ),
+        }
+    }
+
+    /// A redriven parent redrives its Map Run ("Redriving executions": the
+    /// parent redrives all unsuccessful states, including a failed Map Run):
+    /// a STANDARD child that ended FAILED, TIMED_OUT or ABORTED is redriven
+    /// (RedriveExecution) once per redrive of the parent; a child that
+    /// cannot be redriven keeps its outcome.
+    async fn redrive_child(&self, arn: &str, status: &str) {
+        if self.parent_redrives == 0 || !matches!(status, "FAILED" | "TIMED_OUT" | "ABORTED") {
+            return;
+        }
+        let done = self.states.redrive_of(arn).map_or(0, |r| r.count);
+        if done >= self.parent_redrives {
+            return;
+        }
+        if let Err(e) = Box::pin(self.states.redrive_map_run_child(arn)).await {
+            tracing::warn!(execution = %arn, "the Map Run child is not redriven: {e}");
         }
     }
 
@@ -615,6 +642,7 @@ pub(crate) async fn open(
     region: &str,
     spec: &MapRunSpec,
     parent_busy: Arc<AtomicUsize>,
+    parent_redrives: u32,
 ) -> Option<Arc<dyn MapRunHost>> {
     let (_, machine_label, _) = split_map_run_arn(&spec.map_run_arn)?;
     let machine = match StateMachine::parse(&spec.definition) {
@@ -677,6 +705,13 @@ pub(crate) async fn open(
                     counts_text.1
                 ],
             )?;
+            if parent_redrives > 0 {
+                // A redriven parent runs its Map Run again.
+                c.execute(
+                    "UPDATE sfn_map_runs SET status = 'RUNNING', stop_ms = NULL WHERE arn = ?1",
+                    params![arn],
+                )?;
+            }
             c.query_row(
                 "SELECT max_concurrency, tolerated_percentage, tolerated_count FROM sfn_map_runs WHERE arn = ?1",
                 params![arn],
@@ -725,6 +760,7 @@ pub(crate) async fn open(
         changed: tokio::sync::Notify::new(),
         counts: Mutex::new(fresh),
         ended: std::sync::atomic::AtomicBool::new(false),
+        parent_redrives,
     });
     states
         .map_runs
@@ -1044,11 +1080,11 @@ impl States {
                     "startDate": epoch(start_ms),
                     "mapRunArn": arn,
                     "itemCount": n,
-                    "redriveCount": 0,
                 });
                 if let Some(s) = stop_ms {
                     v["stopDate"] = epoch(s);
                 }
+                self.list_item_redrive(&e, &mut v);
                 v
             })
             .collect();

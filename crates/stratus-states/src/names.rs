@@ -195,9 +195,38 @@ pub fn check_len(value: &str, field: &str, min: usize, max: usize) -> Result<(),
     Ok(())
 }
 
+/// Checks a payload parameter (the model's `SensitiveData`: execution
+/// input, task output) against its maximum size, which AWS states "as bytes
+/// in UTF-8 encoding" (API reference, SendTaskSuccess `output`,
+/// StartExecution `input`), not characters.
+///
+/// Errors: `ValidationException`.
+pub fn check_payload_bytes(value: &str, field: &str, max: usize) -> Result<(), AwsError> {
+    if value.len() > max {
+        let shown: String = value.chars().take(64).collect();
+        return Err(validation(
+            &shown,
+            field,
+            &format!("Member must have length less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_sizes_count_utf8_bytes() {
+        // 100,000 two-byte characters: 200,000 bytes, within 262,144.
+        assert!(check_payload_bytes(&"é".repeat(100_000), "output", 262_144).is_ok());
+        // 140,000 characters but 280,000 bytes: over the limit.
+        let e = check_payload_bytes(&"é".repeat(140_000), "output", 262_144).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "ValidationException"));
+        assert!(check_payload_bytes(&"x".repeat(262_144), "input", 262_144).is_ok());
+        assert!(check_payload_bytes(&"x".repeat(262_145), "input", 262_144).is_err());
+    }
 
     #[test]
     fn names_follow_the_documented_rules() {

@@ -188,10 +188,29 @@ impl States {
         if let Some(i) = info {
             out["redriveDate"] = epoch(i.redrive_ms);
         }
+        match self.redrive_reason(row) {
+            // A Map Run's child (its state machine is the parent's
+            // ItemProcessor) is redriven with its parent.
+            None if self.map_run_of(&row.arn).is_some() => {
+                out["redriveStatus"] = json!("REDRIVABLE_BY_MAP_RUN")
+            }
+            None => out["redriveStatus"] = json!("REDRIVABLE"),
+            Some(reason) => {
+                out["redriveStatus"] = json!("NOT_REDRIVABLE");
+                out["redriveStatusReason"] = json!(reason);
+            }
+        }
+    }
+
+    /// Why `row` cannot be redriven, if it cannot (see
+    /// [`not_redrivable_reason`]); a Map Run's child has the state machine
+    /// of its parent's ItemProcessor, which is not a stored one.
+    fn redrive_reason(&self, row: &FullRow) -> Option<String> {
         let arn = row.arn.clone();
         let events = self.store.read(move |c| event_count(c, &arn)).unwrap_or(0);
-        let exists = self.load_machine(&row.state_machine_arn).is_ok();
-        match not_redrivable_reason(
+        let exists = self.load_machine(&row.state_machine_arn).is_ok()
+            || self.map_run_of(&row.arn).is_some();
+        not_redrivable_reason(
             &row.machine_type,
             &row.status,
             row.start_ms,
@@ -199,13 +218,7 @@ impl States {
             events,
             exists,
             stratus_core::time::now_ms(),
-        ) {
-            None => out["redriveStatus"] = json!("REDRIVABLE"),
-            Some(reason) => {
-                out["redriveStatus"] = json!("NOT_REDRIVABLE");
-                out["redriveStatusReason"] = json!(reason);
-            }
-        }
+        )
     }
 
     /// ListExecutions' redrive members of one item: `redriveCount` and, once
@@ -229,6 +242,21 @@ impl States {
     /// `InvalidArn`, `ExecutionDoesNotExist`, `ExecutionNotRedrivable` (with
     /// the reason).
     pub(crate) async fn redrive_execution(&self, req: &Map<String, Value>) -> AwsResult<Value> {
+        self.redrive(req, false).await
+    }
+
+    /// RedriveExecution of a Map Run's STANDARD child by its redriven
+    /// parent ([`crate::map_runs`]): the child's state machine is the
+    /// parent's ItemProcessor, which exists while the parent does.
+    ///
+    /// Errors: as [`States::redrive_execution`].
+    pub(crate) async fn redrive_map_run_child(&self, arn: &str) -> AwsResult<Value> {
+        let mut req = Map::new();
+        req.insert("executionArn".into(), Value::from(arn));
+        self.redrive(&req, true).await
+    }
+
+    async fn redrive(&self, req: &Map<String, Value>, by_map_run: bool) -> AwsResult<Value> {
         let arn = req_str(req, "executionArn")?.to_string();
         names::check_len(&arn, "executionArn", 1, 256)?;
         let token = opt_str(req, "clientToken")?.map(str::to_string);
@@ -242,7 +270,16 @@ impl States {
                 format!("Execution Does Not Exist: '{arn}'"),
             ));
         };
-        let machine_exists = self.load_machine(&row.state_machine_arn).is_ok();
+        if !by_map_run && self.map_run_of(&arn).is_some() {
+            let reason = self.redrive_reason(&row).unwrap_or_else(|| {
+                "Execution is a child workflow execution of a Map Run and is redriven by redriving its parent workflow".into()
+            });
+            return Err(err(
+                "ExecutionNotRedrivable",
+                format!("Execution '{arn}' cannot be redriven: {reason}."),
+            ));
+        }
+        let machine_exists = by_map_run || self.load_machine(&row.state_machine_arn).is_ok();
         let now = stratus_core::time::now_ms();
         let arn2 = arn.clone();
         let decision = self

@@ -407,6 +407,12 @@ impl ExecHost {
         st.redriven_at = Some(redriven_at_ms);
     }
 
+    /// How many times the execution was redriven (0: never), as set by
+    /// [`ExecHost::set_redrive`].
+    pub(crate) fn generation(&self) -> u32 {
+        self.st().generation
+    }
+
     /// TestState: task calls answer with `mock` instead of running.
     pub(crate) fn set_mock(&self, mock: Result<Value, Failure>) {
         *self.mock.lock().unwrap_or_else(|p| p.into_inner()) = Some(mock);
@@ -511,9 +517,16 @@ impl ExecHost {
     /// and task start them.
     async fn dispatch(&self, call: &TaskCall, resource: &Resource) -> Result<Value, Failure> {
         if let integrations::Integration::StartExecution(mode) = resource.integration {
+            // A redrive runs the task again: it starts a new child (its own
+            // derived name and record) rather than finding the child that
+            // failed or was stopped in the earlier run.
+            let key = match self.generation() {
+                0 => call.key.clone(),
+                g => format!("{}@{g}", call.key),
+            };
             let parent = crate::nested::Parent {
                 arn: &self.arn,
-                key: &call.key,
+                key: &key,
             };
             return self
                 .states
@@ -780,6 +793,7 @@ impl Host for ExecHost {
                 &self.region,
                 spec,
                 self.busy.clone(),
+                self.generation(),
             )
             .await
         })
