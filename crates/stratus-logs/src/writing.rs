@@ -93,8 +93,18 @@ pub(crate) fn check_batch(
             "Log events in a single PutLogEvents request must be in chronological order.",
         ));
     }
-    let (first, last) = (events[0].0, events[events.len() - 1].0);
-    if last - first > MAX_SPAN_MS {
+    // The span rule covers the valid events only (from 14 days ago to 2
+    // hours ahead): too old and too new events are rejected by index, not
+    // by failing the call (PutLogEvents API reference).
+    let valid = || {
+        events
+            .iter()
+            .map(|(ts, _)| *ts)
+            .filter(|ts| *ts >= now - MAX_AGE_MS && *ts <= now + MAX_FUTURE_MS)
+    };
+    if let (Some(first), Some(last)) = (valid().min(), valid().max())
+        && last - first > MAX_SPAN_MS
+    {
         return Err(invalid(
             "Log events in a single PutLogEvents request cannot span more than 24 hours.",
         ));
@@ -241,9 +251,23 @@ mod tests {
 
     #[test]
     fn old_and_new_events_are_rejected_by_index() {
-        // Too old, but spanning more than 24 hours: the whole call fails.
-        let ev = [(NOW - 15 * DAY_MS, "too old"), (NOW, "fine")];
+        // Valid events spanning more than 24 hours fail the whole call.
+        let ev = [(NOW - DAY_MS - 1, "valid"), (NOW, "valid too")];
         assert!(check_batch(&ev, NOW, None).is_err());
+        // The span counts valid events only: a too old event before them
+        // is rejected by index and the others are stored.
+        let ev = [(NOW - 15 * DAY_MS, "too old"), (NOW, "fine")];
+        let v = check_batch(&ev, NOW, None).unwrap();
+        assert_eq!(v.too_old_end, Some(0));
+        assert_eq!(v.accepted, vec![1]);
+        // Likewise a too new event after them.
+        let ev = [
+            (NOW - 20 * 3_600_000, "fine"),
+            (NOW + 5 * 3_600_000, "too new"),
+        ];
+        let v = check_batch(&ev, NOW, None).unwrap();
+        assert_eq!(v.accepted, vec![0]);
+        assert_eq!(v.too_new_start, Some(1));
         let ev = [
             (NOW - DAY_MS - 10, "expired with 1 day retention"),
             (NOW - 2 * 3_600_000, "fine"),
