@@ -280,15 +280,26 @@ impl Logs {
                 .map_err(store_err)?;
             let n = rows.len();
             for r in rows {
-                key = r.key;
-                scanned += 1;
                 if pattern.matches(&r.message) {
-                    bytes += r.message.len() + 26;
-                    found.push(r);
-                    if found.len() >= limit || bytes >= MAX_RESPONSE_BYTES {
+                    let size = r.message.len() + 26;
+                    // A page holds at most 1 MB of events (but always at
+                    // least one): an event that does not fit opens the
+                    // next page, so the token stays before it.
+                    if !found.is_empty() && bytes + size > MAX_RESPONSE_BYTES {
                         more = true;
                         break 'scan;
                     }
+                    key = r.key;
+                    scanned += 1;
+                    bytes += size;
+                    found.push(r);
+                    if found.len() >= limit {
+                        more = true;
+                        break 'scan;
+                    }
+                } else {
+                    key = r.key;
+                    scanned += 1;
                 }
                 if scanned >= MAX_SCAN {
                     more = true;
