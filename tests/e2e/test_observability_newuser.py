@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from harness import aws_cli_path, invoke_ok, make_client, make_zip, start_server, wait_for_function
+from harness import (aws_cli_path, invoke_ok, make_client, make_zip, raw_error_code, signed_request,
+                     start_server, wait_for_function)
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
@@ -304,3 +305,30 @@ def test_filter_log_events_pages_hold_at_most_1_mb(logs):
         assert len(pages) < 10
     assert [m for p in pages for m in p] == ["0", "1", "2"]
     assert pages[0] == ["0", "1"]
+
+
+def test_put_log_events_member_types(server, logs):
+    """The json protocol's rule, as for the request's own members: an event
+    member of the wrong JSON type is SerializationException, a missing one
+    InvalidParameterException; both HTTP 400."""
+    g = uname("/newuser/types")
+    logs.create_log_group(logGroupName=g)
+    logs.create_log_stream(logGroupName=g, logStreamName="s")
+    now = now_ms()
+    cases = [
+        ([{"timestamp": "now", "message": "x"}], "SerializationException"),
+        ([{"timestamp": now + 0.5, "message": "x"}], "SerializationException"),
+        ([{"timestamp": now, "message": 5}], "SerializationException"),
+        ([5], "SerializationException"),
+        ([{"message": "x"}], "InvalidParameterException"),
+        ([{"timestamp": now}], "InvalidParameterException"),
+        ([{"timestamp": now, "message": None}], "InvalidParameterException"),
+    ]
+    for events, code in cases:
+        body = json.dumps({"logGroupName": g, "logStreamName": "s", "logEvents": events}).encode()
+        status, headers, answer = signed_request(
+            server.url, "POST", "/", body,
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": "Logs_20140328.PutLogEvents"})
+        assert (status, raw_error_code(headers, answer)) == (400, code), (events, answer)
+    assert logs.get_log_events(logGroupName=g, logStreamName="s")["events"] == []

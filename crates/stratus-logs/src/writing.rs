@@ -15,7 +15,7 @@ use stratus_core::AwsResult;
 use stratus_store::LogEvent;
 use stratus_store::rusqlite::{OptionalExtension, params};
 
-use crate::input::{Input, check_group_name, check_stream_name};
+use crate::input::{Input, check_group_name, check_stream_name, serialization};
 use crate::{DAY_MS, Logs, group_not_found, invalid, store_err, stream_not_found};
 
 /// Most events in one PutLogEvents call.
@@ -134,7 +134,9 @@ impl Logs {
     /// "rejectedLogEventsInfo"?}`.
     ///
     /// Errors: `ResourceNotFoundException` (group or stream),
-    /// `InvalidParameterException` (batch rules, see the module doc).
+    /// `InvalidParameterException` (batch rules, see the module doc; an
+    /// event without its timestamp or message), `SerializationException`
+    /// (an event or member of the wrong JSON type).
     pub(crate) async fn put_log_events(&self, region: &str, req: &Input) -> AwsResult<Value> {
         let group = req.req_str("logGroupName")?.to_string();
         check_group_name(&group, "logGroupName")?;
@@ -145,16 +147,30 @@ impl Logs {
             .ok_or_else(|| invalid("Missing required parameter logEvents."))?;
         let mut events = Vec::with_capacity(raw.len());
         for (i, e) in raw.iter().enumerate() {
-            let ts = e.get("timestamp").and_then(Value::as_i64);
-            let msg = e.get("message").and_then(Value::as_str);
-            match (ts, msg) {
-                (Some(ts), Some(m)) => events.push((ts, m)),
-                _ => {
-                    return Err(invalid(format!(
-                        "Log event {i} needs a timestamp (ms since the epoch) and a message (string)."
-                    )));
-                }
-            }
+            // As the json protocol answers: a member of the wrong type is
+            // SerializationException, a missing one InvalidParameterException.
+            let n = i + 1;
+            let Some(e) = e.as_object() else {
+                return Err(serialization(format!(
+                    "logEvents.{n} must be an object with a timestamp and a message."
+                )));
+            };
+            let member = |name: &str| {
+                e.get(name).filter(|v| !v.is_null()).ok_or_else(|| {
+                    invalid(format!(
+                        "1 validation error detected: Value null at 'logEvents.{n}.member.{name}' failed to satisfy constraint: Member must not be null"
+                    ))
+                })
+            };
+            let ts = member("timestamp")?.as_i64().ok_or_else(|| {
+                serialization(format!(
+                    "logEvents.{n}.timestamp must be an integer (ms since the epoch)."
+                ))
+            })?;
+            let msg = member("message")?
+                .as_str()
+                .ok_or_else(|| serialization(format!("logEvents.{n}.message must be a string.")))?;
+            events.push((ts, msg));
         }
         let g = self
             .load_group(region, &group)?
