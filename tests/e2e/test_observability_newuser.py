@@ -332,3 +332,29 @@ def test_put_log_events_member_types(server, logs):
                      "X-Amz-Target": "Logs_20140328.PutLogEvents"})
         assert (status, raw_error_code(headers, answer)) == (400, code), (events, answer)
     assert logs.get_log_events(logGroupName=g, logStreamName="s")["events"] == []
+
+
+def test_tags_need_at_least_one_string_entry(server, logs):
+    """The model's `Tags` map has 1-50 entries of string values: an empty
+    map is InvalidParameterException, a value of another JSON type
+    SerializationException, in TagResource, TagLogGroup and CreateLogGroup."""
+    g = uname("/newuser/tags")
+    logs.create_log_group(logGroupName=g)
+    arn = logs.describe_log_groups(logGroupNamePrefix=g)["logGroups"][0]["logGroupArn"]
+    bodies = [
+        ("TagResource", {"resourceArn": arn, "tags": {}}, "InvalidParameterException"),
+        ("TagLogGroup", {"logGroupName": g, "tags": {}}, "InvalidParameterException"),
+        ("CreateLogGroup", {"logGroupName": g + "-2", "tags": {}}, "InvalidParameterException"),
+        ("TagResource", {"resourceArn": arn, "tags": {"k": 5}}, "SerializationException"),
+        ("CreateLogGroup", {"logGroupName": g + "-3", "tags": {"k": True}}, "SerializationException"),
+    ]
+    for op, body, code in bodies:
+        status, headers, answer = signed_request(
+            server.url, "POST", "/", json.dumps(body).encode(),
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": f"Logs_20140328.{op}"})
+        assert (status, raw_error_code(headers, answer)) == (400, code), (op, body, answer)
+    assert logs.list_tags_for_resource(resourceArn=arn)["tags"] == {}
+    assert logs.describe_log_groups(logGroupNamePrefix=g + "-")["logGroups"] == []
+    # Without `tags` CreateLogGroup is fine.
+    logs.create_log_group(logGroupName=g + "-4")
