@@ -382,8 +382,10 @@ def test_filter_patterns(logs, aws_cli):
             msgs(filterPattern='{ ($.eventType = "UpdateTrail") || ($.ok IS TRUE && $.latency >= 700) }')] \
         == ["UpdateTrail", "CreateTrail"]
     assert msgs(filterPattern="{ $.missing NOT EXISTS && $.latency = 50 }") != []
+    # Both ends inclusive: "events with a timestamp later than endTime are not returned".
     assert msgs(startTime=base + 1, endTime=base + 3) == ["[ERROR] Unhandled exception. Exiting",
-                                                          "[WARN] disk almost full"]
+                                                          "[WARN] disk almost full",
+                                                          "[INFO] Failed to process the request"]
     # The calls `aws logs tail` (AWS CLI v2) makes: interleaved, from a start time.
     tail = logs.get_paginator("filter_log_events").paginate(
         logGroupName=g, interleaved=True, startTime=base + 10, filterPattern="?ERROR ?eventType")

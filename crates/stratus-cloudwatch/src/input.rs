@@ -181,7 +181,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z|+hh:mm|-hh:mm]` (a date alone is
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z|±hh:mm|±hhmm|±hh]` (a date alone is
 /// midnight UTC) to ms since the epoch.
 pub fn parse_iso(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -229,12 +229,23 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     }
     match s.get(i..)? {
         "" | "Z" | "z" => Some(ms),
+        // ISO 8601 offsets: `+hh:mm`, `+hhmm` or `+hh` (and `-`).
         tz if (tz.starts_with('+') || tz.starts_with('-'))
-            && tz.len() == 6
-            && tz.as_bytes()[3] == b':' =>
+            && matches!(tz.len(), 3 | 5 | 6)
+            && tz[1..]
+                .bytes()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_digit() || (i == 2 && c == b':' && tz.len() == 6)) =>
         {
             let oh: i64 = tz.get(1..3)?.parse().ok()?;
-            let om: i64 = tz.get(4..6)?.parse().ok()?;
+            let om: i64 = match tz.len() {
+                3 => 0,
+                5 => tz.get(3..5)?.parse().ok()?,
+                _ => tz.get(4..6)?.parse().ok()?,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let off = (oh * 60 + om) * 60_000;
             Some(if tz.starts_with('+') {
                 ms - off
@@ -351,6 +362,17 @@ mod tests {
             parse_iso("2021-03-04T06:06:07.089+01:00"),
             Some(1_614_834_367_089)
         );
+        assert_eq!(
+            parse_iso("2021-03-04T06:06:07.089+0100"),
+            Some(1_614_834_367_089)
+        );
+        assert_eq!(
+            parse_iso("2021-03-04T00:06:07.089-05"),
+            Some(1_614_834_367_089)
+        );
+        assert_eq!(parse_iso("2021-03-04T06:06:07+25:00"), None);
+        assert_eq!(parse_iso("2021-03-04T06:06:07+01:7"), None);
+        assert_eq!(parse_iso("2021-03-04T06:06:07+1:000"), None);
         assert_eq!(parse_iso("2021-03-04"), Some(1_614_816_000_000));
         assert_eq!(parse_iso("2021-13-04T00:00:00Z"), None);
         assert_eq!(parse_iso("yesterday"), None);

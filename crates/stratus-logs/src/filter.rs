@@ -116,7 +116,7 @@ impl Pattern {
                 .and_then(|s| s.strip_suffix('}'))
                 .ok_or_else(|| bad(text, "a JSON pattern must end with '}'"))?;
             let tokens = lex(inner).map_err(|e| bad(text, &e))?;
-            let mut p = Parser { tokens, at: 0 };
+            let mut p = Parser::new(tokens);
             let e = p.or().map_err(|e| bad(text, &e))?;
             if p.at != p.tokens.len() {
                 return Err(bad(text, "unexpected text after the expression"));
@@ -280,7 +280,7 @@ fn fields_pattern(inner: &str) -> Result<Pattern, String> {
             // fields the way JSON selectors name keys.
             let expr_text = prefix_names(part);
             let tokens = lex(&expr_text)?;
-            let mut p = Parser { tokens, at: 0 };
+            let mut p = Parser::new(tokens);
             let e = p.or()?;
             if p.at != p.tokens.len() {
                 return Err(format!("unexpected text in field '{part}'"));
@@ -553,12 +553,27 @@ fn selector(c: &[char], start: usize) -> Result<(Vec<Seg>, usize), String> {
     Ok((segs, i))
 }
 
+/// How deep parentheses may nest in a condition. The parser recurses once
+/// per level, so an unbounded depth (a 1,024-character pattern holds a
+/// thousand `(`) would overflow the thread's stack.
+pub const MAX_NESTING: usize = 64;
+
 struct Parser {
     tokens: Vec<Tok>,
     at: usize,
+    /// Parentheses open at the current position.
+    depth: usize,
 }
 
 impl Parser {
+    fn new(tokens: Vec<Tok>) -> Parser {
+        Parser {
+            tokens,
+            at: 0,
+            depth: 0,
+        }
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.tokens.get(self.at)
     }
@@ -590,7 +605,12 @@ impl Parser {
     fn primary(&mut self) -> Result<Expr, String> {
         match self.next() {
             Some(Tok::Open) => {
+                if self.depth >= MAX_NESTING {
+                    return Err(format!("parentheses may nest at most {MAX_NESTING} deep"));
+                }
+                self.depth += 1;
                 let e = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Tok::Close) => Ok(e),
                     _ => Err("a '(' is not closed".into()),
@@ -821,6 +841,26 @@ mod tests {
             let e = Pattern::parse(p).unwrap_err();
             assert_eq!(e.code, "InvalidParameterException", "{p}");
         }
+    }
+
+    #[test]
+    fn deep_parentheses_are_refused_not_a_stack_overflow() {
+        // Within the 1,024-character limit of filterPattern.
+        for p in [
+            format!("{{ {} }}", "(".repeat(1010)),
+            format!("{{ {}$.a = 1{} }}", "(".repeat(500), ")".repeat(500)),
+            format!("[a = 1 || {}a = 2{}]", "(".repeat(500), ")".repeat(500)),
+        ] {
+            let e = Pattern::parse(&p).unwrap_err();
+            assert_eq!(e.code, "InvalidParameterException");
+            assert!(e.message.contains("nest"), "{}", e.message);
+        }
+        let ok = format!(
+            "{{ {}$.a = 1{} }}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(m(&ok, r#"{"a": 1}"#));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use stratus_core::{AwsError, AwsResult};
 use stratus_store::rusqlite::{self, OptionalExtension, params};
 
-use crate::input::{Input, check_group_name, check_stream_name, group_of_arn};
+use crate::input::{Input, check_group_name, check_stream_name, group_of_arn, serialization};
 use crate::{Logs, group_not_found, invalid, store_err, stream_not_found};
 
 /// Most tags on a log group.
@@ -49,14 +49,22 @@ fn offset_token(t: Option<&str>) -> AwsResult<usize> {
     }
 }
 
-/// Checks tags against the model: at most 50, keys 1-128 characters,
-/// values at most 256.
+/// Checks a `tags` map that was given against the model's `Tags` shape:
+/// 1-50 entries, keys 1-128 characters, values strings of at most 256.
 ///
-/// Errors: `InvalidParameterException`, `TooManyTagsException`.
+/// Errors: `InvalidParameterException` (no entry, a key or value out of
+/// bounds), `SerializationException` (a value that is not a string).
 fn check_tags(tags: &Map<String, Value>) -> AwsResult<()> {
+    if tags.is_empty() {
+        return Err(invalid(
+            "1 validation error detected: Value '{}' at 'tags' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ));
+    }
     for (k, v) in tags {
         let Some(v) = v.as_str() else {
-            return Err(invalid(format!("The value of tag '{k}' must be a string.")));
+            return Err(serialization(format!(
+                "The value of tag '{k}' must be a string."
+            )));
         };
         if k.is_empty() || k.chars().count() > 128 {
             return Err(invalid(format!(
@@ -121,8 +129,11 @@ impl Logs {
     pub(crate) async fn create_log_group(&self, region: &str, req: &Input) -> AwsResult<Value> {
         let name = req.req_str("logGroupName")?;
         check_group_name(name, "logGroupName")?;
-        let tags = req.opt_map("tags")?.cloned().unwrap_or_default();
-        check_tags(&tags)?;
+        let tags = req.opt_map("tags")?.cloned();
+        if let Some(t) = &tags {
+            check_tags(t)?;
+        }
+        let tags = tags.unwrap_or_default();
         if tags.len() > MAX_TAGS {
             return Err(too_many_tags(&self.group_arn(region, name)));
         }

@@ -9,7 +9,8 @@ use crate::invalid;
 /// A request body: a JSON object.
 pub(crate) struct Input(pub Map<String, Value>);
 
-fn serialization(msg: String) -> AwsError {
+/// `SerializationException` (HTTP 400): a member of the wrong JSON type.
+pub(crate) fn serialization(msg: String) -> AwsError {
     AwsError::new(400, "SerializationException", msg)
 }
 

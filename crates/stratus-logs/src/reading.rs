@@ -187,8 +187,8 @@ impl Logs {
     /// FilterLogEvents: events of a group, across its streams (all, those
     /// named in `logStreamNames`, or those starting with
     /// `logStreamNamePrefix`), in timestamp order, that match
-    /// `filterPattern` (see [`crate::filter`]); `startTime` inclusive,
-    /// `endTime` exclusive (ms); `limit` 1-10,000 (default 10,000, at most
+    /// `filterPattern` (see [`crate::filter`]); `startTime` and `endTime`
+    /// both inclusive (ms), as the model documents them; `limit` 1-10,000 (default 10,000, at most
     /// 1 MB). A call examines at most 100,000 events: `nextToken` is
     /// present whenever more events remain.
     ///
@@ -231,7 +231,10 @@ impl Logs {
             None => (-1, -1),
         };
         let g = self.group(region, &group)?;
-        let (lo, hi) = window(req, g.retention_days)?;
+        let (lo, end) = window(req, g.retention_days)?;
+        // FilterLogEvents' `endTime` is inclusive ("events with a timestamp
+        // later than this time are not returned"), unlike GetLogEvents'.
+        let hi = end.saturating_add(1);
         let mut sql = String::from(
             "SELECT timestamp, seq, log_stream, ingestion, message FROM log_events
              WHERE region = ? AND log_group = ? AND timestamp >= max(?, ?) AND timestamp < ?
@@ -277,15 +280,26 @@ impl Logs {
                 .map_err(store_err)?;
             let n = rows.len();
             for r in rows {
-                key = r.key;
-                scanned += 1;
                 if pattern.matches(&r.message) {
-                    bytes += r.message.len() + 26;
-                    found.push(r);
-                    if found.len() >= limit || bytes >= MAX_RESPONSE_BYTES {
+                    let size = r.message.len() + 26;
+                    // A page holds at most 1 MB of events (but always at
+                    // least one): an event that does not fit opens the
+                    // next page, so the token stays before it.
+                    if !found.is_empty() && bytes + size > MAX_RESPONSE_BYTES {
                         more = true;
                         break 'scan;
                     }
+                    key = r.key;
+                    scanned += 1;
+                    bytes += size;
+                    found.push(r);
+                    if found.len() >= limit {
+                        more = true;
+                        break 'scan;
+                    }
+                } else {
+                    key = r.key;
+                    scanned += 1;
                 }
                 if scanned >= MAX_SCAN {
                     more = true;

@@ -15,7 +15,7 @@ use stratus_core::AwsResult;
 use stratus_store::LogEvent;
 use stratus_store::rusqlite::{OptionalExtension, params};
 
-use crate::input::{Input, check_group_name, check_stream_name};
+use crate::input::{Input, check_group_name, check_stream_name, serialization};
 use crate::{DAY_MS, Logs, group_not_found, invalid, store_err, stream_not_found};
 
 /// Most events in one PutLogEvents call.
@@ -93,8 +93,18 @@ pub(crate) fn check_batch(
             "Log events in a single PutLogEvents request must be in chronological order.",
         ));
     }
-    let (first, last) = (events[0].0, events[events.len() - 1].0);
-    if last - first > MAX_SPAN_MS {
+    // The span rule covers the valid events only (from 14 days ago to 2
+    // hours ahead): too old and too new events are rejected by index, not
+    // by failing the call (PutLogEvents API reference).
+    let valid = || {
+        events
+            .iter()
+            .map(|(ts, _)| *ts)
+            .filter(|ts| *ts >= now - MAX_AGE_MS && *ts <= now + MAX_FUTURE_MS)
+    };
+    if let (Some(first), Some(last)) = (valid().min(), valid().max())
+        && last - first > MAX_SPAN_MS
+    {
         return Err(invalid(
             "Log events in a single PutLogEvents request cannot span more than 24 hours.",
         ));
@@ -124,7 +134,9 @@ impl Logs {
     /// "rejectedLogEventsInfo"?}`.
     ///
     /// Errors: `ResourceNotFoundException` (group or stream),
-    /// `InvalidParameterException` (batch rules, see the module doc).
+    /// `InvalidParameterException` (batch rules, see the module doc; an
+    /// event without its timestamp or message), `SerializationException`
+    /// (an event or member of the wrong JSON type).
     pub(crate) async fn put_log_events(&self, region: &str, req: &Input) -> AwsResult<Value> {
         let group = req.req_str("logGroupName")?.to_string();
         check_group_name(&group, "logGroupName")?;
@@ -135,16 +147,30 @@ impl Logs {
             .ok_or_else(|| invalid("Missing required parameter logEvents."))?;
         let mut events = Vec::with_capacity(raw.len());
         for (i, e) in raw.iter().enumerate() {
-            let ts = e.get("timestamp").and_then(Value::as_i64);
-            let msg = e.get("message").and_then(Value::as_str);
-            match (ts, msg) {
-                (Some(ts), Some(m)) => events.push((ts, m)),
-                _ => {
-                    return Err(invalid(format!(
-                        "Log event {i} needs a timestamp (ms since the epoch) and a message (string)."
-                    )));
-                }
-            }
+            // As the json protocol answers: a member of the wrong type is
+            // SerializationException, a missing one InvalidParameterException.
+            let n = i + 1;
+            let Some(e) = e.as_object() else {
+                return Err(serialization(format!(
+                    "logEvents.{n} must be an object with a timestamp and a message."
+                )));
+            };
+            let member = |name: &str| {
+                e.get(name).filter(|v| !v.is_null()).ok_or_else(|| {
+                    invalid(format!(
+                        "1 validation error detected: Value null at 'logEvents.{n}.member.{name}' failed to satisfy constraint: Member must not be null"
+                    ))
+                })
+            };
+            let ts = member("timestamp")?.as_i64().ok_or_else(|| {
+                serialization(format!(
+                    "logEvents.{n}.timestamp must be an integer (ms since the epoch)."
+                ))
+            })?;
+            let msg = member("message")?
+                .as_str()
+                .ok_or_else(|| serialization(format!("logEvents.{n}.message must be a string.")))?;
+            events.push((ts, msg));
         }
         let g = self
             .load_group(region, &group)?
@@ -241,9 +267,23 @@ mod tests {
 
     #[test]
     fn old_and_new_events_are_rejected_by_index() {
-        // Too old, but spanning more than 24 hours: the whole call fails.
-        let ev = [(NOW - 15 * DAY_MS, "too old"), (NOW, "fine")];
+        // Valid events spanning more than 24 hours fail the whole call.
+        let ev = [(NOW - DAY_MS - 1, "valid"), (NOW, "valid too")];
         assert!(check_batch(&ev, NOW, None).is_err());
+        // The span counts valid events only: a too old event before them
+        // is rejected by index and the others are stored.
+        let ev = [(NOW - 15 * DAY_MS, "too old"), (NOW, "fine")];
+        let v = check_batch(&ev, NOW, None).unwrap();
+        assert_eq!(v.too_old_end, Some(0));
+        assert_eq!(v.accepted, vec![1]);
+        // Likewise a too new event after them.
+        let ev = [
+            (NOW - 20 * 3_600_000, "fine"),
+            (NOW + 5 * 3_600_000, "too new"),
+        ];
+        let v = check_batch(&ev, NOW, None).unwrap();
+        assert_eq!(v.accepted, vec![0]);
+        assert_eq!(v.too_new_start, Some(1));
         let ev = [
             (NOW - DAY_MS - 10, "expired with 1 day retention"),
             (NOW - 2 * 3_600_000, "fine"),

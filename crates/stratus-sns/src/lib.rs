@@ -624,13 +624,14 @@ impl Sns {
             }
             "http" | "https" => {
                 let scheme = format!("{protocol}://");
-                let ok = endpoint
-                    .strip_prefix(&scheme)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-                    && endpoint.parse::<hyper::Uri>().is_ok();
-                if !ok {
+                if !endpoint.starts_with(&scheme) {
                     return Err(invalid(format!(
                         "Invalid parameter: Endpoint Reason: An {protocol} endpoint must start with {scheme}"
+                    )));
+                }
+                if let Err(why) = stratus_upstream::check_http_url(endpoint, &[&protocol]) {
+                    return Err(invalid(format!(
+                        "Invalid parameter: Endpoint Reason: {why}"
                     )));
                 }
             }

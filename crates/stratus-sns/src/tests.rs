@@ -1055,3 +1055,46 @@ async fn https_subscriptions_take_https_urls_and_delivery_policies() {
     assert_eq!(crate::delivery::retry_delay_ms("https", 3), Some(20_000));
     assert_eq!(crate::delivery::retry_delay_ms("https", 4), None);
 }
+
+#[tokio::test]
+async fn http_endpoints_must_name_a_host_and_a_valid_port() {
+    let e = env();
+    let xml = call(&e.sns, "CreateTopic", &[("Name", "hooks")])
+        .await
+        .unwrap();
+    let arn = between(&xml, "TopicArn").to_string();
+    let sub = |protocol: &'static str, endpoint: &'static str| {
+        let (sns, arn) = (&e.sns, arn.clone());
+        async move {
+            call(
+                sns,
+                "Subscribe",
+                &[
+                    ("TopicArn", &arn),
+                    ("Protocol", protocol),
+                    ("Endpoint", endpoint),
+                ],
+            )
+            .await
+        }
+    };
+    for (protocol, endpoint, why) in [
+        ("https", "http://example.com/", "must start with https://"),
+        ("https", "https://", "not a valid URL"),
+        ("https", "https://:443/x", "names no host"),
+        ("https", "https://localhost:99999/x", "port outside 1-65535"),
+        ("http", "http://localhost:0/", "port outside 1-65535"),
+        ("http", "http:// bad host/", "not a valid URL"),
+    ] {
+        let err = sub(protocol, endpoint).await.unwrap_err();
+        assert_eq!(
+            (err.status, err.code.as_str()),
+            (400, "InvalidParameter"),
+            "{endpoint}"
+        );
+        assert!(err.message.contains(why), "{endpoint}: {}", err.message);
+    }
+    for endpoint in ["https://127.0.0.1:8443/hook", "https://[::1]/hook"] {
+        sub("https", endpoint).await.unwrap();
+    }
+}

@@ -55,6 +55,44 @@ pub struct CallError {
     pub cause: String,
 }
 
+/// Checks that `url` is an absolute `http://` or `https://` URL (the
+/// scheme of `schemes`) naming a host, with a port of 1-65535 when one is
+/// given: the form upstream endpoints and SNS `http` / `https`
+/// subscription endpoints must have to be reachable at all.
+///
+/// Errors: a sentence saying what is wrong (no such scheme, no host, a
+/// port out of range, or the URL parser's own complaint).
+pub fn check_http_url(url: &str, schemes: &[&str]) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url} is not a valid URL ({e})"))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    if !schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+        let list: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+        return Err(format!("{url} does not start with {}", list.join(" or ")));
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(format!("{url} names no host"));
+    };
+    let host = authority.host();
+    if host.is_empty() {
+        return Err(format!("{url} names no host"));
+    }
+    // What follows the host in the authority: nothing, or `:port`.
+    let hostport = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, hp)| hp);
+    let rest = hostport.strip_prefix(host).unwrap_or("");
+    if let Some(port) = rest.strip_prefix(':') {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Err(format!("{url} has a port outside 1-65535")),
+        }
+    }
+    Ok(uri)
+}
+
 /// Which upstream endpoint serves which service.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpstreamConfig {
@@ -82,16 +120,15 @@ impl UpstreamConfig {
                 }
                 _ => (None, v.trim()),
             };
-            let host = url
-                .strip_prefix("http://")
-                .or_else(|| url.strip_prefix("https://"));
-            if host.is_none_or(|h| h.trim_end_matches('/').is_empty()) {
+            if service.as_deref() == Some("") {
                 return Err(format!(
-                    "--upstream-endpoint {v}: the endpoint must be an http:// or https:// URL with a host, e.g. https://127.0.0.1:4443"
+                    "--upstream-endpoint {v}: the service name before '=' is empty, e.g. dynamodb=https://127.0.0.1:4443"
                 ));
             }
-            if let Err(e) = url.parse::<http::Uri>() {
-                return Err(format!("--upstream-endpoint {v}: {e}"));
+            if let Err(e) = check_http_url(url, &["http", "https"]) {
+                return Err(format!(
+                    "--upstream-endpoint {v}: the endpoint must be an http:// or https:// URL with a host, e.g. https://127.0.0.1:4443: {e}"
+                ));
             }
             let url = url.trim_end_matches('/').to_string();
             match service {
@@ -658,6 +695,15 @@ mod tests {
         assert!(UpstreamConfig::parse(&["https://".into()]).is_err());
         assert!(UpstreamConfig::parse(&["127.0.0.1:5000".into()]).is_err());
         assert!(UpstreamConfig::parse(&["http://a".into(), "http://b".into()]).is_err());
+        // No host, no service name, or a port that cannot exist.
+        assert!(UpstreamConfig::parse(&["https://:99".into()]).is_err());
+        assert!(UpstreamConfig::parse(&["=http://x".into()]).is_err());
+        assert!(UpstreamConfig::parse(&["https://127.0.0.1:99999".into()]).is_err());
+        assert!(UpstreamConfig::parse(&["https://127.0.0.1:0".into()]).is_err());
+        assert!(UpstreamConfig::parse(&["s3=https://[::1".into()]).is_err());
+        let c = UpstreamConfig::parse(&["s3=https://[::1]:4443".into()]).unwrap();
+        assert_eq!(c.endpoint("s3"), Some("https://[::1]:4443"));
+        assert!(UpstreamConfig::parse(&["http://user@127.0.0.1:5000".into()]).is_ok());
         assert_eq!(UpstreamConfig::parse(&[]).unwrap().endpoint("s3"), None);
     }
 
