@@ -302,3 +302,19 @@ def test_a_timed_out_activity_task_of_a_redriven_run_answers_task_timed_out(sfn)
         sfn.send_task_success(taskToken=task["taskToken"], output="{}")
     assert_client_error(e, "TaskTimedOut", 400)
     sfn.stop_execution(executionArn=ex)
+
+
+def test_list_executions_checks_its_filters_before_the_state_machine(sfn):
+    # A value outside the model's enum (ExecutionRedriveFilter,
+    # ExecutionStatus) is a ValidationException, whatever the state machine.
+    from botocore.exceptions import ClientError
+    from harness import ACCOUNT, REGION, assert_client_error
+
+    missing = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name('nu-none')}"
+    for extra in ({"redriveFilter": "BOGUS"}, {"statusFilter": "BOGUS"}):
+        with pytest.raises(ClientError) as e:
+            sfn.list_executions(stateMachineArn=missing, **extra)
+        assert_client_error(e, "ValidationException", 400)
+    with pytest.raises(ClientError) as e:
+        sfn.list_executions(stateMachineArn=missing)
+    assert_client_error(e, "StateMachineDoesNotExist", 400)

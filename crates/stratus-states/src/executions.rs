@@ -682,6 +682,23 @@ impl States {
                 "Must provide a StateMachine ARN or MapRun ARN",
             ));
         };
+        // The members are checked against the model before any lookup.
+        let status = opt_str(req, "statusFilter")?.map(str::to_string);
+        if let Some(s) = &status
+            && !matches!(
+                s.as_str(),
+                "RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED" | "PENDING_REDRIVE"
+            )
+        {
+            return Err(names::validation(
+                s,
+                "statusFilter",
+                "Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE]",
+            ));
+        }
+        let redriven = crate::redrive::redrive_filter(req)?;
+        let start = parse_page_token(opt_str(req, "nextToken")?)?;
+        let size = page_size(req)?;
         // A version or alias ARN lists the executions started through it.
         let qualified = names::check_state_machine_arn(sm_arn)?.parts.len() == 2;
         let m = if qualified {
@@ -715,22 +732,6 @@ impl States {
                 "This operation is not supported by this type of state machine: ListExecutions lists STANDARD executions only.",
             ));
         }
-        let status = opt_str(req, "statusFilter")?.map(str::to_string);
-        if let Some(s) = &status
-            && !matches!(
-                s.as_str(),
-                "RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED" | "PENDING_REDRIVE"
-            )
-        {
-            return Err(names::validation(
-                s,
-                "statusFilter",
-                "Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE]",
-            ));
-        }
-        let redriven = crate::redrive::redrive_filter(req)?;
-        let start = parse_page_token(opt_str(req, "nextToken")?)?;
-        let size = page_size(req)?;
         let sm = m.state_machine_arn.clone();
         let rows: Vec<FullRow> = self.store.read(move |c| {
             let mut st = c.prepare_cached(&format!(
