@@ -603,7 +603,7 @@ pub fn parse_timestamp(s: &str) -> Option<(i64, u32)> {
     if i != b.len() {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = stratus_jsonata::calendar::days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
     Some((secs, nanos))
 }
@@ -620,17 +620,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
             }
         }
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -171,16 +171,6 @@ pub fn req_time(o: &Obj, key: &str, path: &str) -> AwsResult<i64> {
     opt_time(o, key, path)?.ok_or_else(|| missing(path))
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff][Z|±hh:mm|±hhmm|±hh]` (a date alone is
 /// midnight UTC) to ms since the epoch.
 pub fn parse_iso(s: &str) -> Option<i64> {
@@ -201,7 +191,7 @@ pub fn parse_iso(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let mut ms = days_from_civil(y, mo, d) * 86_400_000;
+    let mut ms = stratus_core::time::days_from_civil(y, mo, d) * 86_400_000;
     if b.len() == 10 {
         return Some(ms);
     }

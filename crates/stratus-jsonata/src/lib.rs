@@ -317,6 +317,10 @@ impl Expression {
 
 mod builtins;
 mod datetime;
+/// Proleptic Gregorian calendar arithmetic shared with the ASL engine.
+pub mod calendar {
+    pub use crate::datetime::{civil_from_days, days_from_civil};
+}
 mod eval;
 mod lexer;
 mod numfmt;

@@ -749,24 +749,13 @@ fn modified_time(zf: &ZipFile<'_, Cursor<&[u8]>>) -> Option<SystemTime> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
-    let secs = days_from_civil(year, month, day) * 86_400
+    let secs = stratus_core::time::days_from_civil(year, month, day) * 86_400
         + i64::from(dt.hour()) * 3600
         + i64::from(dt.minute()) * 60
         + i64::from(dt.second());
     u64::try_from(secs)
         .ok()
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn join(root: &Path, components: &[String]) -> PathBuf {
@@ -1080,8 +1069,8 @@ mod tests {
 
     #[test]
     fn dos_date_to_unix() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1980, 1, 1), 3_652);
+        assert_eq!(stratus_core::time::days_from_civil(1970, 1, 1), 0);
+        assert_eq!(stratus_core::time::days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(stratus_core::time::days_from_civil(1980, 1, 1), 3_652);
     }
 }
